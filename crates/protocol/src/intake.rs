@@ -1,0 +1,263 @@
+//! The intake form: the raw body as a customer sends it, and `Intake::parse`, which turns it into
+//! a value that is known to be valid or into per-field errors. The web form applies the same rules
+//! (both sides are checked against `tests/fixtures/intake/`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Vehicle;
+use crate::vin;
+
+pub const NAME_MAX: usize = 100;
+pub const EMAIL_MAX: usize = 254;
+pub const MAKE_MODEL_MAX: usize = 50;
+pub const CONCERN_MIN: usize = 10;
+pub const CONCERN_MAX: usize = 2000;
+pub const YEAR_MIN: i32 = 1900;
+pub const MILEAGE_MAX: u32 = 2_000_000;
+pub const PHONE_DIGITS_MIN: usize = 7;
+pub const PHONE_DIGITS_MAX: usize = 15;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VehicleInput {
+    pub year: i32,
+    pub make: String,
+    pub model: String,
+    #[serde(default)]
+    pub vin: Option<String>,
+    #[serde(default)]
+    pub mileage: Option<u32>,
+}
+
+/// `POST /api/intake` as sent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct IntakeRequest {
+    pub name: String,
+    pub email: String,
+    #[serde(default)]
+    pub phone: Option<String>,
+    pub vehicle: VehicleInput,
+    pub concern: String,
+    pub plan: String,
+}
+
+/// A checked intake; the plan id is checked against the configured plans by the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intake {
+    pub name: String,
+    pub email: String,
+    pub phone: Option<String>,
+    pub vehicle: Vehicle,
+    pub concern: String,
+    pub plan: String,
+}
+
+/// Problems found in a body, keyed by the field's path.
+pub type FieldErrors = BTreeMap<String, String>;
+
+fn trimmed_len(
+    field: &str,
+    value: &str,
+    min: usize,
+    max: usize,
+    errors: &mut FieldErrors,
+) -> String {
+    let value = value.trim();
+    let len = value.chars().count();
+    if len < min {
+        let message = if min <= 1 {
+            "This field is required".to_string()
+        } else {
+            format!("Please write at least {min} characters")
+        };
+        errors.insert(field.into(), message);
+    } else if len > max {
+        errors.insert(
+            field.into(),
+            format!("Please keep this under {} characters", max + 1),
+        );
+    }
+    value.to_string()
+}
+
+pub fn email_is_valid(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+pub fn phone_is_valid(phone: &str) -> bool {
+    let allowed = phone
+        .chars()
+        .all(|c| c.is_ascii_digit() || " +-().".contains(c));
+    let digits = phone.chars().filter(char::is_ascii_digit).count();
+    allowed && (PHONE_DIGITS_MIN..=PHONE_DIGITS_MAX).contains(&digits)
+}
+
+impl Intake {
+    /// Checks every field and reports all problems at once. `current_year` bounds the model year
+    /// (next year's models are sold this year).
+    pub fn parse(raw: IntakeRequest, current_year: i32) -> Result<Intake, FieldErrors> {
+        let mut errors = FieldErrors::new();
+        let name = trimmed_len("name", &raw.name, 1, NAME_MAX, &mut errors);
+        let email = trimmed_len("email", &raw.email, 1, EMAIL_MAX, &mut errors).to_lowercase();
+        if !errors.contains_key("email") && !email_is_valid(&email) {
+            errors.insert(
+                "email".into(),
+                "Please enter an email address like name@example.com".into(),
+            );
+        }
+        let phone = raw
+            .phone
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty());
+        if let Some(phone) = &phone {
+            if !phone_is_valid(phone) {
+                errors.insert(
+                    "phone".into(),
+                    format!("A phone number has {PHONE_DIGITS_MIN} to {PHONE_DIGITS_MAX} digits"),
+                );
+            }
+        }
+        let year_max = current_year + 1;
+        if !(YEAR_MIN..=year_max).contains(&raw.vehicle.year) {
+            errors.insert(
+                "vehicle.year".into(),
+                format!("The model year must be between {YEAR_MIN} and {year_max}"),
+            );
+        }
+        let make = trimmed_len(
+            "vehicle.make",
+            &raw.vehicle.make,
+            1,
+            MAKE_MODEL_MAX,
+            &mut errors,
+        );
+        let model = trimmed_len(
+            "vehicle.model",
+            &raw.vehicle.model,
+            1,
+            MAKE_MODEL_MAX,
+            &mut errors,
+        );
+        let vin = match raw.vehicle.vin.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(v) => match vin::parse(v) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    errors.insert("vehicle.vin".into(), e.to_string());
+                    None
+                }
+            },
+        };
+        if let Some(mileage) = raw.vehicle.mileage {
+            if mileage > MILEAGE_MAX {
+                errors.insert(
+                    "vehicle.mileage".into(),
+                    format!("Mileage must be at most {MILEAGE_MAX}"),
+                );
+            }
+        }
+        let concern = trimmed_len(
+            "concern",
+            &raw.concern,
+            CONCERN_MIN,
+            CONCERN_MAX,
+            &mut errors,
+        );
+        let plan = raw.plan.trim().to_string();
+        if plan.is_empty() {
+            errors.insert("plan".into(), "Please choose a plan".into());
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Intake {
+            name,
+            email,
+            phone,
+            vehicle: Vehicle {
+                year: raw.vehicle.year,
+                make,
+                model,
+                vin,
+                mileage: raw.vehicle.mileage,
+            },
+            concern,
+            plan,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> IntakeRequest {
+        IntakeRequest {
+            name: " Dana Driver ".into(),
+            email: "Dana@Example.com".into(),
+            phone: Some("+1 (555) 010-2030".into()),
+            vehicle: VehicleInput {
+                year: 2018,
+                make: "Honda".into(),
+                model: "Civic".into(),
+                vin: Some("1hgcm82633a004352".into()),
+                mileage: Some(84_000),
+            },
+            concern: "Grinding noise when braking at low speed".into(),
+            plan: "trial".into(),
+        }
+    }
+
+    #[test]
+    fn a_valid_intake_is_normalised() {
+        let intake = Intake::parse(valid(), 2026).unwrap();
+        assert_eq!(intake.name, "Dana Driver");
+        assert_eq!(intake.email, "dana@example.com");
+        assert_eq!(intake.vehicle.vin.as_deref(), Some("1HGCM82633A004352"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let mut raw = valid();
+        raw.name = "  ".into();
+        raw.email = "not-an-email".into();
+        raw.vehicle.year = 2030;
+        raw.vehicle.vin = Some("1HGCM82643A004352".into());
+        raw.concern = "noise".into();
+        raw.phone = Some("12".into());
+        let errors = Intake::parse(raw, 2026).unwrap_err();
+        let fields: Vec<&str> = errors.keys().map(String::as_str).collect();
+        assert_eq!(
+            fields,
+            [
+                "concern",
+                "email",
+                "name",
+                "phone",
+                "vehicle.vin",
+                "vehicle.year"
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_optional_fields_are_absent() {
+        let mut raw = valid();
+        raw.phone = Some(" ".into());
+        raw.vehicle.vin = Some("".into());
+        let intake = Intake::parse(raw, 2026).unwrap();
+        assert_eq!(intake.phone, None);
+        assert_eq!(intake.vehicle.vin, None);
+    }
+}

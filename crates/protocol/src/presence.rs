@@ -1,0 +1,163 @@
+//! Presence matching. Supabase keys presence state by *connection* (a random UUID per socket
+//! unless the client sets a key), so "is this user here" must be answered from the payloads'
+//! `user_id`, across every key and every entry under a key. Keys are never compared with user ids.
+//!
+//! State arrives in two shapes and both are accepted: realtime-js' `presenceState()`
+//! (`{key: [payload, …]}`) and Phoenix' raw form (`{key: {metas: [payload, …]}}`).
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::model::Role;
+
+/// The payload every Wrenchline client tracks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresencePayload {
+    pub user_id: String,
+    pub role: Role,
+    pub online_at: String,
+}
+
+/// Every payload in a presence state, whatever its key.
+pub fn payloads(state: &Value) -> impl Iterator<Item = &Value> {
+    state
+        .as_object()
+        .into_iter()
+        .flat_map(|keys| keys.values())
+        .flat_map(|entry| {
+            let list = match entry {
+                Value::Array(list) => Some(list),
+                Value::Object(obj) => obj.get("metas").and_then(Value::as_array),
+                _ => None,
+            };
+            list.into_iter().flatten()
+        })
+}
+
+/// The user ids present, read from the payloads.
+pub fn present_user_ids(state: &Value) -> BTreeSet<String> {
+    payloads(state)
+        .filter_map(|p| p.get("user_id").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether `user_id` is tracked on at least one connection.
+pub fn is_present(state: &Value, user_id: &str) -> bool {
+    !user_id.is_empty()
+        && payloads(state).any(|p| p.get("user_id").and_then(Value::as_str) == Some(user_id))
+}
+
+/// Who of a session's two participants is present; an unassigned mechanic is never present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Participants {
+    pub customer_present: bool,
+    pub mechanic_present: bool,
+}
+
+impl Participants {
+    pub fn of(state: &Value, customer_id: &str, mechanic_id: Option<&str>) -> Self {
+        Participants {
+            customer_present: is_present(state, customer_id),
+            mechanic_present: mechanic_id.is_some_and(|id| is_present(state, id)),
+        }
+    }
+
+    pub fn both(self) -> bool {
+        self.customer_present && self.mechanic_present
+    }
+
+    /// The roles still missing, customer first.
+    pub fn missing(self) -> Vec<Role> {
+        let mut missing = Vec::new();
+        if !self.customer_present {
+            missing.push(Role::Customer);
+        }
+        if !self.mechanic_present {
+            missing.push(Role::Mechanic);
+        }
+        missing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[derive(Deserialize)]
+    struct Fixture {
+        description: String,
+        customer_id: String,
+        mechanic_id: Option<String>,
+        state: Value,
+        expect: Expect,
+    }
+
+    #[derive(Deserialize)]
+    struct Expect {
+        customer_present: bool,
+        mechanic_present: bool,
+        present_user_ids: Vec<String>,
+    }
+
+    fn fixtures() -> Vec<(PathBuf, Fixture)> {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/presence");
+        let mut out: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .map(|p| {
+                let text = std::fs::read_to_string(&p).unwrap();
+                let fixture =
+                    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                (p, fixture)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    #[test]
+    fn shared_fixtures_match() {
+        let all = fixtures();
+        assert!(
+            all.len() >= 6,
+            "expected the shared fixture set, found {}",
+            all.len()
+        );
+        for (path, f) in all {
+            let got = Participants::of(&f.state, &f.customer_id, f.mechanic_id.as_deref());
+            assert_eq!(
+                (got.customer_present, got.mechanic_present),
+                (f.expect.customer_present, f.expect.mechanic_present),
+                "{}: {}",
+                path.display(),
+                f.description
+            );
+            let ids: Vec<String> = present_user_ids(&f.state).into_iter().collect();
+            let mut want = f.expect.present_user_ids.clone();
+            want.sort();
+            assert_eq!(ids, want, "{}", path.display());
+        }
+    }
+
+    #[test]
+    fn keys_are_never_taken_for_user_ids() {
+        let state = serde_json::json!({ "u1": [{ "user_id": "someone-else" }] });
+        assert!(!is_present(&state, "u1"));
+        assert!(is_present(&state, "someone-else"));
+    }
+
+    #[test]
+    fn missing_lists_roles() {
+        let p = Participants {
+            customer_present: true,
+            mechanic_present: false,
+        };
+        assert_eq!(p.missing(), vec![Role::Mechanic]);
+        assert!(!p.both());
+    }
+}

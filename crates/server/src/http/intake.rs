@@ -1,0 +1,247 @@
+//! The customer's way in: plans, the waiver text, the intake that creates the customer identity
+//! and a pending session, the waiver signature that offers it to mechanics, and resume links.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use axum_extra::extract::CookieJar;
+use uuid::Uuid;
+use wrenchline_protocol::{
+    ErrorBody, Intake, IntakeRequest, IntakeResponse, Plan, ResumeLink, ResumeRequest,
+    ResumeResponse, Role, User, Waiver, WaiverRequest, WaiverResponse,
+};
+
+use crate::auth::{TokenError, TokenKind};
+use crate::error::ApiError;
+use crate::events::Change;
+use crate::extract::{ApiJson, ApiPath, Caller, CUSTOMER_COOKIE};
+use crate::lifecycle;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/plans", get(plans))
+        .route("/api/waiver", get(waiver))
+        .route("/api/intake", post(intake))
+        .route("/api/sessions/{id}/waiver", post(sign_waiver))
+        .route("/api/sessions/{id}/resume-link", post(resume_link))
+        .route("/api/resume", post(resume))
+}
+
+/// The identity cookie: HttpOnly, Secure, SameSite=Strict, for the whole site.
+fn identity_cookie(state: &AppState, user: &User) -> Cookie<'static> {
+    let ttl = state.settings.customer_cookie_ttl;
+    let token = state
+        .signer
+        .sign(user, TokenKind::Customer, ttl, None, state.now());
+    Cookie::build((CUSTOMER_COOKIE, token))
+        .http_only(true)
+        .secure(true)
+        .same_site(SameSite::Strict)
+        .path("/")
+        .max_age(ttl)
+        .build()
+}
+
+#[utoipa::path(get, path = "/api/plans", tag = "customer",
+    responses((status = 200, description = "Bookable plans", body = [Plan])))]
+pub async fn plans(State(state): State<AppState>) -> Json<Vec<Plan>> {
+    Json(state.settings.plans.clone())
+}
+
+#[utoipa::path(get, path = "/api/waiver", tag = "customer",
+    responses((status = 200, description = "The waiver customers sign", body = Waiver)))]
+pub async fn waiver(State(state): State<AppState>) -> Json<Waiver> {
+    Json(state.settings.waiver.clone())
+}
+
+#[utoipa::path(post, path = "/api/intake", tag = "customer", request_body = IntakeRequest,
+    responses(
+        (status = 201, description = "Pending session created; sets the identity cookie for a new customer", body = IntakeResponse),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, description = "Invalid fields", body = ErrorBody)))]
+pub async fn intake(
+    State(state): State<AppState>,
+    caller: Option<Caller>,
+    jar: CookieJar,
+    ApiJson(raw): ApiJson<IntakeRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    if caller.as_ref().is_some_and(|c| c.role() == Role::Mechanic) {
+        return Err(ApiError::forbidden(
+            "customers_only",
+            "Mechanics cannot file requests",
+        ));
+    }
+    let now = state.now();
+    let plan_id = raw.plan.trim().to_string();
+    let parsed = Intake::parse(raw, now.year());
+    let plan = state.settings.plan(&plan_id).cloned();
+    let intake = match (parsed, &plan) {
+        (Ok(intake), Some(_)) => intake,
+        (Ok(_), None) => {
+            let mut fields = wrenchline_protocol::FieldErrors::new();
+            fields.insert(
+                "plan".into(),
+                "Please choose one of the plans offered".into(),
+            );
+            return Err(ApiError::validation(fields));
+        }
+        (Err(mut fields), plan) => {
+            if plan.is_none() && !fields.contains_key("plan") {
+                fields.insert(
+                    "plan".into(),
+                    "Please choose one of the plans offered".into(),
+                );
+            }
+            return Err(ApiError::validation(fields));
+        }
+    };
+    let plan = plan.expect("checked above");
+    let store = &state.store;
+    let (user, jar) = match caller {
+        Some(caller) => {
+            store
+                .update_customer_contact(
+                    caller.user.id,
+                    &intake.name,
+                    &intake.email,
+                    intake.phone.as_deref(),
+                )
+                .await?;
+            let user = User {
+                name: intake.name.clone(),
+                email: intake.email.clone(),
+                ..caller.user
+            };
+            (user, jar)
+        }
+        None => {
+            let user = store
+                .create_customer(&intake.name, &intake.email, intake.phone.as_deref(), now)
+                .await?;
+            let jar = jar.add(identity_cookie(&state, &user));
+            (user, jar)
+        }
+    };
+    let session = store
+        .create_session(user.id, &intake, plan.minutes, now)
+        .await?;
+    state.metrics.transition("pending");
+    state
+        .events
+        .publish(Change::SessionInserted(session.clone()));
+    Ok((
+        jar,
+        (StatusCode::CREATED, Json(IntakeResponse { session, user })),
+    ))
+}
+
+#[utoipa::path(post, path = "/api/sessions/{id}/waiver", tag = "customer", request_body = WaiverRequest,
+    params(("id" = Uuid, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "Signed; the session is now offered to mechanics", body = WaiverResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn sign_waiver(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<WaiverRequest>,
+) -> Result<Json<WaiverResponse>, ApiError> {
+    let mut fields = wrenchline_protocol::FieldErrors::new();
+    let signed_name = body.signed_name.trim();
+    if signed_name.is_empty() || signed_name.chars().count() > wrenchline_protocol::intake::NAME_MAX
+    {
+        fields.insert("signed_name".into(), "Type your full name to sign".into());
+    }
+    if !body.agree {
+        fields.insert(
+            "agree".into(),
+            "You need to agree to the waiver to continue".into(),
+        );
+    }
+    if !fields.is_empty() {
+        return Err(ApiError::validation(fields));
+    }
+    let session = lifecycle::sign_waiver(&state, &caller, id, signed_name).await?;
+    let next = format!("/thank-you?session={}&plan={}", session.id, session.plan);
+    Ok(Json(WaiverResponse { session, next }))
+}
+
+#[utoipa::path(post, path = "/api/sessions/{id}/resume-link", tag = "customer",
+    params(("id" = Uuid, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "A signed link that rejoins this session from another device", body = ResumeLink),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn resume_link(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<ResumeLink>, ApiError> {
+    caller.require_customer()?;
+    let session = lifecycle::participating(&state, &caller, id).await?;
+    let now = state.now();
+    let ttl = state.settings.resume_link_ttl;
+    let token = state
+        .signer
+        .sign(&caller.user, TokenKind::Resume, ttl, Some(session.id), now);
+    Ok(Json(ResumeLink {
+        url: format!("/resume?token={token}"),
+        expires_at: now.replace_nanosecond(0).unwrap_or(now) + ttl,
+    }))
+}
+
+#[utoipa::path(post, path = "/api/resume", tag = "customer", request_body = ResumeRequest,
+    responses(
+        (status = 200, description = "This browser now holds the customer's identity", body = ResumeResponse),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 410, description = "The link has expired", body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn resume(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    ApiJson(body): ApiJson<ResumeRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let claims = state
+        .signer
+        .verify(body.token.trim(), TokenKind::Resume)
+        .map_err(|e| match e {
+            TokenError::Expired => ApiError::Gone {
+                code: "resume_link_expired",
+                message: "This link has expired; ask for a new one from the device you started on"
+                    .into(),
+            },
+            TokenError::Invalid => ApiError::BadRequest {
+                code: "invalid_resume_link",
+                message: "This link is not valid".into(),
+            },
+        })?;
+    let sid = claims.sid.ok_or_else(|| ApiError::BadRequest {
+        code: "invalid_resume_link",
+        message: "This link is not valid".into(),
+    })?;
+    let user = state
+        .store
+        .user(claims.sub)
+        .await?
+        .ok_or_else(|| ApiError::not_found("session"))?;
+    let session = match state.store.session(sid).await? {
+        Some(s) if s.customer_id == user.id => s,
+        _ => return Err(ApiError::not_found("session")),
+    };
+    let jar = jar.add(identity_cookie(&state, &user));
+    let next = format!("/chat/{}", session.id);
+    Ok((
+        jar,
+        Json(ResumeResponse {
+            session,
+            user,
+            next,
+        }),
+    ))
+}

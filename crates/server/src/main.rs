@@ -1,0 +1,270 @@
+//! The `wrenchline-server` command line: `serve`, and `mechanic add|list|disable` for
+//! administrators. Every flag also reads a `WRENCHLINE_*` environment variable.
+
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use time::OffsetDateTime;
+use tracing_subscriber::EnvFilter;
+use wrenchline_server::auth::{hash_password, random_token};
+use wrenchline_server::config::{load_plans, Settings};
+use wrenchline_server::storage::Store;
+use wrenchline_server::Application;
+
+#[derive(Parser)]
+#[command(
+    name = "wrenchline-server",
+    version,
+    about = "Wrenchline: remote mechanics for drivers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Database {
+    /// sqlite://FILE (created on first start) or postgres://USER@HOST/DB
+    #[arg(
+        long,
+        env = "WRENCHLINE_DATABASE_URL",
+        default_value = "sqlite://wrenchline.db"
+    )]
+    database_url: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API, realtime and the customer web link.
+    Serve {
+        #[arg(long, env = "WRENCHLINE_BIND", default_value = "127.0.0.1:8080")]
+        bind: SocketAddr,
+        #[command(flatten)]
+        db: Database,
+        /// Seed a demo mechanic (new password printed at each start) and print the customer link.
+        #[arg(long, env = "WRENCHLINE_DEMO")]
+        demo: bool,
+        /// The address customers use to reach this server, for printed links.
+        #[arg(long, env = "WRENCHLINE_PUBLIC_URL")]
+        public_url: Option<String>,
+        /// A TOML file of [[plans]] (id, name, minutes, price_cents); a "trial" plan is required.
+        #[arg(long, env = "WRENCHLINE_PLANS_FILE")]
+        plans_file: Option<PathBuf>,
+        /// Lifetime of access tokens, in seconds.
+        #[arg(long, env = "WRENCHLINE_ACCESS_TOKEN_TTL", default_value_t = 900)]
+        access_token_ttl: i64,
+        /// Token-signing secret (at least 32 bytes); by default one is generated and kept in the database.
+        #[arg(long, env = "WRENCHLINE_TOKEN_SECRET", hide_env_values = true)]
+        token_secret: Option<String>,
+    },
+    /// Manage mechanic accounts.
+    Mechanic {
+        #[command(subcommand)]
+        command: MechanicCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MechanicCommand {
+    /// Create a mechanic; the password is read from standard input.
+    Add {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        db: Database,
+    },
+    /// List mechanics.
+    List {
+        #[command(flatten)]
+        db: Database,
+    },
+    /// Disable a mechanic and revoke their sign-ins.
+    Disable {
+        #[arg(long)]
+        email: String,
+        #[command(flatten)]
+        db: Database,
+    },
+}
+
+const DEMO_EMAIL: &str = "demo@wrenchline.test";
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_env("WRENCHLINE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_tracing();
+    match Cli::parse().command {
+        Command::Serve {
+            bind,
+            db,
+            demo,
+            public_url,
+            plans_file,
+            access_token_ttl,
+            token_secret,
+        } => {
+            let mut settings = Settings::new(bind, db.database_url);
+            settings.public_url = public_url.map(|u| u.trim_end_matches('/').to_string());
+            if let Some(path) = plans_file {
+                settings.plans = load_plans(&path)?;
+            }
+            if !(30..=86_400).contains(&access_token_ttl) {
+                bail!("--access-token-ttl must be between 30 and 86400 seconds");
+            }
+            settings.access_token_ttl = time::Duration::seconds(access_token_ttl);
+            if let Some(secret) = &token_secret {
+                if secret.len() < 32 {
+                    bail!("--token-secret must be at least 32 bytes");
+                }
+            }
+            settings.token_secret = token_secret;
+            serve(settings, demo).await
+        }
+        Command::Mechanic { command } => mechanic(command).await,
+    }
+}
+
+async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
+    let app = Application::build(settings)
+        .await
+        .context("starting the server")?;
+    let demo_password = if demo {
+        Some(seed_demo(app.state().store.clone()).await?)
+    } else {
+        None
+    };
+    let url = app.public_url();
+    tracing::info!("listening on http://{}", app.local_addr());
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on http://{}", app.local_addr())?;
+    writeln!(out, "customer link: {url}/intake")?;
+    if let Some(password) = demo_password {
+        writeln!(out, "demo mechanic: {DEMO_EMAIL} / {password}")?;
+    }
+    out.flush()?;
+    drop(out);
+    app.run_until_stopped(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn seed_demo(store: Store) -> anyhow::Result<String> {
+    let password = random_token()[..16].to_string();
+    let hash = {
+        let password = password.clone();
+        tokio::task::spawn_blocking(move || hash_password(&password)).await?
+    };
+    if !store.set_mechanic_password(DEMO_EMAIL, &hash).await? {
+        store
+            .create_mechanic(
+                DEMO_EMAIL,
+                "Demo Mechanic",
+                &hash,
+                OffsetDateTime::now_utc(),
+            )
+            .await?;
+    }
+    Ok(password)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+}
+
+fn normalized_email(email: &str) -> anyhow::Result<String> {
+    let email = email.trim().to_lowercase();
+    if !wrenchline_protocol::intake::email_is_valid(&email) {
+        bail!("{email:?} is not an email address");
+    }
+    Ok(email)
+}
+
+async fn mechanic(command: MechanicCommand) -> anyhow::Result<()> {
+    match command {
+        MechanicCommand::Add {
+            email,
+            name,
+            password_stdin,
+            db,
+        } => {
+            let email = normalized_email(&email)?;
+            let name = name.trim().to_string();
+            if name.is_empty() {
+                bail!("--name must not be empty");
+            }
+            if !password_stdin {
+                bail!("pass the password on standard input with --password-stdin");
+            }
+            let mut password = String::new();
+            std::io::stdin().lock().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']).to_string();
+            if password.chars().count() < 10 {
+                bail!("the password must have at least 10 characters");
+            }
+            let store = Store::connect(&db.database_url).await?;
+            let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await?;
+            match store
+                .create_mechanic(&email, &name, &hash, OffsetDateTime::now_utc())
+                .await?
+            {
+                Some(user) => println!(
+                    "added mechanic {} <{}> ({})",
+                    user.name, user.email, user.id
+                ),
+                None => bail!("a mechanic with email {email} already exists"),
+            }
+            store.close().await;
+        }
+        MechanicCommand::List { db } => {
+            let store = Store::connect(&db.database_url).await?;
+            for (user, disabled) in store.list_mechanics().await? {
+                let state = if disabled { "disabled" } else { "active" };
+                println!("{}\t{}\t{}\t{}", user.email, user.name, state, user.id);
+            }
+            store.close().await;
+        }
+        MechanicCommand::Disable { email, db } => {
+            let email = normalized_email(&email)?;
+            let store = Store::connect(&db.database_url).await?;
+            if !store
+                .disable_mechanic(&email, OffsetDateTime::now_utc())
+                .await?
+            {
+                bail!("no mechanic with email {email}");
+            }
+            println!("disabled {email}; their sign-ins are revoked");
+            store.close().await;
+        }
+    }
+    Ok(())
+}

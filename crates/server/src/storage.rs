@@ -1,0 +1,831 @@
+//! All SQL lives here. One schema and one set of queries serve SQLite (embedded default) and
+//! PostgreSQL through sqlx's `Any` driver; placeholders are `$n`, which both engines accept.
+//! Every lifecycle transition is a single conditional `UPDATE … WHERE status = <expected>`: zero
+//! rows affected means another request won, and the caller gets the current state instead.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+use time::OffsetDateTime;
+use uuid::Uuid;
+use wrenchline_protocol::{
+    EndReason, Intake, Message, Role, Session, SessionStatus, User, Vehicle,
+};
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The outcome of a conditional transition.
+#[derive(Debug, Clone)]
+pub enum Transition {
+    /// This request moved the session; here is its new state.
+    Done(Session),
+    /// The session was not in the expected state; here is the state it is in.
+    Conflict(Session),
+}
+
+/// A message post: the stored message and whether this call created it.
+#[derive(Debug, Clone)]
+pub struct Posted {
+    pub message: Message,
+    pub created: bool,
+}
+
+/// Why a message could not be stored.
+#[derive(Debug, Clone)]
+pub enum PostRefused {
+    /// The session does not take messages in its current state.
+    NotOpen(Session),
+}
+
+#[derive(Debug, Clone)]
+pub struct MechanicRecord {
+    pub user: User,
+    pub password_hash: String,
+    pub disabled: bool,
+}
+
+/// What a refresh token turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshUse {
+    /// Valid and now spent; a new token may be issued in this family.
+    Rotated { family_id: String, user_id: Uuid },
+    /// Already spent or revoked: its whole family has been revoked.
+    Reused,
+    /// Unknown or expired.
+    Invalid,
+}
+
+pub fn millis(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+pub fn from_millis(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+const SESSION_COLUMNS: &str = "s.id, s.status, s.plan, s.customer_id, c.name AS customer_name, \
+     s.mechanic_id, m.name AS mechanic_name, s.vehicle_year, s.vehicle_make, s.vehicle_model, \
+     s.vehicle_vin, s.vehicle_mileage, s.concern, s.created_at, s.waiver_signed_at, \
+     s.accepted_at, s.started_at, s.ends_at, s.ended_at, s.end_reason";
+
+fn session_select(filter: &str) -> String {
+    format!(
+        "SELECT {SESSION_COLUMNS} FROM sessions s JOIN users c ON c.id = s.customer_id \
+         LEFT JOIN users m ON m.id = s.mechanic_id {filter}"
+    )
+}
+
+fn uuid_col(row: &AnyRow, col: &str) -> StoreResult<Uuid> {
+    let text: String = row.try_get(col)?;
+    Uuid::parse_str(&text).map_err(|_| StoreError::Corrupt(format!("{col}: {text}")))
+}
+
+fn opt_uuid_col(row: &AnyRow, col: &str) -> StoreResult<Option<Uuid>> {
+    let text: Option<String> = row.try_get(col)?;
+    text.map(|t| Uuid::parse_str(&t).map_err(|_| StoreError::Corrupt(format!("{col}: {t}"))))
+        .transpose()
+}
+
+fn time_col(row: &AnyRow, col: &str) -> StoreResult<OffsetDateTime> {
+    Ok(from_millis(row.try_get(col)?))
+}
+
+fn opt_time_col(row: &AnyRow, col: &str) -> StoreResult<Option<OffsetDateTime>> {
+    Ok(row.try_get::<Option<i64>, _>(col)?.map(from_millis))
+}
+
+fn session_from_row(row: &AnyRow) -> StoreResult<Session> {
+    let status: String = row.try_get("status")?;
+    let end_reason: Option<String> = row.try_get("end_reason")?;
+    let mileage: Option<i64> = row.try_get("vehicle_mileage")?;
+    let year: i64 = row.try_get("vehicle_year")?;
+    Ok(Session {
+        id: uuid_col(row, "id")?,
+        status: SessionStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("status: {status}")))?,
+        plan: row.try_get("plan")?,
+        customer_id: uuid_col(row, "customer_id")?,
+        customer_name: row.try_get("customer_name")?,
+        mechanic_id: opt_uuid_col(row, "mechanic_id")?,
+        mechanic_name: row.try_get("mechanic_name")?,
+        vehicle: Vehicle {
+            year: year as i32,
+            make: row.try_get("vehicle_make")?,
+            model: row.try_get("vehicle_model")?,
+            vin: row.try_get("vehicle_vin")?,
+            mileage: mileage.map(|m| m as u32),
+        },
+        concern: row.try_get("concern")?,
+        created_at: time_col(row, "created_at")?,
+        waiver_signed_at: opt_time_col(row, "waiver_signed_at")?,
+        accepted_at: opt_time_col(row, "accepted_at")?,
+        started_at: opt_time_col(row, "started_at")?,
+        ends_at: opt_time_col(row, "ends_at")?,
+        ended_at: opt_time_col(row, "ended_at")?,
+        end_reason: end_reason.as_deref().and_then(EndReason::parse),
+    })
+}
+
+fn user_from_row(row: &AnyRow) -> StoreResult<User> {
+    let role: String = row.try_get("role")?;
+    Ok(User {
+        id: uuid_col(row, "id")?,
+        role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role: {role}")))?,
+        name: row.try_get("name")?,
+        email: row.try_get("email")?,
+    })
+}
+
+fn message_from_row(row: &AnyRow) -> StoreResult<Message> {
+    let role: String = row.try_get("sender_role")?;
+    Ok(Message {
+        id: uuid_col(row, "id")?,
+        session_id: uuid_col(row, "session_id")?,
+        seq: row.try_get("seq")?,
+        sender_id: uuid_col(row, "sender_id")?,
+        sender_role: Role::parse(&role)
+            .ok_or_else(|| StoreError::Corrupt(format!("sender_role: {role}")))?,
+        body: row.try_get("body")?,
+        client_id: row.try_get("client_id")?,
+        created_at: time_col(row, "created_at")?,
+    })
+}
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Which engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// Turns `sqlite://file` into a URL that creates the file on first start.
+pub fn normalize_database_url(url: &str) -> String {
+    if url.starts_with("sqlite:") && !url.contains("mode=") && !url.contains(":memory:") {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}mode=rwc")
+    } else {
+        url.to_string()
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    engine: Engine,
+}
+
+impl Store {
+    /// Connects, applies the connection settings the engine needs, and runs the migrations.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        sqlx::any::install_default_drivers();
+        let url = normalize_database_url(url);
+        let engine = if url.starts_with("postgres") {
+            Engine::Postgres
+        } else {
+            Engine::Sqlite
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(match engine {
+                Engine::Sqlite => 8,
+                Engine::Postgres => 16,
+            })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if engine == Engine::Sqlite {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
+                             PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Store { pool, engine })
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// A named secret, created with `make` the first time it is asked for.
+    pub async fn secret(&self, name: &str, make: impl FnOnce() -> String) -> StoreResult<String> {
+        sqlx::query("INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(make())
+            .execute(&self.pool)
+            .await?;
+        let row = sqlx::query("SELECT value FROM server_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("value")?)
+    }
+
+    // ---- users ----
+
+    pub async fn create_customer(
+        &self,
+        name: &str,
+        email: &str,
+        phone: Option<&str>,
+        now: OffsetDateTime,
+    ) -> StoreResult<User> {
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO users (id, role, name, email, phone, created_at) \
+             VALUES ($1, 'customer', $2, $3, $4, $5)",
+        )
+        .bind(id.to_string())
+        .bind(name)
+        .bind(email)
+        .bind(phone)
+        .bind(millis(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(User {
+            id,
+            role: Role::Customer,
+            name: name.into(),
+            email: email.into(),
+        })
+    }
+
+    /// Refreshes a returning customer's contact details from a new intake.
+    pub async fn update_customer_contact(
+        &self,
+        id: Uuid,
+        name: &str,
+        email: &str,
+        phone: Option<&str>,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET name = $2, email = $3, phone = $4 WHERE id = $1 AND role = 'customer'")
+            .bind(id.to_string())
+            .bind(name)
+            .bind(email)
+            .bind(phone)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Creates a mechanic; `None` when the email is taken.
+    pub async fn create_mechanic(
+        &self,
+        email: &str,
+        name: &str,
+        password_hash: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<User>> {
+        let id = Uuid::new_v4();
+        let result = sqlx::query(
+            "INSERT INTO users (id, role, name, email, password_hash, created_at) \
+             VALUES ($1, 'mechanic', $2, $3, $4, $5)",
+        )
+        .bind(id.to_string())
+        .bind(name)
+        .bind(email)
+        .bind(password_hash)
+        .bind(millis(now))
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(Some(User {
+                id,
+                role: Role::Mechanic,
+                name: name.into(),
+                email: email.into(),
+            })),
+            Err(e) if is_unique_violation(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn set_mechanic_password(
+        &self,
+        email: &str,
+        password_hash: &str,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = $2, disabled = 0 WHERE email = $1 AND role = 'mechanic'",
+        )
+        .bind(email)
+        .bind(password_hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn mechanic_by_email(&self, email: &str) -> StoreResult<Option<MechanicRecord>> {
+        let row = sqlx::query(
+            "SELECT id, role, name, email, password_hash, disabled FROM users \
+             WHERE email = $1 AND role = 'mechanic'",
+        )
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(MechanicRecord {
+                user: user_from_row(&row)?,
+                password_hash: row
+                    .try_get::<Option<String>, _>("password_hash")?
+                    .unwrap_or_default(),
+                disabled: row.try_get::<i64, _>("disabled")? != 0,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn list_mechanics(&self) -> StoreResult<Vec<(User, bool)>> {
+        let rows = sqlx::query(
+            "SELECT id, role, name, email, disabled FROM users WHERE role = 'mechanic' ORDER BY email",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((user_from_row(row)?, row.try_get::<i64, _>("disabled")? != 0)))
+            .collect()
+    }
+
+    /// Disables a mechanic and revokes every refresh token they hold.
+    pub async fn disable_mechanic(&self, email: &str, now: OffsetDateTime) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "UPDATE users SET disabled = 1 WHERE email = $1 AND role = 'mechanic' RETURNING id",
+        )
+        .bind(email)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let id: String = row.try_get("id")?;
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .bind(millis(now))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// An active user (disabled mechanics are treated as unknown).
+    pub async fn user(&self, id: Uuid) -> StoreResult<Option<User>> {
+        let row =
+            sqlx::query("SELECT id, role, name, email FROM users WHERE id = $1 AND disabled = 0")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    // ---- sessions ----
+
+    pub async fn create_session(
+        &self,
+        customer_id: Uuid,
+        intake: &Intake,
+        plan_minutes: u32,
+        now: OffsetDateTime,
+    ) -> StoreResult<Session> {
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO sessions (id, status, plan, plan_minutes, customer_id, vehicle_year, \
+             vehicle_make, vehicle_model, vehicle_vin, vehicle_mileage, concern, created_at) \
+             VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(id.to_string())
+        .bind(&intake.plan)
+        .bind(plan_minutes as i64)
+        .bind(customer_id.to_string())
+        .bind(intake.vehicle.year as i64)
+        .bind(&intake.vehicle.make)
+        .bind(&intake.vehicle.model)
+        .bind(intake.vehicle.vin.as_deref())
+        .bind(intake.vehicle.mileage.map(i64::from))
+        .bind(&intake.concern)
+        .bind(millis(now))
+        .execute(&self.pool)
+        .await?;
+        self.session(id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("session vanished after insert".into()))
+    }
+
+    pub async fn session(&self, id: Uuid) -> StoreResult<Option<Session>> {
+        let row = sqlx::query(&session_select("WHERE s.id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    /// The plan length a session was booked with.
+    pub async fn session_minutes(&self, id: Uuid) -> StoreResult<Option<u32>> {
+        let row = sqlx::query("SELECT plan_minutes FROM sessions WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| r.try_get::<i64, _>("plan_minutes"))
+            .transpose()?
+            .map(|m| m as u32))
+    }
+
+    /// Offered requests (pending, waiver signed), oldest first.
+    pub async fn offered_sessions(&self) -> StoreResult<Vec<Session>> {
+        let rows = sqlx::query(&session_select(
+            "WHERE s.status = 'pending' AND s.waiver_signed_at IS NOT NULL ORDER BY s.created_at, s.id",
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    /// Sessions in `live` whose time is up at `now`.
+    pub async fn sessions_due(&self, now: OffsetDateTime) -> StoreResult<Vec<Uuid>> {
+        let rows = sqlx::query("SELECT id FROM sessions WHERE status = 'live' AND ends_at <= $1")
+            .bind(millis(now))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| uuid_col(r, "id")).collect()
+    }
+
+    /// The earliest `ends_at` among live sessions.
+    pub async fn next_end(&self) -> StoreResult<Option<OffsetDateTime>> {
+        let row = sqlx::query("SELECT MIN(ends_at) AS next FROM sessions WHERE status = 'live'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>("next")?.map(from_millis))
+    }
+
+    /// Runs one conditional UPDATE on a session and reads the outcome in the same transaction.
+    async fn transition<'q>(
+        &self,
+        id: Uuid,
+        sql: &'q str,
+        bind: impl FnOnce(AnyQuery<'q>) -> AnyQuery<'q>,
+    ) -> StoreResult<Option<Transition>> {
+        let mut tx = self.pool.begin().await?;
+        let id_text = id.to_string();
+        let done = bind(sqlx::query(sql).bind(id_text.clone()))
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(&session_select("WHERE s.id = $1"))
+            .bind(&id_text)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let session = session_from_row(&row)?;
+        Ok(Some(if done.rows_affected() == 1 {
+            Transition::Done(session)
+        } else {
+            Transition::Conflict(session)
+        }))
+    }
+
+    pub async fn sign_waiver(
+        &self,
+        id: Uuid,
+        customer_id: Uuid,
+        signed_name: &str,
+        version: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Transition>> {
+        self.transition(
+            id,
+            "UPDATE sessions SET waiver_signed_at = $3, waiver_name = $4, waiver_version = $5 \
+             WHERE id = $1 AND customer_id = $2 AND status = 'pending' AND waiver_signed_at IS NULL",
+            |q| q.bind(customer_id.to_string()).bind(millis(now)).bind(signed_name).bind(version),
+        )
+        .await
+    }
+
+    pub async fn accept(
+        &self,
+        id: Uuid,
+        mechanic_id: Uuid,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Transition>> {
+        self.transition(
+            id,
+            "UPDATE sessions SET status = 'waiting', mechanic_id = $2, accepted_at = $3 \
+             WHERE id = $1 AND status = 'pending' AND waiver_signed_at IS NOT NULL \
+             AND mechanic_id IS NULL",
+            |q| q.bind(mechanic_id.to_string()).bind(millis(now)),
+        )
+        .await
+    }
+
+    /// `waiting → live`, the clock starting at `now` for the booked plan length.
+    pub async fn start(&self, id: Uuid, now: OffsetDateTime) -> StoreResult<Option<Transition>> {
+        self.transition(
+            id,
+            "UPDATE sessions SET status = 'live', started_at = $2, ends_at = $2 + plan_minutes * 60000 \
+             WHERE id = $1 AND status = 'waiting'",
+            |q| q.bind(millis(now)),
+        )
+        .await
+    }
+
+    /// Moves a session out of `from` into a final state.
+    pub async fn finish(
+        &self,
+        id: Uuid,
+        from: SessionStatus,
+        to: SessionStatus,
+        reason: EndReason,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Transition>> {
+        debug_assert!(to.is_final());
+        self.transition(
+            id,
+            "UPDATE sessions SET status = $2, ended_at = $3, end_reason = $4 \
+             WHERE id = $1 AND status = $5",
+            |q| {
+                q.bind(to.as_str())
+                    .bind(millis(now))
+                    .bind(reason.as_str())
+                    .bind(from.as_str())
+            },
+        )
+        .await
+    }
+
+    /// Completes a live session whose time ran out, stamping `ended_at` with its `ends_at`.
+    pub async fn expire(&self, id: Uuid, now: OffsetDateTime) -> StoreResult<Option<Transition>> {
+        self.transition(
+            id,
+            "UPDATE sessions SET status = 'completed', ended_at = ends_at, end_reason = 'time_up' \
+             WHERE id = $1 AND status = 'live' AND ends_at <= $2",
+            |q| q.bind(millis(now)),
+        )
+        .await
+    }
+
+    // ---- messages ----
+
+    async fn message_by_client_id(
+        &self,
+        session_id: Uuid,
+        sender_id: Uuid,
+        client_id: &str,
+    ) -> StoreResult<Option<Message>> {
+        let row = sqlx::query(
+            "SELECT * FROM messages WHERE session_id = $1 AND sender_id = $2 AND client_id = $3",
+        )
+        .bind(session_id.to_string())
+        .bind(sender_id.to_string())
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(message_from_row).transpose()
+    }
+
+    /// Stores a message with the next `seq` of its session; a repeated `client_id` from the same
+    /// sender returns the message stored the first time. Only sessions in `open` take messages.
+    pub async fn post_message(
+        &self,
+        session_id: Uuid,
+        sender: &User,
+        client_id: &str,
+        body: &str,
+        open: &[SessionStatus],
+        now: OffsetDateTime,
+    ) -> StoreResult<Result<Posted, PostRefused>> {
+        if let Some(message) = self
+            .message_by_client_id(session_id, sender.id, client_id)
+            .await?
+        {
+            return Ok(Ok(Posted {
+                message,
+                created: false,
+            }));
+        }
+        let statuses: Vec<&str> = open.iter().map(|s| s.as_str()).collect();
+        let placeholders: Vec<String> =
+            (0..statuses.len()).map(|i| format!("${}", i + 2)).collect();
+        let bump = format!(
+            "UPDATE sessions SET last_seq = last_seq + 1 WHERE id = $1 AND status IN ({}) RETURNING last_seq",
+            placeholders.join(", ")
+        );
+        let mut tx = self.pool.begin().await?;
+        let mut query = sqlx::query(&bump).bind(session_id.to_string());
+        for status in &statuses {
+            query = query.bind(*status);
+        }
+        let Some(row) = query.fetch_optional(&mut *tx).await? else {
+            tx.rollback().await?;
+            let session = self
+                .session(session_id)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt("message for a missing session".into()))?;
+            return Ok(Err(PostRefused::NotOpen(session)));
+        };
+        let seq: i64 = row.try_get("last_seq")?;
+        let message = Message {
+            id: Uuid::new_v4(),
+            session_id,
+            seq,
+            sender_id: sender.id,
+            sender_role: sender.role,
+            body: body.to_string(),
+            client_id: client_id.to_string(),
+            created_at: from_millis(millis(now)),
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO messages (id, session_id, seq, sender_id, sender_role, body, client_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(message.id.to_string())
+        .bind(session_id.to_string())
+        .bind(seq)
+        .bind(sender.id.to_string())
+        .bind(sender.role.as_str())
+        .bind(body)
+        .bind(client_id)
+        .bind(millis(now))
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {
+                tx.commit().await?;
+                Ok(Ok(Posted {
+                    message,
+                    created: true,
+                }))
+            }
+            Err(e) if is_unique_violation(&e) => {
+                tx.rollback().await?;
+                let message = self
+                    .message_by_client_id(session_id, sender.id, client_id)
+                    .await?
+                    .ok_or(StoreError::Database(e))?;
+                Ok(Ok(Posted {
+                    message,
+                    created: false,
+                }))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Messages with `seq > after`, in order, at most `limit`.
+    pub async fn messages(
+        &self,
+        session_id: Uuid,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<Message>> {
+        let rows = sqlx::query(
+            "SELECT * FROM messages WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(session_id.to_string())
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    pub async fn session_count(&self) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM sessions")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    pub async fn message_count(&self) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM messages")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    // ---- refresh tokens ----
+
+    pub async fn insert_refresh_token(
+        &self,
+        token_hash: &str,
+        family_id: &str,
+        user_id: Uuid,
+        now: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, family_id, user_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token_hash)
+        .bind(family_id)
+        .bind(user_id.to_string())
+        .bind(millis(now))
+        .bind(millis(expires_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Spends a refresh token. Presenting a spent or revoked token revokes its whole family.
+    pub async fn use_refresh_token(
+        &self,
+        token_hash: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<RefreshUse> {
+        let spent = sqlx::query(
+            "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL \
+             AND revoked_at IS NULL AND expires_at > $2 RETURNING family_id, user_id",
+        )
+        .bind(token_hash)
+        .bind(millis(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = spent {
+            return Ok(RefreshUse::Rotated {
+                family_id: row.try_get("family_id")?,
+                user_id: uuid_col(&row, "user_id")?,
+            });
+        }
+        let known = sqlx::query(
+            "SELECT family_id, used_at, revoked_at, expires_at FROM refresh_tokens WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = known else {
+            return Ok(RefreshUse::Invalid);
+        };
+        let used: Option<i64> = row.try_get("used_at")?;
+        let revoked: Option<i64> = row.try_get("revoked_at")?;
+        if used.is_none() && revoked.is_none() {
+            return Ok(RefreshUse::Invalid);
+        }
+        let family: String = row.try_get("family_id")?;
+        self.revoke_family(&family, now).await?;
+        Ok(RefreshUse::Reused)
+    }
+
+    pub async fn revoke_family(&self, family_id: &str, now: OffsetDateTime) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(family_id)
+        .bind(millis(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The family of a token, whatever its state.
+    pub async fn refresh_family(&self, token_hash: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT family_id FROM refresh_tokens WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("family_id")).transpose()?)
+    }
+}

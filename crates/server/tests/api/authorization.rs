@@ -1,0 +1,359 @@
+//! Every forbidden pair of (anonymous, customer A, customer B, mechanic X, mechanic Y) × endpoint is
+//! refused and changes nothing. Customer A's session has been accepted by mechanic X.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::{spawn_app, Actor};
+
+#[tokio::test]
+async fn every_forbidden_caller_is_refused_and_nothing_changes() {
+    let app = spawn_app().await;
+    let (a, x, session) = app.waiting_session().await;
+    let (b, _b_session) = app.offered_session().await;
+    let y = app.mechanic("Yuri").await;
+    let anon = Actor::Anonymous;
+    let s = session;
+    let msg = json!({"body": "not yours", "client_id": "intruder"});
+    let waiver = json!({"signed_name": "Mallory", "agree": true});
+
+    let cases: Vec<(
+        &str,
+        &Actor,
+        Method,
+        String,
+        Option<serde_json::Value>,
+        StatusCode,
+    )> = vec![
+        (
+            "anon reads",
+            &anon,
+            Method::GET,
+            format!("/api/sessions/{s}"),
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "B reads",
+            &b,
+            Method::GET,
+            format!("/api/sessions/{s}"),
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "Y reads",
+            &y,
+            Method::GET,
+            format!("/api/sessions/{s}"),
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "anon lists requests",
+            &anon,
+            Method::GET,
+            "/api/requests".into(),
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "A lists requests",
+            &a,
+            Method::GET,
+            "/api/requests".into(),
+            None,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "B lists requests",
+            &b,
+            Method::GET,
+            "/api/requests".into(),
+            None,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "anon accepts",
+            &anon,
+            Method::POST,
+            format!("/api/sessions/{s}/accept"),
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "A accepts",
+            &a,
+            Method::POST,
+            format!("/api/sessions/{s}/accept"),
+            None,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "B accepts",
+            &b,
+            Method::POST,
+            format!("/api/sessions/{s}/accept"),
+            None,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "Y accepts",
+            &y,
+            Method::POST,
+            format!("/api/sessions/{s}/accept"),
+            None,
+            StatusCode::CONFLICT,
+        ),
+        (
+            "anon signs",
+            &anon,
+            Method::POST,
+            format!("/api/sessions/{s}/waiver"),
+            Some(waiver.clone()),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "B signs",
+            &b,
+            Method::POST,
+            format!("/api/sessions/{s}/waiver"),
+            Some(waiver.clone()),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "X signs",
+            &x,
+            Method::POST,
+            format!("/api/sessions/{s}/waiver"),
+            Some(waiver.clone()),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "Y signs",
+            &y,
+            Method::POST,
+            format!("/api/sessions/{s}/waiver"),
+            Some(waiver.clone()),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "anon history",
+            &anon,
+            Method::GET,
+            format!("/api/sessions/{s}/messages"),
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "B history",
+            &b,
+            Method::GET,
+            format!("/api/sessions/{s}/messages"),
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "Y history",
+            &y,
+            Method::GET,
+            format!("/api/sessions/{s}/messages"),
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "anon posts",
+            &anon,
+            Method::POST,
+            format!("/api/sessions/{s}/messages"),
+            Some(msg.clone()),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "B posts",
+            &b,
+            Method::POST,
+            format!("/api/sessions/{s}/messages"),
+            Some(msg.clone()),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "Y posts",
+            &y,
+            Method::POST,
+            format!("/api/sessions/{s}/messages"),
+            Some(msg.clone()),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "anon starts",
+            &anon,
+            Method::POST,
+            format!("/api/sessions/{s}/start"),
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "B starts",
+            &b,
+            Method::POST,
+            format!("/api/sessions/{s}/start"),
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "Y starts",
+            &y,
+            Method::POST,
+            format!("/api/sessions/{s}/start"),
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "anon ends",
+            &anon,
+            Method::POST,
+            format!("/api/sessions/{s}/end"),
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "B ends",
+            &b,
+            Method::POST,
+            format!("/api/sessions/{s}/end"),
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "Y ends",
+            &y,
+            Method::POST,
+            format!("/api/sessions/{s}/end"),
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "anon resume link",
+            &anon,
+            Method::POST,
+            format!("/api/sessions/{s}/resume-link"),
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "B resume link",
+            &b,
+            Method::POST,
+            format!("/api/sessions/{s}/resume-link"),
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "X resume link",
+            &x,
+            Method::POST,
+            format!("/api/sessions/{s}/resume-link"),
+            None,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "Y resume link",
+            &y,
+            Method::POST,
+            format!("/api/sessions/{s}/resume-link"),
+            None,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "anon customer token",
+            &anon,
+            Method::POST,
+            "/api/auth/token".into(),
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "X customer token",
+            &x,
+            Method::POST,
+            "/api/auth/token".into(),
+            None,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "X files an intake",
+            &x,
+            Method::POST,
+            "/api/intake".into(),
+            Some(crate::helpers::intake_body()),
+            StatusCode::FORBIDDEN,
+        ),
+    ];
+
+    let sessions_before = app.session_count().await;
+    for (name, actor, method, path, body, expected) in &cases {
+        let (status, answer) = app
+            .request(method.clone(), path, actor, body.as_ref())
+            .await;
+        assert_eq!(status, *expected, "{name}: {answer}");
+        assert!(
+            answer["error"].is_string() && answer["message"].is_string(),
+            "{name}: {answer}"
+        );
+    }
+
+    let stored = app.state.store.session(session).await.unwrap().unwrap();
+    assert_eq!(stored.status, wrenchline_protocol::SessionStatus::Waiting);
+    assert_eq!(stored.mechanic_id, x.id());
+    assert_eq!(stored.waiver_signed_at.is_some(), true);
+    assert_eq!(app.message_count().await, 0);
+    assert_eq!(app.session_count().await, sessions_before);
+
+    // The rightful participants still get in.
+    for who in [&a, &x] {
+        let (status, _) = app.get(&format!("/api/sessions/{s}"), who).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = app.get(&format!("/api/sessions/{s}/messages"), who).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn any_mechanic_may_read_an_offered_request_but_not_an_unsigned_one() {
+    let app = spawn_app().await;
+    let y = app.mechanic("Yuri").await;
+    let (_, offered) = app.offered_session().await;
+    let (_, unsigned) = app.customer_with_session().await;
+    let (status, _) = app.get(&format!("/api/sessions/{offered}"), &y).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.get(&format!("/api/sessions/{unsigned}"), &y).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn cross_site_writes_are_refused() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .post(format!("{}/api/intake", app.base))
+        .header("origin", "https://evil.example")
+        .json(&crate::helpers::intake_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "cross_origin");
+    assert_eq!(app.session_count().await, 0);
+
+    let same = app
+        .http
+        .post(format!("{}/api/intake", app.base))
+        .header("origin", app.base.clone())
+        .json(&crate::helpers::intake_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(same.status(), StatusCode::CREATED);
+}

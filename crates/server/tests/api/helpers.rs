@@ -1,0 +1,265 @@
+//! `spawn_app()` and the actors of the tests: anonymous visitors, customers (identity cookie) and
+//! mechanics (bearer token).
+
+use std::path::PathBuf;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sqlx::Connection;
+use time::OffsetDateTime;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+use wrenchline_server::auth::hash_password;
+use wrenchline_server::state::AppState;
+use wrenchline_server::{Application, Settings};
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A database for one test: a new SQLite file, or a new PostgreSQL database.
+pub async fn fresh_database_url() -> String {
+    match std::env::var("WRENCHLINE_TEST_POSTGRES_URL") {
+        Ok(base) if !base.is_empty() => {
+            let name = format!("wl_{}", Uuid::new_v4().simple());
+            let mut conn = sqlx::PgConnection::connect(&base)
+                .await
+                .expect("connect to PostgreSQL");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create test database");
+            let (prefix, _) = base.rsplit_once('/').expect("URL with a database name");
+            format!("{prefix}/{name}")
+        }
+        _ => {
+            let path: PathBuf = std::env::temp_dir().join(format!("wl-test-{}.db", Uuid::new_v4()));
+            format!("sqlite://{}", path.display())
+        }
+    }
+}
+
+pub fn on_postgres() -> bool {
+    std::env::var("WRENCHLINE_TEST_POSTGRES_URL").is_ok_and(|v| !v.is_empty())
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub database_url: String,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+#[derive(Clone, Debug)]
+pub enum Actor {
+    Anonymous,
+    Customer {
+        cookie: String,
+        id: Uuid,
+    },
+    Mechanic {
+        token: String,
+        refresh: String,
+        id: Uuid,
+    },
+}
+
+impl Actor {
+    pub fn id(&self) -> Option<Uuid> {
+        match self {
+            Actor::Anonymous => None,
+            Actor::Customer { id, .. } | Actor::Mechanic { id, .. } => Some(*id),
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_on(fresh_database_url().await, |_| {}).await
+}
+
+pub async fn spawn_app_on(database_url: String, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = Settings::new("127.0.0.1:0".parse().unwrap(), database_url.clone());
+    configure(&mut settings);
+    let app = Application::build(settings).await.expect("server builds");
+    let addr = app.local_addr();
+    let state = app.state().clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        base: format!("http://{addr}"),
+        database_url,
+        state,
+        http: reqwest::Client::new(),
+        stop: Some(stop),
+        server: Some(server),
+    }
+}
+
+pub fn intake_body() -> Value {
+    json!({
+        "name": "Dana Driver",
+        "email": "dana@example.com",
+        "phone": "+1 555 010 2030",
+        "vehicle": { "year": 2018, "make": "Honda", "model": "Civic", "vin": "1HGCM82633A004352", "mileage": 84000 },
+        "concern": "Grinding noise from the front when braking at low speed",
+        "plan": "standard"
+    })
+}
+
+impl TestApp {
+    /// Stops the server and waits for it to close its connections and database pool.
+    pub async fn stop(mut self) -> String {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        self.database_url.clone()
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        actor: &Actor,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let response = self.send(method, path, actor, body).await;
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, value)
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        actor: &Actor,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        request = match actor {
+            Actor::Anonymous => request,
+            Actor::Customer { cookie, .. } => {
+                request.header("cookie", format!("wl_customer={cookie}"))
+            }
+            Actor::Mechanic { token, .. } => request.bearer_auth(token),
+        };
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.expect("request reaches the server")
+    }
+
+    pub async fn get(&self, path: &str, actor: &Actor) -> (StatusCode, Value) {
+        self.request(Method::GET, path, actor, None).await
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        actor: &Actor,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        self.request(Method::POST, path, actor, body).await
+    }
+
+    /// A new customer with a pending session, from a real intake.
+    pub async fn customer_with_session(&self) -> (Actor, Uuid) {
+        let response = self
+            .send(
+                Method::POST,
+                "/api/intake",
+                &Actor::Anonymous,
+                Some(&intake_body()),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let cookie = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| v.strip_prefix("wl_customer="))
+            .map(|v| v.split(';').next().unwrap().to_string())
+            .expect("identity cookie");
+        let body: Value = response.json().await.unwrap();
+        let id = body["user"]["id"].as_str().unwrap().parse().unwrap();
+        let session = body["session"]["id"].as_str().unwrap().parse().unwrap();
+        (Actor::Customer { cookie, id }, session)
+    }
+
+    /// A customer whose session is offered to mechanics.
+    pub async fn offered_session(&self) -> (Actor, Uuid) {
+        let (customer, session) = self.customer_with_session().await;
+        let (status, body) = self
+            .post(
+                &format!("/api/sessions/{session}/waiver"),
+                &customer,
+                Some(&json!({"signed_name": "Dana Driver", "agree": true})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        (customer, session)
+    }
+
+    /// A signed-in mechanic.
+    pub async fn mechanic(&self, name: &str) -> Actor {
+        let email = format!(
+            "{}-{}@garage.example",
+            name.to_lowercase(),
+            Uuid::new_v4().simple()
+        );
+        self.state
+            .store
+            .create_mechanic(
+                &email,
+                name,
+                &hash_password(PASSWORD),
+                OffsetDateTime::now_utc(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let (status, body) = self
+            .post(
+                "/api/auth/login",
+                &Actor::Anonymous,
+                Some(&json!({"email": email, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        Actor::Mechanic {
+            token: body["access_token"].as_str().unwrap().into(),
+            refresh: body["refresh_token"].as_str().unwrap().into(),
+            id: body["user"]["id"].as_str().unwrap().parse().unwrap(),
+        }
+    }
+
+    /// A session accepted by a new mechanic: (customer, mechanic, session).
+    pub async fn waiting_session(&self) -> (Actor, Actor, Uuid) {
+        let (customer, session) = self.offered_session().await;
+        let mechanic = self.mechanic("Sam").await;
+        let (status, body) = self
+            .post(&format!("/api/sessions/{session}/accept"), &mechanic, None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        (customer, mechanic, session)
+    }
+
+    pub async fn session_count(&self) -> i64 {
+        self.state.store.session_count().await.unwrap()
+    }
+
+    pub async fn message_count(&self) -> i64 {
+        self.state.store.message_count().await.unwrap()
+    }
+}

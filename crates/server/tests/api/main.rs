@@ -1,0 +1,13 @@
+//! End-to-end tests of the HTTP API against a real server on a random port. Storage is SQLite in a
+//! fresh file per test, or a fresh PostgreSQL database per test when
+//! `WRENCHLINE_TEST_POSTGRES_URL` names a server (the suite is run once for each engine).
+
+mod authorization;
+mod cli;
+mod helpers;
+mod intake;
+mod lifecycle;
+mod messages;
+mod meta;
+mod sign_in;
+mod validation;

@@ -1,0 +1,87 @@
+use reqwest::StatusCode;
+
+use crate::helpers::{spawn_app, Actor};
+
+#[tokio::test]
+async fn health_metrics_and_openapi_are_served() {
+    let app = spawn_app().await;
+    let (status, health) = app.get("/healthz", &Actor::Anonymous).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(health["status"], "ok");
+
+    app.offered_session().await;
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    assert!(metrics.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("wrenchline_http_requests_total{method=\"POST\",route=\"/api/intake\",status=\"201\"} 1"), "{text}");
+    assert!(
+        text.contains("wrenchline_session_transitions_total{to=\"pending\"} 1"),
+        "{text}"
+    );
+
+    let (status, doc) = app.get("/api/openapi.json", &Actor::Anonymous).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/api/intake",
+        "/api/sessions/{id}/waiver",
+        "/api/sessions/{id}",
+        "/api/requests",
+        "/api/sessions/{id}/accept",
+        "/api/sessions/{id}/start",
+        "/api/sessions/{id}/end",
+        "/api/sessions/{id}/messages",
+        "/api/auth/login",
+        "/api/auth/refresh",
+        "/api/auth/logout",
+        "/api/auth/token",
+        "/api/sessions/{id}/resume-link",
+        "/api/plans",
+        "/healthz",
+        "/metrics",
+    ] {
+        assert!(
+            paths.contains_key(path),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    assert!(doc["components"]["schemas"]["Session"].is_object());
+}
+
+#[tokio::test]
+async fn api_responses_carry_security_headers() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .get(format!("{}/api/plans", app.base))
+        .send()
+        .await
+        .unwrap();
+    let headers = response.headers();
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert!(headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("default-src 'none'"));
+}
+
+#[tokio::test]
+async fn the_suite_runs_on_the_engine_it_was_asked_for() {
+    let app = spawn_app().await;
+    let expected = if crate::helpers::on_postgres() {
+        wrenchline_server::storage::Engine::Postgres
+    } else {
+        wrenchline_server::storage::Engine::Sqlite
+    };
+    assert_eq!(app.state.store.engine(), expected);
+}
