@@ -10,7 +10,10 @@ use wrenchline_protocol::{Message, Session};
 #[derive(Debug, Clone)]
 pub enum Change {
     SessionInserted(Session),
-    SessionUpdated { old: Option<Session>, new: Session },
+    SessionUpdated {
+        old: Option<Box<Session>>,
+        new: Session,
+    },
     MessageInserted(Message),
 }
 

@@ -67,7 +67,7 @@ fn publish_update(state: &AppState, old: Option<Session>, new: &Session) {
     };
     state.metrics.transition(entered);
     state.events.publish(Change::SessionUpdated {
-        old,
+        old: old.map(Box::new),
         new: new.clone(),
     });
 }

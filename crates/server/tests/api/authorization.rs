@@ -6,6 +6,16 @@ use serde_json::json;
 
 use crate::helpers::{spawn_app, Actor};
 
+/// Who, how, where, with what body, and the refusal expected.
+type Case<'a> = (
+    &'a str,
+    &'a Actor,
+    Method,
+    String,
+    Option<serde_json::Value>,
+    StatusCode,
+);
+
 #[tokio::test]
 async fn every_forbidden_caller_is_refused_and_nothing_changes() {
     let app = spawn_app().await;
@@ -17,14 +27,7 @@ async fn every_forbidden_caller_is_refused_and_nothing_changes() {
     let msg = json!({"body": "not yours", "client_id": "intruder"});
     let waiver = json!({"signed_name": "Mallory", "agree": true});
 
-    let cases: Vec<(
-        &str,
-        &Actor,
-        Method,
-        String,
-        Option<serde_json::Value>,
-        StatusCode,
-    )> = vec![
+    let cases: Vec<Case> = vec![
         (
             "anon reads",
             &anon,
@@ -306,7 +309,7 @@ async fn every_forbidden_caller_is_refused_and_nothing_changes() {
     let stored = app.state.store.session(session).await.unwrap().unwrap();
     assert_eq!(stored.status, wrenchline_protocol::SessionStatus::Waiting);
     assert_eq!(stored.mechanic_id, x.id());
-    assert_eq!(stored.waiver_signed_at.is_some(), true);
+    assert!(stored.waiver_signed_at.is_some());
     assert_eq!(app.message_count().await, 0);
     assert_eq!(app.session_count().await, sessions_before);
 

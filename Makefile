@@ -1,0 +1,51 @@
+# The one entry point for building, running and testing Wrenchline. `make run` and `make test`
+# set everything up first (scripts/setup.sh), so both work on a fresh Debian or Ubuntu machine.
+
+SHELL := /bin/bash
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/wrenchline/target
+export CARGO_TERM_COLOR ?= never
+BIN := $(CARGO_TARGET_DIR)/debug
+DATABASE_URL ?= sqlite://wrenchline.db
+BIND ?= 127.0.0.1:8080
+
+.PHONY: setup ui run serve test test-rust test-postgres lint ui-check
+
+setup:
+	@scripts/setup.sh
+
+ui: setup
+	cd ui && npm run build
+
+# Server on embedded SQLite with a demo mechanic; with a display, the desktop app beside it.
+run: ui
+	cargo build -p wrenchline-server -p wrenchline-desk
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then \
+	  $(BIN)/wrenchline-server serve --demo --bind $(BIND) --database-url $(DATABASE_URL) & server=$$!; \
+	  trap "kill $$server" EXIT; \
+	  $(BIN)/wrenchline-desk; \
+	else \
+	  echo "no display: running the server alone"; \
+	  exec $(BIN)/wrenchline-server serve --demo --bind $(BIND) --database-url $(DATABASE_URL); \
+	fi
+
+# The server alone.
+serve: ui
+	cargo run -p wrenchline-server -- serve --demo --bind $(BIND) --database-url $(DATABASE_URL)
+
+# Everything CI runs, in order: front-end checks and build, formatting, lints, the Rust suite on
+# SQLite, the storage and API suite again on PostgreSQL.
+test: ui-check lint test-rust test-postgres
+	@echo "make test: all suites passed"
+
+ui-check: ui
+	cd ui && npm run check && npm test
+
+lint: setup
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+test-rust: ui
+	cargo nextest run --workspace --locked --no-fail-fast
+
+test-postgres: setup
+	scripts/with-postgres.sh cargo nextest run -p wrenchline-server --test api --locked --no-fail-fast

@@ -1,0 +1,9 @@
+// Entry point of the customer web shell (index.html), served by wrenchline-server at `/`.
+import { mount } from 'svelte';
+import '../app.css';
+import App from './App.svelte';
+
+const target = document.getElementById('app');
+if (!target) throw new Error('index.html has no #app element');
+
+export default mount(App, { target });
