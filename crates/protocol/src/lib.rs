@@ -5,6 +5,7 @@ pub mod api;
 pub mod intake;
 pub mod model;
 pub mod presence;
+pub mod realtime;
 pub mod vin;
 
 pub use api::*;
