@@ -1,29 +1,38 @@
 //! Building and running one server: `Application::build` connects storage and binds the listener
-//! (port 0 picks a free port, which tests use), `run_until_stopped` serves until shutdown.
+//! (port 0 picks a free port, which tests use), `run_until_stopped` serves until shutdown, with
+//! the realtime publisher and the session clock running beside the HTTP server.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use rand::RngCore;
+use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use wrenchline_protocol::realtime::topics::Topic;
 
 use crate::auth::TokenSigner;
 use crate::config::Settings;
-use crate::events::Events;
-use crate::lifecycle::{self, NobodyPresent};
+use crate::events::{Change, Events};
+use crate::lifecycle;
 use crate::metrics::Metrics;
+use crate::realtime::{self, Hub};
 use crate::state::{AppState, Inner};
 use crate::storage::Store;
 
 /// How often live sessions are checked for expiry.
-const EXPIRY_TICK: Duration = Duration::from_millis(500);
+const CLOCK_TICK: Duration = Duration::from_millis(500);
+/// How long before the end participants are warned.
+pub const ENDING_WARNING: time::Duration = time::Duration::seconds(60);
 
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     state: AppState,
+    changes: mpsc::UnboundedReceiver<Change>,
 }
 
 fn random_secret() -> String {
@@ -41,18 +50,22 @@ impl Application {
         };
         let listener = TcpListener::bind(settings.bind).await?;
         let addr = listener.local_addr()?;
+        let (events, changes) = Events::new();
+        let hub = Arc::new(Hub::new());
         let state = AppState(Arc::new(Inner {
             signer: TokenSigner::new(secret.as_bytes()),
             settings,
             store,
-            events: Events::new(4096),
+            events,
             metrics: Metrics::new(),
-            presence: Arc::new(NobodyPresent),
+            presence: hub.clone(),
+            hub,
         }));
         Ok(Application {
             listener,
             addr,
             state,
+            changes,
         })
     }
 
@@ -77,31 +90,62 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let expiry = tokio::spawn(expire_sessions(self.state.clone()));
+        let clock = tokio::spawn(session_clock(self.state.clone()));
+        let dispatch = tokio::spawn(realtime::changes::dispatch(
+            self.state.clone(),
+            self.changes,
+        ));
         let router = crate::http::router(self.state.clone());
+        let hub = self.state.hub.clone();
         let served = axum::serve(
             self.listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            hub.shutdown_token().cancel();
+        })
         .await;
-        expiry.abort();
+        clock.abort();
+        dispatch.abort();
         self.state.store.close().await;
         served
     }
 }
 
 /// Completes live sessions whose time is up, including those that expired while the server was
-/// down (the first pass runs at start-up).
-async fn expire_sessions(state: AppState) {
-    let mut tick = tokio::time::interval(EXPIRY_TICK);
+/// down (the first pass runs at start-up), and warns participants shortly before the end.
+async fn session_clock(state: AppState) {
+    let mut tick = tokio::time::interval(CLOCK_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut warned: HashSet<uuid::Uuid> = HashSet::new();
     loop {
         tick.tick().await;
         match lifecycle::expire_due(&state).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(completed = n, "sessions completed at the end of their time"),
             Err(e) => tracing::warn!(error = %e, "expiry pass failed"),
+        }
+        let now = state.now();
+        match state
+            .store
+            .live_sessions_ending_by(now + ENDING_WARNING)
+            .await
+        {
+            Ok(ending) => {
+                warned.retain(|id| ending.iter().any(|(e, _)| e == id));
+                for (id, ends_at) in ending {
+                    if warned.insert(id) {
+                        let seconds_left = (ends_at - now).whole_seconds().max(0);
+                        state.hub.server_broadcast(
+                            Topic::SessionChat(id),
+                            "session_ending",
+                            json!({ "session_id": id, "ends_at": ends_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(), "seconds_left": seconds_left }),
+                        );
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "ending check failed"),
         }
     }
 }

@@ -1,9 +1,8 @@
-//! Committed changes, in commit order, for whoever publishes them to clients (the realtime hub).
-//! Nothing is sent here before its transaction has committed.
+//! Committed changes, in commit order, for the realtime hub to publish. Nothing is sent here
+//! before its transaction has committed, and nothing sent is dropped: the queue is unbounded
+//! because each change is already durable and small.
 
-use std::sync::Arc;
-
-use tokio::sync::broadcast;
+use tokio::sync::mpsc;
 use wrenchline_protocol::{Message, Session};
 
 /// A row change, as `postgres_changes` will describe it.
@@ -17,32 +16,19 @@ pub enum Change {
     MessageInserted(Message),
 }
 
-impl Change {
-    pub fn session_id(&self) -> uuid::Uuid {
-        match self {
-            Change::SessionInserted(s) | Change::SessionUpdated { new: s, .. } => s.id,
-            Change::MessageInserted(m) => m.session_id,
-        }
-    }
-}
-
 #[derive(Clone)]
 pub struct Events {
-    tx: broadcast::Sender<Arc<Change>>,
+    tx: mpsc::UnboundedSender<Change>,
 }
 
 impl Events {
-    pub fn new(capacity: usize) -> Self {
-        let (tx, _) = broadcast::channel(capacity);
-        Events { tx }
+    pub fn new() -> (Events, mpsc::UnboundedReceiver<Change>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Events { tx }, rx)
     }
 
     pub fn publish(&self, change: Change) {
-        // No subscriber is not an error: the change is committed either way.
-        let _ = self.tx.send(Arc::new(change));
-    }
-
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
-        self.tx.subscribe()
+        // After shutdown there is no reader; the change is committed either way.
+        let _ = self.tx.send(change);
     }
 }

@@ -17,18 +17,6 @@ pub trait PresenceView: Send + Sync {
     fn participants(&self, session: &Session) -> Participants;
 }
 
-/// The view used where no realtime hub runs: nobody is present.
-pub struct NobodyPresent;
-
-impl PresenceView for NobodyPresent {
-    fn participants(&self, _: &Session) -> Participants {
-        Participants {
-            customer_present: false,
-            mechanic_present: false,
-        }
-    }
-}
-
 /// Statuses in which chat messages are taken.
 pub const OPEN_FOR_MESSAGES: &[SessionStatus] = &[SessionStatus::Waiting, SessionStatus::Live];
 

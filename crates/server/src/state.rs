@@ -1,5 +1,5 @@
 //! The state every request handler shares: settings, storage, token signing, the change bus,
-//! metrics and the presence view the start rule consults.
+//! metrics, the realtime hub and the presence view the start rule consults.
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use crate::config::Settings;
 use crate::events::Events;
 use crate::lifecycle::PresenceView;
 use crate::metrics::Metrics;
+use crate::realtime::Hub;
 use crate::storage::Store;
 
 pub struct Inner {
@@ -20,6 +21,7 @@ pub struct Inner {
     pub events: Events,
     pub metrics: Metrics,
     pub presence: Arc<dyn PresenceView>,
+    pub hub: Arc<Hub>,
 }
 
 #[derive(Clone)]

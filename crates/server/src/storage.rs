@@ -492,12 +492,19 @@ impl Store {
         rows.iter().map(|r| uuid_col(r, "id")).collect()
     }
 
-    /// The earliest `ends_at` among live sessions.
-    pub async fn next_end(&self) -> StoreResult<Option<OffsetDateTime>> {
-        let row = sqlx::query("SELECT MIN(ends_at) AS next FROM sessions WHERE status = 'live'")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get::<Option<i64>, _>("next")?.map(from_millis))
+    /// Live sessions that end at or before `by`, with their end.
+    pub async fn live_sessions_ending_by(
+        &self,
+        by: OffsetDateTime,
+    ) -> StoreResult<Vec<(Uuid, OffsetDateTime)>> {
+        let rows =
+            sqlx::query("SELECT id, ends_at FROM sessions WHERE status = 'live' AND ends_at <= $1")
+                .bind(millis(by))
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok((uuid_col(r, "id")?, time_col(r, "ends_at")?)))
+            .collect()
     }
 
     /// Runs one conditional UPDATE on a session and reads the outcome in the same transaction.

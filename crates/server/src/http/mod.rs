@@ -73,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .merge(messages::router())
         .merge(auth::router())
         .merge(meta::router())
+        .merge(crate::realtime::router())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,

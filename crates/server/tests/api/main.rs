@@ -9,5 +9,6 @@ mod intake;
 mod lifecycle;
 mod messages;
 mod meta;
+mod realtime;
 mod sign_in;
 mod validation;

@@ -1,0 +1,654 @@
+//! One realtime connection: reads frames, answers them, writes what the hub queues for it, and
+//! cleans up after itself. A single task per connection owns both directions, so a connection
+//! costs one task, one bounded queue and small socket buffers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Map, Value};
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use uuid::Uuid;
+use wrenchline_protocol::realtime::topics::{Topic, TopicError};
+use wrenchline_protocol::realtime::{Filter, Frame, JoinPayload, PgBinding, UserBroadcast, Vsn};
+use wrenchline_protocol::{Role, SessionStatus};
+
+use super::hub::{
+    ActiveBinding, ConnHandle, Outgoing, Subscriber, TopicState, Wire, QUEUE_CAPACITY,
+};
+use crate::auth::{TokenError, TokenKind};
+use crate::state::AppState;
+
+/// A connection that sends nothing (not even a heartbeat) for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest broadcast accepted, in bytes of the frame.
+pub const MAX_BROADCAST_BYTES: usize = 64 * 1024;
+/// Largest tracked presence payload, in bytes of JSON.
+pub const MAX_PRESENCE_BYTES: usize = 4 * 1024;
+
+const CLOSE_NORMAL: u16 = 1000;
+const CLOSE_INVALID_DATA: u16 = 1007;
+const CLOSE_POLICY: u16 = 1008;
+const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// A joined channel on this connection.
+struct Channel {
+    topic: Topic,
+    state: Arc<TopicState>,
+    join_ref: Arc<str>,
+    user_id: Uuid,
+    role: Role,
+    /// Expiry of the access token the channel was joined (or last refreshed) with, Unix seconds.
+    exp: i64,
+    presence_key: String,
+    ack: bool,
+    broadcast_self: bool,
+}
+
+/// Why the connection must close.
+struct Close {
+    code: u16,
+    reason: String,
+}
+
+struct Connection {
+    state: AppState,
+    conn: ConnHandle,
+    vsn: Vsn,
+    /// The `apikey` query parameter, used as the token of joins that carry none.
+    apikey: Option<String>,
+    channels: HashMap<String, Channel>,
+}
+
+pub async fn run(socket: WebSocket, state: AppState, vsn: Vsn, apikey: Option<String>) {
+    let hub = state.hub.clone();
+    let id = hub.next_conn_id();
+    let (tx, mut rx) = mpsc::channel::<Outgoing>(QUEUE_CAPACITY);
+    let kill = hub.shutdown_token().child_token();
+    let conn = ConnHandle::new(id, tx, kill.clone());
+    state.metrics.realtime_connections.inc();
+    let mut connection = Connection {
+        state: state.clone(),
+        conn,
+        vsn,
+        apikey,
+        channels: HashMap::new(),
+    };
+    let (mut sink, mut stream) = socket.split();
+    let mut idle_at = Instant::now() + IDLE_TIMEOUT;
+
+    let close: Option<Close> = loop {
+        let wake = connection
+            .next_expiry()
+            .map_or(idle_at, |at| at.min(idle_at));
+        tokio::select! {
+            biased;
+            _ = kill.cancelled() => {
+                break Some(if hub.shutdown_token().is_cancelled() {
+                    Close { code: CLOSE_GOING_AWAY, reason: "server shutting down".into() }
+                } else {
+                    Close { code: CLOSE_POLICY, reason: "slow consumer: too many unread messages".into() }
+                });
+            }
+            Some(out) = rx.recv() => {
+                let message = match out {
+                    Outgoing::Text(text) => Message::Text(text),
+                    Outgoing::Binary(bytes) => Message::Binary(bytes),
+                };
+                tokio::select! {
+                    biased;
+                    _ = kill.cancelled() => continue,
+                    sent = sink.send(message) => if sent.is_err() { break None },
+                }
+            }
+            inbound = stream.next() => {
+                let outcome = match inbound {
+                    Some(Ok(Message::Text(text))) => connection.on_text(text.as_str()).await,
+                    Some(Ok(Message::Binary(bytes))) => connection.on_binary(&bytes),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break None,
+                };
+                idle_at = Instant::now() + IDLE_TIMEOUT;
+                if let Err(close) = outcome {
+                    break Some(close);
+                }
+            }
+            _ = tokio::time::sleep_until(wake) => {
+                if Instant::now() >= idle_at {
+                    break Some(Close { code: CLOSE_NORMAL, reason: "heartbeat timeout".into() });
+                }
+                connection.expire_tokens();
+            }
+        }
+    };
+
+    connection.leave_all();
+    if let Some(close) = close {
+        // Flush what is already queued (a phx_close, say) before the close frame, briefly.
+        let flush = async {
+            while let Ok(out) = rx.try_recv() {
+                let message = match out {
+                    Outgoing::Text(text) => Message::Text(text),
+                    Outgoing::Binary(bytes) => Message::Binary(bytes),
+                };
+                if sink.send(message).await.is_err() {
+                    return;
+                }
+            }
+            let frame = CloseFrame {
+                code: close.code,
+                reason: close.reason.into(),
+            };
+            let _ = sink.send(Message::Close(Some(frame))).await;
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), flush).await;
+    }
+    state.metrics.realtime_connections.dec();
+}
+
+fn error_reply(frame: &Frame, reason: impl Into<String>) -> Frame {
+    frame.reply("error", json!({ "reason": reason.into() }))
+}
+
+fn system(
+    channel: &str,
+    extension: &str,
+    status: &str,
+    message: &str,
+    join_ref: &str,
+    full: &str,
+) -> Frame {
+    Frame::new(
+        full,
+        "system",
+        json!({ "extension": extension, "status": status, "message": message, "channel": channel }),
+    )
+    .with_refs(Some(join_ref), None)
+}
+
+/// Checks a binding against what the topic may see: a session topic only that session's row and
+/// messages, the request feed only pending sessions.
+fn validate_binding(topic: Topic, binding: &PgBinding) -> Result<ActiveBinding, String> {
+    if !["*", "INSERT", "UPDATE", "DELETE"]
+        .iter()
+        .any(|e| e.eq_ignore_ascii_case(&binding.event))
+    {
+        return Err(format!(
+            "event {:?} must be one of *, INSERT, UPDATE, DELETE",
+            binding.event
+        ));
+    }
+    if binding.schema != "public" {
+        return Err(format!(
+            "schema {:?} is not available; use public",
+            binding.schema
+        ));
+    }
+    let table = binding.table.as_deref().ok_or("a table is required")?;
+    let filter_text = binding
+        .filter
+        .as_deref()
+        .ok_or("a filter is required on this channel")?;
+    let filter =
+        Filter::parse(filter_text).map_err(|e| format!("Error parsing `filter` params: {e}"))?;
+    let allowed = match (topic, table) {
+        (Topic::SessionChat(id) | Topic::SessionPresence(id), "sessions") => {
+            filter.column == "id" && filter.value == id.to_string()
+        }
+        (Topic::SessionChat(id) | Topic::SessionPresence(id), "messages") => {
+            filter.column == "session_id" && filter.value == id.to_string()
+        }
+        (Topic::Requests, "sessions") => {
+            filter.column == "status" && filter.value == SessionStatus::Pending.as_str()
+        }
+        (Topic::Requests, "messages") => false,
+        (_, other) => return Err(format!("table {other:?} is not available on this channel")),
+    };
+    if !allowed {
+        return Err(format!(
+            "filter {filter_text:?} on table {table} is not allowed on this channel"
+        ));
+    }
+    Ok(ActiveBinding {
+        id: binding.id(),
+        table: table.to_string(),
+        event: binding.event.to_uppercase(),
+        filter,
+    })
+}
+
+impl Connection {
+    fn send(&self, frame: &Frame) {
+        self.conn.send_frame(self.vsn, frame);
+    }
+
+    fn next_expiry(&self) -> Option<Instant> {
+        let earliest = self.channels.values().map(|c| c.exp).min()?;
+        let left = earliest - OffsetDateTime::now_utc().unix_timestamp();
+        Some(Instant::now() + Duration::from_secs(left.max(0) as u64))
+    }
+
+    async fn on_text(&mut self, text: &str) -> Result<(), Close> {
+        let frame = Frame::decode(self.vsn, text).map_err(|e| Close {
+            code: CLOSE_INVALID_DATA,
+            reason: truncate(format!("{e}")),
+        })?;
+        match (frame.topic.as_str(), frame.event.as_str()) {
+            ("phoenix", "heartbeat") => self.send(&frame.reply("ok", json!({}))),
+            (_, "phx_join") => self.join(frame).await,
+            (_, "phx_leave") => self.leave(&frame),
+            _ => {
+                let Some(channel) = self.channels.get(&frame.topic) else {
+                    let mut reply = error_reply(&frame, "unmatched topic");
+                    reply.join_ref = None;
+                    self.send(&reply);
+                    return Ok(());
+                };
+                if frame
+                    .join_ref
+                    .as_deref()
+                    .is_some_and(|r| r != &*channel.join_ref)
+                {
+                    // A message for an earlier join of this topic: stale, as Phoenix treats it.
+                    return Ok(());
+                }
+                match frame.event.as_str() {
+                    "access_token" => self.refresh_token(&frame).await,
+                    "presence" => self.presence(&frame, text.len()),
+                    "broadcast" => self.broadcast_text(&frame, text.len()),
+                    other => self.send(&error_reply(
+                        &frame,
+                        format!("UnknownEvent: {other:?} is not handled on this channel"),
+                    )),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_binary(&mut self, bytes: &[u8]) -> Result<(), Close> {
+        if self.vsn != Vsn::V2 {
+            return Err(Close {
+                code: CLOSE_INVALID_DATA,
+                reason: "binary frames need vsn=2.0.0".into(),
+            });
+        }
+        let broadcast = UserBroadcast::decode_push(bytes).map_err(|e| Close {
+            code: CLOSE_INVALID_DATA,
+            reason: truncate(format!("{e}")),
+        })?;
+        let Some(channel) = self.channels.get(&broadcast.topic) else {
+            let frame = Frame::new(&broadcast.topic, "broadcast", json!({}))
+                .with_refs(None, broadcast.r#ref.as_deref());
+            self.send(&error_reply(&frame, "unmatched topic"));
+            return Ok(());
+        };
+        let request = Frame::new(&broadcast.topic, "broadcast", json!({}))
+            .with_refs(broadcast.join_ref.as_deref(), broadcast.r#ref.as_deref());
+        if let Err(reason) = self.may_broadcast(channel, bytes.len()) {
+            self.send(&error_reply(&request, reason));
+            return Ok(());
+        }
+        self.state.hub.broadcast(
+            &channel.state,
+            self.conn.id,
+            channel.broadcast_self,
+            broadcast.json_payload(),
+            Some(&broadcast),
+        );
+        if channel.ack {
+            self.send(&request.reply("ok", json!({})));
+        }
+        Ok(())
+    }
+
+    fn may_broadcast(&self, channel: &Channel, size: usize) -> Result<(), String> {
+        if channel.topic == Topic::Requests {
+            return Err("Unauthorized: broadcasts are not allowed on this channel".into());
+        }
+        if size > MAX_BROADCAST_BYTES {
+            return Err(format!(
+                "payload_size_exceeded: broadcasts are limited to {MAX_BROADCAST_BYTES} bytes"
+            ));
+        }
+        Ok(())
+    }
+
+    fn broadcast_text(&self, frame: &Frame, size: usize) {
+        let channel = &self.channels[&frame.topic];
+        if let Err(reason) = self.may_broadcast(channel, size) {
+            self.send(&error_reply(frame, reason));
+            return;
+        }
+        if !frame.payload.get("event").is_some_and(Value::is_string) {
+            self.send(&error_reply(frame, "a broadcast needs a string `event`"));
+            return;
+        }
+        self.state.hub.broadcast(
+            &channel.state,
+            self.conn.id,
+            channel.broadcast_self,
+            Some(frame.payload.clone()),
+            None,
+        );
+        if channel.ack {
+            self.send(&frame.reply("ok", json!({})));
+        }
+    }
+
+    fn presence(&self, frame: &Frame, size: usize) {
+        let channel = &self.channels[&frame.topic];
+        if !matches!(channel.topic, Topic::SessionPresence(_)) {
+            self.send(&error_reply(
+                frame,
+                "Presence is not available on this channel",
+            ));
+            return;
+        }
+        match frame.payload.get("event").and_then(Value::as_str) {
+            Some("track") => {
+                let Some(Value::Object(payload)) = frame.payload.get("payload") else {
+                    self.send(&error_reply(frame, "Presence track payload must be a map"));
+                    return;
+                };
+                if size > MAX_PRESENCE_BYTES {
+                    self.send(&error_reply(frame, "Track message size exceeded"));
+                    return;
+                }
+                if let Err(reason) = check_presence_payload(payload, channel) {
+                    self.send(&error_reply(frame, reason));
+                    return;
+                }
+                let mut payload = payload.clone();
+                payload.remove("phx_ref");
+                payload.remove("phx_ref_prev");
+                self.state.hub.track(
+                    &channel.state,
+                    self.conn.id,
+                    &channel.presence_key,
+                    channel.user_id,
+                    payload,
+                );
+                self.send(&frame.reply("ok", json!({})));
+                if let Some(session) = channel.topic.session() {
+                    tokio::spawn(super::evaluate_start(self.state.clone(), session));
+                }
+            }
+            Some("untrack") => {
+                self.state.hub.untrack(&channel.state, self.conn.id);
+                self.send(&frame.reply("ok", json!({})));
+            }
+            _ => self.send(&error_reply(
+                frame,
+                "Presence event must be track or untrack",
+            )),
+        }
+    }
+
+    async fn join(&mut self, frame: Frame) {
+        let topic = match Topic::parse(&frame.topic) {
+            Ok(topic) => topic,
+            Err(TopicError::Unmatched) => {
+                let mut reply = error_reply(&frame, "unmatched topic");
+                reply.join_ref = None;
+                self.send(&reply);
+                return;
+            }
+            Err(e) => return self.send(&error_reply(&frame, e.to_string())),
+        };
+        let payload = match JoinPayload::parse(&frame.payload) {
+            Ok(payload) => payload,
+            Err(e) => return self.send(&error_reply(&frame, e.to_string())),
+        };
+        let (user_id, role, exp) =
+            match self.authorize(topic, payload.access_token.as_deref()).await {
+                Ok(who) => who,
+                Err(reason) => return self.send(&error_reply(&frame, reason)),
+            };
+
+        let mut echo = Vec::new();
+        let mut active = Vec::new();
+        let mut problems = Vec::new();
+        for binding in &payload.config.postgres_changes {
+            let mut raw: Map<String, Value> = binding.raw.clone();
+            raw.insert("id".into(), json!(binding.id()));
+            echo.push(Value::Object(raw));
+            match validate_binding(topic, binding) {
+                Ok(valid) => active.push(valid),
+                Err(problem) => problems.push(problem),
+            }
+        }
+
+        if let Some(previous) = self.channels.remove(&frame.topic) {
+            self.state.hub.unsubscribe(&previous.state, self.conn.id);
+        }
+        let join_ref: Arc<str> = frame
+            .join_ref
+            .clone()
+            .or_else(|| frame.r#ref.clone())
+            .unwrap_or_default()
+            .into();
+        let wire = match (self.vsn, payload.has_config) {
+            (Vsn::V1, _) => Wire::V1,
+            (Vsn::V2, true) => Wire::V2Binary,
+            (Vsn::V2, false) => Wire::V2,
+        };
+        let reply = frame.reply("ok", json!({ "postgres_changes": echo }));
+        let subscriber = Subscriber {
+            conn: self.conn.clone(),
+            join_ref: join_ref.clone(),
+            user_id,
+            role,
+            wire,
+            broadcast_self: payload.config.broadcast_self,
+            bindings: active.clone().into(),
+        };
+        let state = self.state.hub.subscribe(topic, subscriber, &reply);
+        if matches!(topic, Topic::SessionPresence(_)) {
+            self.state
+                .hub
+                .send_presence_state(&state, &self.conn, wire, &join_ref);
+        }
+        let name = topic.name();
+        if !problems.is_empty() {
+            self.send(&system(
+                &name,
+                "postgres_changes",
+                "error",
+                &problems.join("; "),
+                &join_ref,
+                &frame.topic,
+            ));
+        }
+        if !active.is_empty() {
+            self.send(&system(
+                &name,
+                "postgres_changes",
+                "ok",
+                "Subscribed to PostgreSQL",
+                &join_ref,
+                &frame.topic,
+            ));
+        }
+        let presence_key = payload
+            .config
+            .presence_key
+            .clone()
+            .unwrap_or_else(|| Uuid::new_v4().to_string());
+        self.channels.insert(
+            frame.topic.clone(),
+            Channel {
+                topic,
+                state,
+                join_ref,
+                user_id,
+                role,
+                exp,
+                presence_key,
+                ack: payload.config.broadcast_ack,
+                broadcast_self: payload.config.broadcast_self,
+            },
+        );
+    }
+
+    /// Who may join: a valid access token, and for session topics the session's customer or its
+    /// assigned mechanic, for the request feed a mechanic.
+    async fn authorize(
+        &self,
+        topic: Topic,
+        token: Option<&str>,
+    ) -> Result<(Uuid, Role, i64), String> {
+        let token = token
+            .or(self.apikey.as_deref())
+            .ok_or("Unauthorized: an access token is required to join this channel")?;
+        let claims = self
+            .state
+            .signer
+            .verify(token, TokenKind::Access)
+            .map_err(token_reason)?;
+        let unauthorized = || {
+            format!(
+                "Unauthorized: You do not have permissions to read from this Channel topic: {}",
+                topic.name()
+            )
+        };
+        let user = match self.state.store.user(claims.sub).await {
+            Ok(Some(user)) => user,
+            Ok(None) => {
+                return Err("Unauthorized: this account no longer exists or is disabled".into())
+            }
+            Err(e) => {
+                tracing::error!(error = ?e, "join authorization failed");
+                return Err("UnknownErrorOnChannel: please try again".into());
+            }
+        };
+        match topic {
+            Topic::Requests => {
+                if user.role != Role::Mechanic {
+                    return Err(unauthorized());
+                }
+            }
+            Topic::SessionChat(id) | Topic::SessionPresence(id) => {
+                match self.state.store.session(id).await {
+                    Ok(Some(session)) if session.is_participant(user.id) => {}
+                    Ok(_) => return Err(unauthorized()),
+                    Err(e) => {
+                        tracing::error!(error = ?e, "join authorization failed");
+                        return Err("UnknownErrorOnChannel: please try again".into());
+                    }
+                }
+            }
+        }
+        Ok((user.id, user.role, claims.exp))
+    }
+
+    async fn refresh_token(&mut self, frame: &Frame) {
+        let Some(token) = frame
+            .payload
+            .get("access_token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+        else {
+            return;
+        };
+        let verified = self.state.signer.verify(token, TokenKind::Access);
+        let channel = self
+            .channels
+            .get_mut(&frame.topic)
+            .expect("checked by the caller");
+        match verified {
+            Ok(claims) if claims.sub == channel.user_id => channel.exp = claims.exp,
+            Ok(_) => self.shut_channel(&frame.topic, "The access token belongs to another user"),
+            Err(e) => {
+                let reason = token_reason(e);
+                self.shut_channel(
+                    &frame.topic,
+                    reason.split_once(": ").map_or(reason.as_str(), |(_, m)| m),
+                );
+            }
+        }
+    }
+
+    fn leave(&mut self, frame: &Frame) {
+        self.send(&frame.reply("ok", json!({})));
+        if let Some(channel) = self.channels.remove(&frame.topic) {
+            self.state.hub.unsubscribe(&channel.state, self.conn.id);
+            self.send(&close_frame(&channel));
+        }
+    }
+
+    /// Ends a channel from the server side: a `system` error saying why, then `phx_close`.
+    fn shut_channel(&mut self, topic: &str, message: &str) {
+        if let Some(channel) = self.channels.remove(topic) {
+            self.state.hub.unsubscribe(&channel.state, self.conn.id);
+            self.send(&system(
+                &channel.topic.name(),
+                "system",
+                "error",
+                message,
+                &channel.join_ref,
+                topic,
+            ));
+            self.send(&close_frame(&channel));
+        }
+    }
+
+    fn expire_tokens(&mut self) {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let expired: Vec<String> = self
+            .channels
+            .iter()
+            .filter(|(_, c)| c.exp <= now)
+            .map(|(t, _)| t.clone())
+            .collect();
+        for topic in expired {
+            self.shut_channel(&topic, "Token has expired 0 seconds ago");
+        }
+    }
+
+    fn leave_all(&mut self) {
+        for (_, channel) in self.channels.drain() {
+            self.state.hub.unsubscribe(&channel.state, self.conn.id);
+        }
+    }
+}
+
+fn close_frame(channel: &Channel) -> Frame {
+    Frame::new(channel.state.full.to_string(), "phx_close", json!({}))
+        .with_refs(Some(&channel.join_ref), Some(&channel.join_ref))
+}
+
+fn check_presence_payload(payload: &Map<String, Value>, channel: &Channel) -> Result<(), String> {
+    match payload.get("user_id").and_then(Value::as_str) {
+        Some(id) if id == channel.user_id.to_string() => {}
+        _ => return Err("Forbidden: a presence payload's user_id must be your own".into()),
+    }
+    match payload.get("role") {
+        None => Ok(()),
+        Some(Value::String(role)) if role == channel.role.as_str() => Ok(()),
+        Some(_) => Err("Forbidden: a presence payload's role must be your own".into()),
+    }
+}
+
+fn token_reason(e: TokenError) -> String {
+    match e {
+        TokenError::Expired => "InvalidJWTToken: Token has expired".into(),
+        TokenError::Invalid => "InvalidJWTToken: The access token is not valid".into(),
+    }
+}
+
+/// Close reasons must fit a control frame (123 bytes).
+fn truncate(mut reason: String) -> String {
+    if reason.len() > 120 {
+        let mut cut = 120;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+    }
+    reason
+}

@@ -1,0 +1,519 @@
+//! The realtime hub spoken to frame by frame over a real socket (vsn 2.0.0), for the rules that
+//! matter most: authorization, presence by payload, the server-side live start, row changes,
+//! and cutting off a client that does not read.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use uuid::Uuid;
+
+use crate::helpers::{spawn_app, Actor, TestApp};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+struct Client {
+    ws: Ws,
+    next_ref: u64,
+}
+
+impl Client {
+    async fn connect(app: &TestApp) -> Client {
+        let url = format!(
+            "{}/realtime/v1/websocket?vsn=2.0.0",
+            app.base.replace("http://", "ws://")
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connects");
+        Client { ws, next_ref: 0 }
+    }
+
+    async fn push(
+        &mut self,
+        join_ref: Option<&str>,
+        topic: &str,
+        event: &str,
+        payload: Value,
+    ) -> String {
+        self.next_ref += 1;
+        let r = self.next_ref.to_string();
+        let frame = json!([join_ref, r, topic, event, payload]).to_string();
+        self.ws.send(Message::text(frame)).await.unwrap();
+        r
+    }
+
+    /// The next frame matching `pred`, skipping others; panics after a few seconds.
+    async fn expect(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.ws.next()).await;
+            let Ok(Some(Ok(message))) = next else {
+                panic!("no frame for: {what} (got {next:?})");
+            };
+            if let Message::Text(text) = message {
+                let frame: Value = serde_json::from_str(text.as_str()).unwrap();
+                if pred(&frame) {
+                    return frame;
+                }
+            }
+        }
+    }
+
+    async fn reply(&mut self, r: &str) -> Value {
+        let r = r.to_string();
+        self.expect(&format!("reply to {r}"), move |f| {
+            f[3] == "phx_reply" && f[1] == r.as_str()
+        })
+        .await
+    }
+
+    /// Frames that arrive within `window`.
+    async fn drain(&mut self, window: Duration) -> Vec<Value> {
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + window;
+        while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, self.ws.next()).await {
+            if let Message::Text(text) = message {
+                out.push(serde_json::from_str(text.as_str()).unwrap());
+            }
+        }
+        out
+    }
+
+    async fn join(&mut self, topic: &str, token: &str, config: Value) -> Value {
+        let r = self.next_ref + 1;
+        let r = r.to_string();
+        self.push(
+            Some(&r),
+            topic,
+            "phx_join",
+            json!({"config": config, "access_token": token}),
+        )
+        .await;
+        self.reply(&r).await
+    }
+}
+
+fn config(bindings: Value) -> Value {
+    json!({"broadcast": {"self": false, "ack": true}, "presence": {"key": "", "enabled": true}, "postgres_changes": bindings, "private": false})
+}
+
+async fn token(app: &TestApp, actor: &Actor) -> String {
+    match actor {
+        Actor::Mechanic { token, .. } => token.clone(),
+        Actor::Customer { .. } => {
+            let (_, body) = app.post("/api/auth/token", actor, None).await;
+            body["access_token"].as_str().unwrap().to_string()
+        }
+        Actor::Anonymous => String::new(),
+    }
+}
+
+fn presence_topic(id: Uuid) -> String {
+    format!("realtime:chat:session-{id}:presence")
+}
+
+async fn track(
+    client: &mut Client,
+    topic: &str,
+    join_ref: &str,
+    actor: &Actor,
+    role: &str,
+) -> Value {
+    let r = client
+        .push(
+            Some(join_ref),
+            topic,
+            "presence",
+            json!({"type": "presence", "event": "track", "payload": {"user_id": actor.id().unwrap().to_string(), "role": role, "online_at": "2026-11-25T10:00:00Z"}}),
+        )
+        .await;
+    client.reply(&r).await
+}
+
+#[tokio::test]
+async fn heartbeats_are_answered_and_unknown_topics_refused() {
+    let app = spawn_app().await;
+    let mut c = Client::connect(&app).await;
+    let r = c.push(None, "phoenix", "heartbeat", json!({})).await;
+    assert_eq!(
+        c.reply(&r).await[4],
+        json!({"status": "ok", "response": {}})
+    );
+    let (_, mechanic, _) = app.waiting_session().await;
+    let t = token(&app, &mechanic).await;
+    let reply = c.join("realtime:room1", &t, config(json!([]))).await;
+    assert_eq!(reply[4]["status"], "error");
+    assert!(reply[4]["response"]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("UnknownTopic"));
+    let reply = c.join("room1", &t, config(json!([]))).await;
+    assert_eq!(reply[4]["response"]["reason"], "unmatched topic");
+}
+
+#[tokio::test]
+async fn the_seed_flow_goes_live_when_both_are_present_by_payload() {
+    let app = spawn_app().await;
+    let (customer, session) = app.offered_session().await;
+    let customer_token = token(&app, &customer).await;
+    let topic = presence_topic(session);
+    let chat = format!("realtime:chat:session-{session}");
+
+    // Test 1: the customer alone: waiting for a mechanic.
+    let mut cust = Client::connect(&app).await;
+    let joined = cust.join(&topic, &customer_token, config(json!([]))).await;
+    assert_eq!(joined[4]["status"], "ok", "{joined}");
+    let join_ref = joined[0].as_str().unwrap().to_string();
+    cust.expect("presence_state", |f| f[3] == "presence_state")
+        .await;
+    assert_eq!(
+        track(&mut cust, &topic, &join_ref, &customer, "customer").await[4]["status"],
+        "ok"
+    );
+    let mut cust_chat = Client::connect(&app).await;
+    let binding = json!([{"event": "*", "schema": "public", "table": "sessions", "filter": format!("id=eq.{session}")}]);
+    let joined_chat = cust_chat
+        .join(&chat, &customer_token, config(binding.clone()))
+        .await;
+    assert_eq!(
+        joined_chat[4]["response"]["postgres_changes"][0]["table"],
+        "sessions"
+    );
+    let binding_id = joined_chat[4]["response"]["postgres_changes"][0]["id"].clone();
+    assert!(binding_id.is_u64());
+
+    // Test 2: a mechanic accepts, then joins and tracks.
+    let mechanic = app.mechanic("Sam").await;
+    let (status, _) = app
+        .post(&format!("/api/sessions/{session}/accept"), &mechanic, None)
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    let accepted = cust_chat
+        .expect("the accept as a row change", |f| f[3] == "postgres_changes")
+        .await;
+    assert_eq!(accepted[4]["ids"], json!([binding_id]));
+    assert_eq!(accepted[4]["data"]["type"], "UPDATE");
+    assert_eq!(accepted[4]["data"]["record"]["status"], "waiting");
+    let (_, read) = app
+        .get(&format!("/api/sessions/{session}"), &customer)
+        .await;
+    assert_eq!(read["status"], "waiting", "the mechanic is not present yet");
+
+    let mut mech = Client::connect(&app).await;
+    let mech_token = token(&app, &mechanic).await;
+    let joined = mech.join(&topic, &mech_token, config(json!([]))).await;
+    let mech_ref = joined[0].as_str().unwrap().to_string();
+    let state = mech
+        .expect("presence_state", |f| f[3] == "presence_state")
+        .await;
+    let keys: Vec<&String> = state[4].as_object().unwrap().keys().collect();
+    assert_eq!(keys.len(), 1);
+    assert_ne!(
+        keys[0],
+        &customer.id().unwrap().to_string(),
+        "keys are per connection, not user ids"
+    );
+    track(&mut mech, &topic, &mech_ref, &mechanic, "mechanic").await;
+
+    // Test 3: the server starts the session itself.
+    let live = cust_chat
+        .expect("the session going live", |f| {
+            f[3] == "postgres_changes" && f[4]["data"]["record"]["status"] == "live"
+        })
+        .await;
+    let record = &live[4]["data"]["record"];
+    let started = time::OffsetDateTime::parse(
+        record["started_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let ends = time::OffsetDateTime::parse(
+        record["ends_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!(
+        ends - started,
+        time::Duration::minutes(30),
+        "the standard plan"
+    );
+    let (status, again) = app
+        .post(&format!("/api/sessions/{session}/start"), &customer, None)
+        .await;
+    assert_eq!(
+        status,
+        reqwest::StatusCode::OK,
+        "start is idempotent once live"
+    );
+    assert_eq!(again["started_at"], record["started_at"]);
+}
+
+#[tokio::test]
+async fn a_mechanic_assigned_after_the_customer_is_present_still_starts_it() {
+    let app = spawn_app().await;
+    let (customer, session) = app.offered_session().await;
+    let mechanic = app.mechanic("Sam").await;
+    let topic = presence_topic(session);
+    // The customer is present before any mechanic exists for the session.
+    let mut cust = Client::connect(&app).await;
+    let ct = token(&app, &customer).await;
+    let joined = cust.join(&topic, &ct, config(json!([]))).await;
+    let cref = joined[0].as_str().unwrap().to_string();
+    track(&mut cust, &topic, &cref, &customer, "customer").await;
+    // The mechanic cannot join before being assigned.
+    let mt = token(&app, &mechanic).await;
+    let mut mech = Client::connect(&app).await;
+    let refused = mech.join(&topic, &mt, config(json!([]))).await;
+    assert_eq!(refused[4]["status"], "error");
+    // Assigned, joined and tracked: live without anyone calling start.
+    app.post(&format!("/api/sessions/{session}/accept"), &mechanic, None)
+        .await;
+    let joined = mech.join(&topic, &mt, config(json!([]))).await;
+    let mref = joined[0].as_str().unwrap().to_string();
+    track(&mut mech, &topic, &mref, &mechanic, "mechanic").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, read) = app
+            .get(&format!("/api/sessions/{session}"), &customer)
+            .await;
+        if read["status"] == "live" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never went live: {read}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn forged_presence_is_refused_and_never_seen() {
+    let app = spawn_app().await;
+    let (customer, mechanic, session) = app.waiting_session().await;
+    let topic = presence_topic(session);
+    let mut mech = Client::connect(&app).await;
+    let joined = mech
+        .join(&topic, &token(&app, &mechanic).await, config(json!([])))
+        .await;
+    let mref = joined[0].as_str().unwrap().to_string();
+    mech.expect("presence_state", |f| f[3] == "presence_state")
+        .await;
+    // The mechanic pretends to be the customer.
+    let r = mech
+        .push(
+            Some(&mref),
+            &topic,
+            "presence",
+            json!({"type": "presence", "event": "track", "payload": {"user_id": customer.id().unwrap().to_string(), "role": "customer"}}),
+        )
+        .await;
+    let reply = mech.reply(&r).await;
+    assert_eq!(reply[4]["status"], "error");
+    assert!(reply[4]["response"]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("Forbidden"));
+    let mut cust = Client::connect(&app).await;
+    cust.join(&topic, &token(&app, &customer).await, config(json!([])))
+        .await;
+    let state = cust
+        .expect("presence_state", |f| f[3] == "presence_state")
+        .await;
+    assert_eq!(state[4], json!({}), "the forged track left no trace");
+    let (status, body) = app
+        .post(&format!("/api/sessions/{session}/start"), &mechanic, None)
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CONFLICT);
+    assert_eq!(body["missing"], json!(["customer", "mechanic"]));
+}
+
+#[tokio::test]
+async fn outsiders_are_refused_and_row_changes_reach_only_participants() {
+    let app = spawn_app().await;
+    let (customer, mechanic, session) = app.waiting_session().await;
+    let (other_customer, _) = app.offered_session().await;
+    let other_mechanic = app.mechanic("Yuri").await;
+    let chat = format!("realtime:chat:session-{session}");
+    let messages = json!([{"event": "INSERT", "schema": "public", "table": "messages", "filter": format!("session_id=eq.{session}")}]);
+    for (who, actor) in [
+        ("other customer", &other_customer),
+        ("other mechanic", &other_mechanic),
+    ] {
+        let mut c = Client::connect(&app).await;
+        let reply = c
+            .join(&chat, &token(&app, actor).await, config(messages.clone()))
+            .await;
+        assert_eq!(reply[4]["status"], "error", "{who}");
+        assert!(
+            reply[4]["response"]["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("Unauthorized"),
+            "{who}"
+        );
+    }
+    let mut c = Client::connect(&app).await;
+    let reply = c
+        .join(
+            "realtime:requests",
+            &token(&app, &customer).await,
+            config(json!([])),
+        )
+        .await;
+    assert_eq!(
+        reply[4]["status"], "error",
+        "customers cannot read the request feed"
+    );
+    let mut c = Client::connect(&app).await;
+    let reply = c.join(&chat, "not-a-token", config(json!([]))).await;
+    assert!(reply[4]["response"]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("InvalidJWTToken"));
+
+    // A subscriber of another session with a filter naming this one is refused the binding.
+    let (c2, _m2, s2) = app.waiting_session().await;
+    let mut spy = Client::connect(&app).await;
+    let spy_binding = json!([
+        {"event": "*", "schema": "public", "table": "messages", "filter": format!("session_id=eq.{session}")},
+        {"event": "*", "schema": "public", "table": "messages", "filter": "session_id=eq.1) OR (1=1"},
+        {"event": "*", "schema": "public", "table": "users", "filter": "id=eq.1"}
+    ]);
+    let reply = spy
+        .join(
+            &format!("realtime:chat:session-{s2}"),
+            &token(&app, &c2).await,
+            config(spy_binding),
+        )
+        .await;
+    assert_eq!(reply[4]["status"], "ok");
+    let system = spy.expect("system error", |f| f[3] == "system").await;
+    assert_eq!(system[4]["status"], "error");
+    assert_eq!(system[4]["extension"], "postgres_changes");
+
+    let mut cust = Client::connect(&app).await;
+    cust.join(
+        &chat,
+        &token(&app, &customer).await,
+        config(messages.clone()),
+    )
+    .await;
+    let mut mech = Client::connect(&app).await;
+    mech.join(
+        &chat,
+        &token(&app, &mechanic).await,
+        config(messages.clone()),
+    )
+    .await;
+    let (status, posted) = app
+        .post(
+            &format!("/api/sessions/{session}/messages"),
+            &customer,
+            Some(&json!({"body": "hello", "client_id": "c1"})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED);
+    for c in [&mut cust, &mut mech] {
+        let change = c
+            .expect("message insert", |f| f[3] == "postgres_changes")
+            .await;
+        assert_eq!(change[4]["data"]["type"], "INSERT");
+        assert_eq!(change[4]["data"]["record"]["id"], posted["id"]);
+        assert_eq!(change[4]["data"]["record"]["seq"], 1);
+    }
+    let leaked = spy.drain(Duration::from_millis(500)).await;
+    assert!(
+        leaked.iter().all(|f| f[3] != "postgres_changes"),
+        "{leaked:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_request_feed_sees_offers_and_their_acceptance() {
+    let app = spawn_app().await;
+    let mechanic = app.mechanic("Sam").await;
+    let mut feed = Client::connect(&app).await;
+    let binding = json!([{"event": "*", "schema": "public", "table": "sessions", "filter": "status=eq.pending"}]);
+    let reply = feed
+        .join(
+            "realtime:requests",
+            &token(&app, &mechanic).await,
+            config(binding),
+        )
+        .await;
+    assert_eq!(reply[4]["status"], "ok");
+    let (_, unsigned) = app.customer_with_session().await;
+    let (_, offered) = app.offered_session().await;
+    let change = feed
+        .expect("the offer", |f| f[3] == "postgres_changes")
+        .await;
+    assert_eq!(
+        change[4]["data"]["record"]["id"],
+        offered.to_string(),
+        "unsigned requests are never offered"
+    );
+    assert_ne!(change[4]["data"]["record"]["id"], unsigned.to_string());
+    app.post(&format!("/api/sessions/{offered}/accept"), &mechanic, None)
+        .await;
+    let taken = feed
+        .expect("the acceptance", |f| {
+            f[3] == "postgres_changes" && f[4]["data"]["record"]["status"] == "waiting"
+        })
+        .await;
+    assert_eq!(taken[4]["data"]["old_record"]["status"], "pending");
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_disconnected() {
+    let app = spawn_app().await;
+    let (customer, mechanic, session) = app.waiting_session().await;
+    let chat = format!("realtime:chat:session-{session}");
+    // The reader that never reads.
+    let mut stuck = Client::connect(&app).await;
+    stuck
+        .join(&chat, &token(&app, &customer).await, config(json!([])))
+        .await;
+    let mut sender = Client::connect(&app).await;
+    let joined = sender
+        .join(
+            &chat,
+            &token(&app, &mechanic).await,
+            json!({"broadcast": {"self": false, "ack": false}}),
+        )
+        .await;
+    let sref = joined[0].as_str().unwrap().to_string();
+    let big = "x".repeat(16 * 1024);
+    let before = app.state.metrics.realtime_connections.get();
+    assert_eq!(before, 2);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut sent = 0;
+    while app.state.metrics.realtime_connections.get() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stuck reader was never cut off after {sent} broadcasts"
+        );
+        for _ in 0..50 {
+            sender
+                .push(
+                    Some(&sref),
+                    &chat,
+                    "broadcast",
+                    json!({"type": "broadcast", "event": "typing", "payload": {"pad": big}}),
+                )
+                .await;
+            sent += 1;
+        }
+        // The sender reads nothing back either way (self is off); yield to the server.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        app.state.metrics.realtime_connections.get(),
+        1,
+        "only the stuck reader was cut off"
+    );
+}
