@@ -6,6 +6,7 @@ pub mod intake;
 pub mod messages;
 pub mod meta;
 pub mod sessions;
+pub mod web;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -78,7 +79,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             count_requests,
         ))
-        .fallback(not_found)
+        .fallback(web::serve)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(same_origin_writes))
@@ -96,13 +97,6 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
-}
-
-async fn not_found() -> ApiError {
-    ApiError::NotFound {
-        code: "not_found",
-        message: "No such endpoint".into(),
-    }
 }
 
 async fn method_not_allowed() -> Response {

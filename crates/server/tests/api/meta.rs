@@ -85,3 +85,63 @@ async fn the_suite_runs_on_the_engine_it_was_asked_for() {
     };
     assert_eq!(app.state.store.engine(), expected);
 }
+
+#[tokio::test]
+async fn the_web_link_is_served_from_the_binary_with_a_strict_policy() {
+    let app = spawn_app().await;
+    for path in [
+        "/",
+        "/intake",
+        "/intake/waiver",
+        "/thank-you?session=x&plan=trial",
+        "/chat/123",
+    ] {
+        let response = app
+            .http
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let csp = response.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
+        assert!(response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        let html = response.text().await.unwrap();
+        assert!(
+            html.contains("<script type=\"module\""),
+            "{path}: the app shell"
+        );
+        let script = html
+            .split("src=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string();
+        let asset = app
+            .http
+            .get(format!("{}{script}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(asset.status(), StatusCode::OK, "{script}");
+        assert!(asset.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("javascript"));
+        assert!(asset.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable"));
+    }
+}
