@@ -127,3 +127,11 @@ pub struct Health {
     pub status: String,
     pub version: String,
 }
+
+/// The server's clock, for clients to correct countdowns by their offset.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ServerTime {
+    #[serde(with = "time::serde::rfc3339")]
+    pub now: OffsetDateTime,
+}

@@ -6,7 +6,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::OpenApi;
-use wrenchline_protocol::Health;
+use wrenchline_protocol::{Health, ServerTime};
 
 use crate::http::ApiDoc;
 use crate::state::AppState;
@@ -16,6 +16,7 @@ pub fn router() -> Router<AppState> {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(openapi))
+        .route("/api/time", get(server_time))
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "meta",
@@ -59,4 +60,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     responses((status = 200, description = "This document", content_type = "application/json", body = Object)))]
 pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
+}
+
+#[utoipa::path(get, path = "/api/time", tag = "meta",
+    responses((status = 200, description = "The server's clock (millisecond precision)", body = ServerTime)))]
+pub async fn server_time(State(state): State<AppState>) -> Json<ServerTime> {
+    Json(ServerTime { now: state.now() })
 }
