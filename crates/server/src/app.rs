@@ -18,6 +18,7 @@ use crate::auth::TokenSigner;
 use crate::config::Settings;
 use crate::events::{Change, Events};
 use crate::lifecycle;
+use crate::limits::Limiters;
 use crate::metrics::Metrics;
 use crate::realtime::{self, Hub};
 use crate::state::{AppState, Inner};
@@ -52,7 +53,9 @@ impl Application {
         let addr = listener.local_addr()?;
         let (events, changes) = Events::new();
         let hub = Arc::new(Hub::new());
+        let limiters = Limiters::new(settings.limits.clone());
         let state = AppState(Arc::new(Inner {
+            limiters,
             signer: TokenSigner::new(secret.as_bytes()),
             settings,
             store,
@@ -119,8 +122,13 @@ async fn session_clock(state: AppState) {
     let mut tick = tokio::time::interval(CLOCK_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut warned: HashSet<uuid::Uuid> = HashSet::new();
+    let mut ticks: u64 = 0;
     loop {
         tick.tick().await;
+        ticks += 1;
+        if ticks % 120 == 0 {
+            state.limiters.forget_idle();
+        }
         match lifecycle::expire_due(&state).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(completed = n, "sessions completed at the end of their time"),

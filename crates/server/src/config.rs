@@ -8,6 +8,8 @@ use serde::Deserialize;
 use time::Duration;
 use wrenchline_protocol::{Plan, Waiver};
 
+use crate::limits::Limits;
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub bind: SocketAddr,
@@ -24,6 +26,7 @@ pub struct Settings {
     pub body_limit: usize,
     /// A fixed token-signing secret; otherwise one is generated and kept in the database.
     pub token_secret: Option<String>,
+    pub limits: Limits,
 }
 
 impl Settings {
@@ -41,6 +44,7 @@ impl Settings {
             resume_link_ttl: Duration::hours(24),
             body_limit: 64 * 1024,
             token_secret: None,
+            limits: Limits::default(),
         }
     }
 

@@ -9,6 +9,7 @@ pub mod events;
 pub mod extract;
 pub mod http;
 pub mod lifecycle;
+pub mod limits;
 pub mod metrics;
 pub mod realtime;
 pub mod state;

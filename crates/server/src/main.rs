@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use tracing_subscriber::EnvFilter;
 use wrenchline_server::auth::{hash_password, random_token};
 use wrenchline_server::config::{load_plans, Settings};
+use wrenchline_server::limits::Limits;
 use wrenchline_server::storage::Store;
 use wrenchline_server::Application;
 
@@ -53,6 +54,9 @@ enum Command {
         /// A TOML file of [[plans]] (id, name, minutes, price_cents); a "trial" plan is required.
         #[arg(long, env = "WRENCHLINE_PLANS_FILE")]
         plans_file: Option<PathBuf>,
+        /// A TOML file of abuse limits (see README); keys left out keep their defaults.
+        #[arg(long, env = "WRENCHLINE_LIMITS_FILE")]
+        limits_file: Option<PathBuf>,
         /// Lifetime of access tokens, in seconds.
         #[arg(long, env = "WRENCHLINE_ACCESS_TOKEN_TTL", default_value_t = 900)]
         access_token_ttl: i64,
@@ -116,6 +120,7 @@ async fn main() -> anyhow::Result<()> {
             demo,
             public_url,
             plans_file,
+            limits_file,
             access_token_ttl,
             token_secret,
         } => {
@@ -123,6 +128,9 @@ async fn main() -> anyhow::Result<()> {
             settings.public_url = public_url.map(|u| u.trim_end_matches('/').to_string());
             if let Some(path) = plans_file {
                 settings.plans = load_plans(&path)?;
+            }
+            if let Some(path) = limits_file {
+                settings.limits = Limits::load(&path)?;
             }
             if !(30..=86_400).contains(&access_token_ttl) {
                 bail!("--access-token-ttl must be between 30 and 86400 seconds");

@@ -10,6 +10,7 @@ use crate::auth::TokenSigner;
 use crate::config::Settings;
 use crate::events::Events;
 use crate::lifecycle::PresenceView;
+use crate::limits::Limiters;
 use crate::metrics::Metrics;
 use crate::realtime::Hub;
 use crate::storage::Store;
@@ -22,6 +23,7 @@ pub struct Inner {
     pub metrics: Metrics,
     pub presence: Arc<dyn PresenceView>,
     pub hub: Arc<Hub>,
+    pub limiters: Limiters,
 }
 
 #[derive(Clone)]

@@ -1,7 +1,9 @@
 //! Sign-in: mechanics log in with a password and keep a rotating refresh token; customers trade
 //! their identity cookie for a short-lived access token to hand to realtime.
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
@@ -66,13 +68,15 @@ async fn issue(
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
         (status = 200, body = AuthTokens), (status = 400, body = ErrorBody),
-        (status = 401, description = "invalid_credentials", body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 401, description = "invalid_credentials", body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<AuthTokens>, ApiError> {
     let email = body.email.trim().to_lowercase();
+    state.limiters.login(peer.ip(), &email)?;
     let record = state.store.mechanic_by_email(&email).await?;
     let hash = record
         .as_ref()

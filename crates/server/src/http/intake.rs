@@ -1,7 +1,9 @@
 //! The customer's way in: plans, the waiver text, the intake that creates the customer identity
 //! and a pending session, the waiver signature that offers it to mechanics, and resume links.
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -62,13 +64,16 @@ pub async fn waiver(State(state): State<AppState>) -> Json<Waiver> {
     responses(
         (status = 201, description = "Pending session created; sets the identity cookie for a new customer", body = IntakeResponse),
         (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 415, body = ErrorBody), (status = 422, description = "Invalid fields", body = ErrorBody)))]
+        (status = 415, body = ErrorBody), (status = 422, description = "Invalid fields", body = ErrorBody),
+        (status = 429, description = "Too many intakes from this address", body = ErrorBody)))]
 pub async fn intake(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     caller: Option<Caller>,
     jar: CookieJar,
     ApiJson(raw): ApiJson<IntakeRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
+    state.limiters.intake(peer.ip())?;
     if caller.as_ref().is_some_and(|c| c.role() == Role::Mechanic) {
         return Err(ApiError::forbidden(
             "customers_only",

@@ -73,7 +73,7 @@ fn client_id_is_valid(id: &str) -> bool {
         (status = 200, description = "Already stored under this client_id", body = Message),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody)))]
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn post(
     State(state): State<AppState>,
     caller: Caller,
@@ -99,6 +99,7 @@ pub async fn post(
     if !fields.is_empty() {
         return Err(ApiError::validation(fields));
     }
+    state.limiters.message(caller.user.id)?;
     let (message, created) =
         lifecycle::post_message(&state, &caller, id, &body.client_id, text).await?;
     let status = if created {

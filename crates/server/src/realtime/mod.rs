@@ -9,7 +9,9 @@ pub mod socket;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -44,6 +46,7 @@ pub struct ConnectQuery {
 
 async fn upgrade(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiQuery(query): ApiQuery<ConnectQuery>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -64,12 +67,22 @@ async fn upgrade(
             .into_response()
         }
     };
+    let Some(slot) = state.limiters.connect(peer.ip()) else {
+        return ApiError::TooManyRequests {
+            message: "Too many connections from this address".into(),
+            retry_after: std::time::Duration::from_secs(5),
+        }
+        .into_response();
+    };
     ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| socket::run(socket, state, vsn, query.apikey))
+        .on_upgrade(move |socket| async move {
+            socket::run(socket, state, vsn, query.apikey).await;
+            drop(slot);
+        })
 }
 
 /// Moves a waiting session to live when both participants are present. Called after every track

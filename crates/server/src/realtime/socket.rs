@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
+use governor::DefaultDirectRateLimiter;
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
@@ -21,6 +22,7 @@ use super::hub::{
     ActiveBinding, ConnHandle, Outgoing, Subscriber, TopicState, Wire, QUEUE_CAPACITY,
 };
 use crate::auth::{TokenError, TokenKind};
+use crate::limits::Limiters;
 use crate::state::AppState;
 
 /// A connection that sends nothing (not even a heartbeat) for this long is closed.
@@ -62,6 +64,8 @@ struct Connection {
     /// The `apikey` query parameter, used as the token of joins that carry none.
     apikey: Option<String>,
     channels: HashMap<String, Channel>,
+    joins: DefaultDirectRateLimiter,
+    presence_events: DefaultDirectRateLimiter,
 }
 
 pub async fn run(socket: WebSocket, state: AppState, vsn: Vsn, apikey: Option<String>) {
@@ -71,7 +75,10 @@ pub async fn run(socket: WebSocket, state: AppState, vsn: Vsn, apikey: Option<St
     let kill = hub.shutdown_token().child_token();
     let conn = ConnHandle::new(id, tx, kill.clone());
     state.metrics.realtime_connections.inc();
+    let limits = &state.limiters.limits;
     let mut connection = Connection {
+        joins: Limiters::per_second(limits.joins_per_connection_per_second),
+        presence_events: Limiters::per_second(limits.presence_per_connection_per_second),
         state: state.clone(),
         conn,
         vsn,
@@ -349,6 +356,13 @@ impl Connection {
             ));
             return;
         }
+        if self.presence_events.check().is_err() {
+            self.send(&error_reply(
+                frame,
+                "PresenceRateLimitReached: Too many presence messages per second",
+            ));
+            return;
+        }
         match frame.payload.get("event").and_then(Value::as_str) {
             Some("track") => {
                 let Some(Value::Object(payload)) = frame.payload.get("payload") else {
@@ -390,6 +404,12 @@ impl Connection {
     }
 
     async fn join(&mut self, frame: Frame) {
+        if self.joins.check().is_err() {
+            return self.send(&error_reply(
+                &frame,
+                "ClientJoinRateLimitReached: Too many joins per second",
+            ));
+        }
         let topic = match Topic::parse(&frame.topic) {
             Ok(topic) => topic,
             Err(TopicError::Unmatched) => {

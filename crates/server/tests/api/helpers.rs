@@ -77,8 +77,15 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_on(fresh_database_url().await, |_| {}).await
 }
 
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_on(fresh_database_url().await, configure).await
+}
+
 pub async fn spawn_app_on(database_url: String, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = Settings::new("127.0.0.1:0".parse().unwrap(), database_url.clone());
+    // Every test client comes from 127.0.0.1; per-address limits are tested on their own.
+    settings.limits.login_per_address_per_minute = 10_000;
+    settings.limits.intakes_per_address_per_hour = 10_000;
     configure(&mut settings);
     let app = Application::build(settings).await.expect("server builds");
     let addr = app.local_addr();

@@ -7,6 +7,7 @@ mod cli;
 mod helpers;
 mod intake;
 mod lifecycle;
+mod limits;
 mod messages;
 mod meta;
 mod realtime;

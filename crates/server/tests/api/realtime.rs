@@ -517,3 +517,96 @@ async fn a_client_that_never_reads_is_disconnected() {
         "only the stuck reader was cut off"
     );
 }
+
+#[tokio::test]
+async fn connections_per_address_are_limited() {
+    let app = crate::helpers::spawn_app_with(|s| s.limits.connections_per_address = 2).await;
+    let _a = Client::connect(&app).await;
+    let b = Client::connect(&app).await;
+    let url = format!(
+        "{}/realtime/v1/websocket?vsn=2.0.0",
+        app.base.replace("http://", "ws://")
+    );
+    let refused = tokio_tungstenite::connect_async(&url).await.unwrap_err();
+    assert!(refused.to_string().contains("429"), "{refused}");
+    drop(b);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while tokio_tungstenite::connect_async(&url).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a closed connection frees its slot"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn joins_and_presence_events_per_connection_are_limited() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.limits.joins_per_connection_per_second = 2;
+        s.limits.presence_per_connection_per_second = 2;
+    })
+    .await;
+    let (customer, _mechanic, session) = app.waiting_session().await;
+    let t = token(&app, &customer).await;
+    let topic = presence_topic(session);
+    let mut c = Client::connect(&app).await;
+    assert_eq!(
+        c.join(&topic, &t, config(json!([]))).await[4]["status"],
+        "ok"
+    );
+    let joined = c.join(&topic, &t, config(json!([]))).await;
+    assert_eq!(joined[4]["status"], "ok");
+    let third = c.join(&topic, &t, config(json!([]))).await;
+    assert_eq!(third[4]["status"], "error");
+    assert!(third[4]["response"]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("ClientJoinRateLimitReached"));
+    let jref = joined[0].as_str().unwrap().to_string();
+    assert_eq!(
+        track(&mut c, &topic, &jref, &customer, "customer").await[4]["status"],
+        "ok"
+    );
+    assert_eq!(
+        track(&mut c, &topic, &jref, &customer, "customer").await[4]["status"],
+        "ok"
+    );
+    let limited = track(&mut c, &topic, &jref, &customer, "customer").await;
+    assert_eq!(limited[4]["status"], "error");
+    assert!(limited[4]["response"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("Too many presence"));
+}
+
+#[tokio::test]
+async fn oversized_presence_and_broadcasts_are_refused() {
+    let app = spawn_app().await;
+    let (customer, _mechanic, session) = app.waiting_session().await;
+    let t = token(&app, &customer).await;
+    let topic = presence_topic(session);
+    let mut c = Client::connect(&app).await;
+    let joined = c.join(&topic, &t, config(json!([]))).await;
+    let jref = joined[0].as_str().unwrap().to_string();
+    let r = c
+        .push(
+            Some(&jref),
+            &topic,
+            "presence",
+            json!({"type": "presence", "event": "track", "payload": {"user_id": customer.id().unwrap().to_string(), "pad": "x".repeat(8 * 1024)}}),
+        )
+        .await;
+    assert_eq!(
+        c.reply(&r).await[4]["response"]["reason"],
+        "Track message size exceeded"
+    );
+    let r = c
+        .push(Some(&jref), &topic, "broadcast", json!({"type": "broadcast", "event": "typing", "payload": {"pad": "x".repeat(80 * 1024)}}))
+        .await;
+    let reply = c.reply(&r).await;
+    assert!(reply[4]["response"]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("payload_size_exceeded"));
+}
