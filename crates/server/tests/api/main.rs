@@ -4,6 +4,7 @@
 
 mod authorization;
 mod cli;
+mod client;
 mod helpers;
 mod intake;
 mod lifecycle;
