@@ -22,8 +22,11 @@ pub const PHONE_DIGITS_MAX: usize = 15;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VehicleInput {
+    #[serde(default)]
     pub year: i32,
+    #[serde(default)]
     pub make: String,
+    #[serde(default)]
     pub model: String,
     #[serde(default)]
     pub vin: Option<String>,
@@ -31,16 +34,21 @@ pub struct VehicleInput {
     pub mileage: Option<u32>,
 }
 
-/// `POST /api/intake` as sent.
+/// `POST /api/intake` as sent. Missing text fields read as empty, so that they are reported per
+/// field like any other problem; wrong types are refused before this.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IntakeRequest {
+    #[serde(default)]
     pub name: String,
+    #[serde(default)]
     pub email: String,
     #[serde(default)]
     pub phone: Option<String>,
     pub vehicle: VehicleInput,
+    #[serde(default)]
     pub concern: String,
+    #[serde(default)]
     pub plan: String,
 }
 
@@ -249,6 +257,52 @@ mod tests {
                 "vehicle.year"
             ]
         );
+    }
+
+    #[derive(Deserialize)]
+    struct Case {
+        description: String,
+        input: serde_json::Value,
+        current_year: i32,
+        valid: bool,
+        fields: Vec<String>,
+    }
+
+    /// The same cases the web form's validation is tested with.
+    #[test]
+    fn shared_fixtures_match() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/intake/cases.json"
+        );
+        let cases: Vec<Case> =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert!(cases.len() > 20);
+        let offered = ["trial", "standard", "extended"];
+        for case in cases {
+            let raw: IntakeRequest = serde_json::from_value(case.input.clone())
+                .unwrap_or_else(|e| panic!("{}: {e}", case.description));
+            let mut fields: Vec<String> = match Intake::parse(raw, case.current_year) {
+                Ok(intake) if offered.contains(&intake.plan.as_str()) => Vec::new(),
+                Ok(_) => vec!["plan".into()],
+                Err(errors) => {
+                    let mut fields: Vec<String> = errors.into_keys().collect();
+                    let plan = case.input["plan"].as_str().unwrap_or("").trim();
+                    if !plan.is_empty()
+                        && !offered.contains(&plan)
+                        && !fields.contains(&"plan".to_string())
+                    {
+                        fields.push("plan".into());
+                    }
+                    fields
+                }
+            };
+            fields.sort();
+            let mut want = case.fields.clone();
+            want.sort();
+            assert_eq!(fields.is_empty(), case.valid, "{}", case.description);
+            assert_eq!(fields, want, "{}", case.description);
+        }
     }
 
     #[test]

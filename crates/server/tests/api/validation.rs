@@ -29,8 +29,8 @@ async fn bad_intakes_are_refused_with_a_reason_and_store_nothing() {
             "missing concern",
             without("concern"),
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            None,
+            "validation_failed",
+            Some("concern"),
         ),
         (
             "missing vehicle",
