@@ -8,7 +8,7 @@ if [ -z "$pgbin" ]; then
   echo "PostgreSQL is not installed (apt-get install postgresql)" >&2
   exit 1
 fi
-port=${WRENCHLINE_PG_PORT:-55432}
+port=${WRENCHLINE_PG_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 dir=$(mktemp -d /tmp/wrenchline-pg.XXXXXX)
 as_pg=()
 if [ "$(id -u)" = 0 ]; then
@@ -20,6 +20,8 @@ stop() {
   rm -rf "$dir"
 }
 trap stop EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 "${as_pg[@]}" "$pgbin/initdb" -D "$dir/data" -A trust -U postgres >"$dir/initdb.log" 2>&1 \
   || { cat "$dir/initdb.log" >&2; exit 1; }
 "${as_pg[@]}" "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \

@@ -52,6 +52,8 @@ impl ApiClient {
         }
         let http = reqwest::Client::builder()
             .user_agent(concat!("wrenchline-client/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(std::time::Duration::from_secs(30))
             .build()?;
         Ok(ApiClient {
             http,

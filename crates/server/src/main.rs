@@ -102,8 +102,13 @@ enum MechanicCommand {
 const DEMO_EMAIL: &str = "demo@wrenchline.test";
 
 fn init_tracing() {
-    let filter = EnvFilter::try_from_env("WRENCHLINE_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let requested = std::env::var("WRENCHLINE_LOG").unwrap_or_else(|_| "info,sqlx=warn".into());
+    // Below info these libraries log frame and header contents, which carry tokens and cookies;
+    // they stay at info whatever was asked for.
+    let filter = EnvFilter::try_new(format!(
+        "{requested},tungstenite=info,tokio_tungstenite=info,hyper=info,h2=info"
+    ))
+    .unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -159,13 +164,16 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     };
     let url = app.public_url();
     tracing::info!("listening on http://{}", app.local_addr());
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "listening on http://{}", app.local_addr())?;
-    writeln!(out, "customer link: {url}/intake")?;
+    // Whoever started the server may have stopped reading its output; that must not stop it.
+    let mut banner = format!(
+        "listening on http://{}\ncustomer link: {url}/intake\n",
+        app.local_addr()
+    );
     if let Some(password) = demo_password {
-        writeln!(out, "demo mechanic: {DEMO_EMAIL} / {password}")?;
+        banner.push_str(&format!("demo mechanic: {DEMO_EMAIL} / {password}\n"));
     }
-    out.flush()?;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
     drop(out);
     app.run_until_stopped(shutdown_signal()).await?;
     tracing::info!("stopped");

@@ -12,5 +12,7 @@ mod limits;
 mod messages;
 mod meta;
 mod realtime;
+mod reliability;
+mod secrets;
 mod sign_in;
 mod validation;
