@@ -8,7 +8,7 @@ BIN := $(CARGO_TARGET_DIR)/debug
 DATABASE_URL ?= sqlite://wrenchline.db
 BIND ?= 127.0.0.1:8080
 
-.PHONY: setup ui run serve test test-rust test-postgres lint ui-check
+.PHONY: setup ui run serve test test-rust test-postgres test-realtime lint ui-check
 
 setup:
 	@scripts/setup.sh
@@ -34,7 +34,7 @@ serve: ui
 
 # Everything CI runs, in order: front-end checks and build, formatting, lints, the Rust suite on
 # SQLite, the storage and API suite again on PostgreSQL.
-test: ui-check lint test-rust test-postgres
+test: ui-check lint test-rust test-postgres test-realtime
 	@echo "make test: all suites passed"
 
 ui-check: ui
@@ -49,3 +49,8 @@ test-rust: ui
 
 test-postgres: setup
 	scripts/with-postgres.sh cargo nextest run -p wrenchline-server --test api --locked --no-fail-fast
+
+# The unmodified @supabase/realtime-js and phoenix clients from npm against the real server.
+test-realtime: ui
+	cargo build -p wrenchline-server --locked
+	cd tests/realtime && npm ci --no-audit --no-fund --loglevel=error && npm test
