@@ -2,7 +2,7 @@
 //! customers can book. Plans come from a TOML file when one is given, otherwise the defaults below.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use time::Duration;
@@ -27,6 +27,8 @@ pub struct Settings {
     /// A fixed token-signing secret; otherwise one is generated and kept in the database.
     pub token_secret: Option<String>,
     pub limits: Limits,
+    /// Desktop app releases offered to the updater; none when unset.
+    pub releases_dir: Option<PathBuf>,
 }
 
 impl Settings {
@@ -45,6 +47,7 @@ impl Settings {
             body_limit: 64 * 1024,
             token_secret: None,
             limits: Limits::default(),
+            releases_dir: None,
         }
     }
 

@@ -57,6 +57,9 @@ enum Command {
         /// A TOML file of abuse limits (see README); keys left out keep their defaults.
         #[arg(long, env = "WRENCHLINE_LIMITS_FILE")]
         limits_file: Option<PathBuf>,
+        /// A folder of desktop app releases (`<version>/release.json` and its files) for the updater.
+        #[arg(long, env = "WRENCHLINE_RELEASES_DIR")]
+        releases_dir: Option<PathBuf>,
         /// Lifetime of access tokens, in seconds.
         #[arg(long, env = "WRENCHLINE_ACCESS_TOKEN_TTL", default_value_t = 900)]
         access_token_ttl: i64,
@@ -126,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
             public_url,
             plans_file,
             limits_file,
+            releases_dir,
             access_token_ttl,
             token_secret,
         } => {
@@ -137,6 +141,7 @@ async fn main() -> anyhow::Result<()> {
             if let Some(path) = limits_file {
                 settings.limits = Limits::load(&path)?;
             }
+            settings.releases_dir = releases_dir;
             if !(30..=86_400).contains(&access_token_ttl) {
                 bail!("--access-token-ttl must be between 30 and 86400 seconds");
             }
