@@ -8,7 +8,7 @@ BIN := $(CARGO_TARGET_DIR)/debug
 DATABASE_URL ?= sqlite://wrenchline.db
 BIND ?= 127.0.0.1:8080
 
-.PHONY: setup ui run serve test test-rust test-postgres test-realtime lint ui-check
+.PHONY: setup ui run serve test test-rust test-postgres test-realtime test-browser lint ui-check
 
 setup:
 	@scripts/setup.sh
@@ -34,7 +34,7 @@ serve: ui
 
 # Everything CI runs, in order: front-end checks and build, formatting, lints, the Rust suite on
 # SQLite, the storage and API suite again on PostgreSQL.
-test: ui-check lint test-rust test-postgres test-realtime
+test: ui-check lint test-rust test-postgres test-realtime test-browser
 	@echo "make test: all suites passed"
 
 ui-check: ui
@@ -54,3 +54,8 @@ test-postgres: setup
 test-realtime: ui
 	cargo build -p wrenchline-server --locked
 	cd tests/realtime && npm ci --no-audit --no-fund --loglevel=error && npm test
+
+# The customer's pages in headless Chromium against the real server, the mechanic played by the
+# Rust client; screenshots at 375 and 1280 px go to tests/artifacts/browser/.
+test-browser: setup
+	tests/browser/run.sh

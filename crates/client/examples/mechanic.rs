@@ -59,8 +59,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let me = tokens.user.clone();
-    let api = api.with_token(tokens.access_token.clone());
     let realtime = RealtimeClient::connect(&args.server, tokens.access_token.clone())?;
+    let token = Arc::new(std::sync::RwLock::new(tokens.access_token.clone()));
+    spawn_token_refresh(
+        api.clone(),
+        realtime.clone(),
+        token.clone(),
+        tokens.refresh_token,
+        tokens.expires_in,
+    );
+    let authed = |token: &Arc<std::sync::RwLock<String>>| {
+        api.clone().with_token(token.read().unwrap().clone())
+    };
     let joined: Arc<Mutex<HashMap<Uuid, Joined>>> = Arc::default();
     emit(json!({"event": "ready", "user_id": me.id}));
 
@@ -74,6 +84,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             error("invalid_id", format!("{id} is not a session id"));
             continue;
         };
+        let api = authed(&token);
         match command {
             "accept" => match api.accept(session).await {
                 Ok(s) => emit(json!({"event": "accepted", "session": s})),
@@ -154,6 +165,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     realtime.disconnect().await;
     Ok(())
+}
+
+/// Keeps the access token fresh: refreshes at half its lifetime and hands the new token to the
+/// realtime client (for rejoins and the channels' expiry) and to later HTTP calls.
+fn spawn_token_refresh(
+    api: ApiClient,
+    realtime: RealtimeClient,
+    token: Arc<std::sync::RwLock<String>>,
+    mut refresh: String,
+    mut expires_in: u64,
+) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs((expires_in / 2).max(1))).await;
+            match api.refresh(&refresh).await {
+                Ok(tokens) => {
+                    *token.write().unwrap() = tokens.access_token.clone();
+                    let _ = realtime.set_token(tokens.access_token).await;
+                    refresh = tokens.refresh_token;
+                    expires_in = tokens.expires_in;
+                }
+                Err(e) => {
+                    client_error(&e);
+                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                }
+            }
+        }
+    });
 }
 
 fn time_now() -> String {

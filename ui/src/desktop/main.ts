@@ -1,6 +1,7 @@
 // Entry point of the mechanics' desktop shell (desktop.html), loaded by the Tauri window.
 import { mount } from 'svelte';
 import '../app.css';
+import './desktop.css';
 import App from './App.svelte';
 
 const target = document.getElementById('app');

@@ -56,6 +56,15 @@ pub async fn serve(uri: Uri) -> Response {
     if let Some(response) = (!path.is_empty()).then(|| asset(path)).flatten() {
         return response;
     }
+    // A missing file is missing; only page routes fall back to the app shell.
+    if path.starts_with("assets/")
+        || path
+            .rsplit('/')
+            .next()
+            .is_some_and(|last| last.contains('.'))
+    {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    }
     match asset(SHELL) {
         Some(response) => response,
         None => (

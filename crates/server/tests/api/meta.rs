@@ -145,3 +145,30 @@ async fn the_web_link_is_served_from_the_binary_with_a_strict_policy() {
             .contains("immutable"));
     }
 }
+
+#[tokio::test]
+async fn pages_are_compressed_and_missing_assets_are_404() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .get(format!("{}/intake", app.base))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-encoding"], "gzip");
+    let missing = app
+        .http
+        .get(format!("{}/assets/nope-123.js", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let missing = app
+        .http
+        .get(format!("{}/favicon-nope.png", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+}

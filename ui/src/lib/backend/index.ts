@@ -1,6 +1,7 @@
 // The one interface through which the UI reaches the outside world. Its implementations (desktop:
-// Tauri commands and events; web: HTTP and realtime) live in this folder, and this folder is the
-// only place allowed to import `@tauri-apps/*`, so the rest of the UI runs in a plain browser too.
+// Tauri commands and events; web: HTTP and realtime-js, `web.ts`) live in this folder, and this
+// folder is the only place allowed to import `@tauri-apps/*`, so the rest of the UI runs in a
+// plain browser too. Types mirror the wire types of crates/protocol (field names as in DESIGN.md).
 
 /** A session plan as served by `GET /api/plans`. */
 export type Plan = {
@@ -10,6 +11,148 @@ export type Plan = {
   price_cents: number;
 };
 
+export type Role = 'customer' | 'mechanic';
+
+export type User = { id: string; role: Role; name: string; email: string };
+
+export type SessionStatus = 'pending' | 'waiting' | 'live' | 'completed' | 'cancelled';
+
+export type Vehicle = {
+  year: number;
+  make: string;
+  model: string;
+  vin: string | null;
+  mileage: number | null;
+};
+
+export type Session = {
+  id: string;
+  status: SessionStatus;
+  plan: string;
+  customer_id: string;
+  customer_name: string;
+  mechanic_id: string | null;
+  mechanic_name: string | null;
+  vehicle: Vehicle;
+  concern: string;
+  created_at: string;
+  waiver_signed_at: string | null;
+  accepted_at: string | null;
+  started_at: string | null;
+  ends_at: string | null;
+  ended_at: string | null;
+  end_reason: string | null;
+};
+
+export type Message = {
+  id: string;
+  session_id: string;
+  seq: number;
+  sender_id: string;
+  sender_role: Role;
+  body: string;
+  client_id: string;
+  created_at: string;
+};
+
+export type Waiver = { version: string; text: string };
+
+/** `POST /api/intake` as sent. */
+export type IntakeRequest = {
+  name: string;
+  email: string;
+  phone?: string | null;
+  vehicle: {
+    year: number;
+    make: string;
+    model: string;
+    vin?: string | null;
+    mileage?: number | null;
+  };
+  concern: string;
+  plan: string;
+};
+
+export type ResumeLink = { url: string; expires_at: string };
+
+/**
+ * Every failure reaches the UI as this one shape: the server's `{error, message, fields?,
+ * missing?, session?}` plus the HTTP status. `error` is `network` when the server was not reached
+ * and `unexpected` for an answer that was not the API's error JSON.
+ */
+export class BackendError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly fields: Record<string, string>;
+  readonly missing: Role[];
+  readonly session: Session | null;
+
+  constructor(
+    status: number,
+    code: string,
+    message: string,
+    extra: { fields?: Record<string, string>; missing?: Role[]; session?: Session | null } = {},
+  ) {
+    super(message);
+    this.name = 'BackendError';
+    this.status = status;
+    this.code = code;
+    this.fields = extra.fields ?? {};
+    this.missing = extra.missing ?? [];
+    this.session = extra.session ?? null;
+  }
+}
+
+/** How the realtime link of one session is doing. */
+export type LinkStatus = 'connecting' | 'subscribed' | 'reconnecting' | 'closed';
+
+/** `session_ending`, broadcast by the server shortly before a live session's time is up. */
+export type SessionEnding = { session_id: string; ends_at: string; seconds_left: number };
+
+/** Someone is typing (`typing` broadcast on the session topic). */
+export type Typing = { user_id: string; role: Role };
+
+/**
+ * Callbacks of one session subscription. `presence` gets the raw presence state (connection key →
+ * payloads) so the caller decides who is present by payload `user_id` (lib/presence.ts) and can
+ * show it in the debug view. `subscribed` fires after every (re)subscription: the moment to fetch
+ * the history after the last seq and the session, so nothing missed while away stays missing.
+ */
+export type SessionHandlers = {
+  status?(status: LinkStatus, detail?: string): void;
+  subscribed?(): void;
+  session?(session: Session): void;
+  message?(message: Message): void;
+  presence?(state: Record<string, unknown>): void;
+  typing?(typing: Typing): void;
+  ending?(ending: SessionEnding): void;
+};
+
+/** A live subscription: send typing notices through it and close it when leaving the page. */
+export type SessionSubscription = {
+  typing(): void;
+  close(): void;
+};
+
 export interface Backend {
   plans(): Promise<Plan[]>;
+  waiver(): Promise<Waiver>;
+  /** Files an intake; the web implementation receives the identity cookie with the answer. */
+  submitIntake(body: IntakeRequest): Promise<{ session: Session; user: User }>;
+  signWaiver(sessionId: string, signedName: string, agree: boolean): Promise<{ session: Session; next: string }>;
+  session(sessionId: string): Promise<Session>;
+  resumeLink(sessionId: string): Promise<ResumeLink>;
+  resume(token: string): Promise<{ session: Session; user: User; next: string }>;
+  /** Who this client is (customer: from the identity cookie; mechanic: from the sign-in). */
+  me(): Promise<User>;
+  /** The server clock minus the local clock, in ms. */
+  clockOffset(): Promise<number>;
+  /** Messages with a seq greater than `afterSeq`, in seq order. */
+  history(sessionId: string, afterSeq: number): Promise<Message[]>;
+  /** Posts a message; repeating a `clientId` returns the message already stored under it. */
+  sendMessage(sessionId: string, body: string, clientId: string): Promise<Message>;
+  startSession(sessionId: string): Promise<Session>;
+  endSession(sessionId: string): Promise<Session>;
+  /** Joins the session's chat and presence topics and tracks this user as present. */
+  subscribeSession(sessionId: string, handlers: SessionHandlers): SessionSubscription;
 }

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The browser suite in one command, for CI and people: builds the web shell, the server and the
+# scriptable mechanic, installs what the suite needs, and runs every test in test/ with Node's
+# test runner. Exits non-zero when anything fails.
+#
+#   tests/browser/run.sh                    # the mechanic is crates/client's example when present
+#   WRENCHLINE_MECHANIC=node tests/browser/run.sh   # the Node stand-in (mechanic-standin.mjs)
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wrenchline/target}"
+chromium="${CHROMIUM_PATH:-/usr/bin/chromium}"
+
+if [ ! -x "$chromium" ]; then
+  echo "run.sh: installing Debian's chromium (the Playwright browser download does not work here)"
+  sudo_=""
+  [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -qq
+  $sudo_ apt-get install -y -qq chromium
+fi
+
+echo "run.sh: building the web shell"
+(cd "$root/ui" && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run build)
+
+echo "run.sh: building wrenchline-server (it embeds ui/dist)"
+(cd "$root" && cargo build -p wrenchline-server)
+
+if [ "${WRENCHLINE_MECHANIC:-}" != "node" ] && [ -f "$root/crates/client/examples/mechanic.rs" ]; then
+  echo "run.sh: building the mechanic example"
+  (cd "$root" && cargo build -p wrenchline-client --example mechanic)
+fi
+
+cd "$here"
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
+  npm ci --no-audit --no-fund
+fi
+
+rm -rf "$root/tests/artifacts/browser"
+echo "run.sh: running the browser suite (mechanic: ${WRENCHLINE_MECHANIC:-default})"
+node --test --test-concurrency=1 --test-timeout=300000 --test-reporter=spec test/

@@ -1,0 +1,338 @@
+// The web implementation of `Backend`: JSON over `fetch` to the same origin (the customer is
+// identified by the server's HttpOnly cookie) and realtime over the unmodified
+// `@supabase/realtime-js`, loaded only when a chat opens so the intake pages stay small.
+
+import type { RealtimeChannel, RealtimeClient } from '@supabase/realtime-js';
+import { clockOffset, parseTime } from '../countdown';
+import {
+  BackendError,
+  type Backend,
+  type IntakeRequest,
+  type Message,
+  type Plan,
+  type ResumeLink,
+  type Session,
+  type SessionHandlers,
+  type SessionSubscription,
+  type User,
+  type Waiver,
+} from './index';
+
+type Token = { access_token: string; expires_in: number; user: User };
+
+/** Refresh the realtime token this long before it runs out (a quarter of its life if shorter). */
+const REFRESH_MARGIN_MS = 60_000;
+/** Least time between two typing notices. */
+const TYPING_EVERY_MS = 2_000;
+/** After the server closed a channel for good (expired token, …), start over after this long. */
+const RESTART_AFTER_MS = 2_000;
+
+const NETWORK_MESSAGE = 'Could not reach Wrenchline. Check your connection and try again.';
+
+async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  let response: Response;
+  try {
+    response = await fetch(path, {
+      method,
+      credentials: 'same-origin',
+      headers: body === undefined ? { accept: 'application/json' } : { accept: 'application/json', 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new BackendError(0, 'network', NETWORK_MESSAGE);
+  }
+  let parsed: unknown = null;
+  const text = await response.text().catch(() => '');
+  if (text) {
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = null;
+    }
+  }
+  if (response.ok) return parsed as T;
+  const err = (parsed ?? {}) as Record<string, unknown>;
+  if (typeof err.error === 'string') {
+    throw new BackendError(
+      response.status,
+      err.error,
+      typeof err.message === 'string' ? err.message : 'Something went wrong',
+      {
+        fields: (err.fields as Record<string, string>) ?? {},
+        missing: Array.isArray(err.missing) ? err.missing : [],
+        session: (err.session as Session) ?? null,
+      },
+    );
+  }
+  throw new BackendError(response.status, 'unexpected', 'Something went wrong on our side; please try again');
+}
+
+const enc = encodeURIComponent;
+
+export class WebBackend implements Backend {
+  private tokenCache: { token: Token; expiresAt: number } | null = null;
+
+  plans(): Promise<Plan[]> {
+    return request('GET', '/api/plans');
+  }
+
+  waiver(): Promise<Waiver> {
+    return request('GET', '/api/waiver');
+  }
+
+  submitIntake(body: IntakeRequest): Promise<{ session: Session; user: User }> {
+    this.tokenCache = null;
+    return request('POST', '/api/intake', body);
+  }
+
+  signWaiver(sessionId: string, signedName: string, agree: boolean) {
+    return request<{ session: Session; next: string }>('POST', `/api/sessions/${enc(sessionId)}/waiver`, {
+      signed_name: signedName,
+      agree,
+    });
+  }
+
+  session(sessionId: string): Promise<Session> {
+    return request('GET', `/api/sessions/${enc(sessionId)}`);
+  }
+
+  resumeLink(sessionId: string): Promise<ResumeLink> {
+    return request('POST', `/api/sessions/${enc(sessionId)}/resume-link`);
+  }
+
+  async resume(token: string) {
+    this.tokenCache = null;
+    return request<{ session: Session; user: User; next: string }>('POST', '/api/resume', { token });
+  }
+
+  /** A realtime token for this browser's customer, reused while it has a while to live. */
+  private async token(fresh = false): Promise<Token> {
+    const cached = this.tokenCache;
+    if (!fresh && cached && cached.expiresAt - Date.now() > Math.min(REFRESH_MARGIN_MS, cached.token.expires_in * 250)) {
+      return cached.token;
+    }
+    const token = await request<Token>('POST', '/api/auth/token');
+    this.tokenCache = { token, expiresAt: Date.now() + token.expires_in * 1000 };
+    return token;
+  }
+
+  async me(): Promise<User> {
+    return (await this.token()).user;
+  }
+
+  async clockOffset(): Promise<number> {
+    // Two samples; the one with the shorter round trip has the smaller error.
+    let best: { rtt: number; offset: number } | null = null;
+    for (let i = 0; i < 2; i++) {
+      const sent = Date.now();
+      const { now } = await request<{ now: string }>('GET', '/api/time');
+      const received = Date.now();
+      const server = parseTime(now);
+      if (server === null) continue;
+      const rtt = received - sent;
+      if (!best || rtt < best.rtt) best = { rtt, offset: clockOffset(server, sent, received) };
+    }
+    return best?.offset ?? 0;
+  }
+
+  history(sessionId: string, afterSeq: number): Promise<Message[]> {
+    return request('GET', `/api/sessions/${enc(sessionId)}/messages?after=${Math.max(0, Math.floor(afterSeq))}`);
+  }
+
+  sendMessage(sessionId: string, body: string, clientId: string): Promise<Message> {
+    return request('POST', `/api/sessions/${enc(sessionId)}/messages`, { body, client_id: clientId });
+  }
+
+  startSession(sessionId: string): Promise<Session> {
+    return request('POST', `/api/sessions/${enc(sessionId)}/start`);
+  }
+
+  endSession(sessionId: string): Promise<Session> {
+    return request('POST', `/api/sessions/${enc(sessionId)}/end`);
+  }
+
+  subscribeSession(sessionId: string, handlers: SessionHandlers): SessionSubscription {
+    const link = new SessionLink(sessionId, handlers, (fresh) => this.token(fresh));
+    void link.open();
+    return link;
+  }
+}
+
+/**
+ * One session's realtime link: a socket with the presence topic (where this user is tracked) and
+ * the chat topic (row changes of the session and its messages, typing, `session_ending`). It keeps
+ * the token fresh, and starts over when the server closes a channel for good.
+ */
+class SessionLink implements SessionSubscription {
+  private client: RealtimeClient | null = null;
+  private chat: RealtimeChannel | null = null;
+  private presence: RealtimeChannel | null = null;
+  private user: User | null = null;
+  private closed = false;
+  private refreshTimer: ReturnType<typeof setTimeout> | undefined;
+  private restartTimer: ReturnType<typeof setTimeout> | undefined;
+  private lastTyping = 0;
+
+  constructor(
+    private readonly sessionId: string,
+    private readonly handlers: SessionHandlers,
+    private readonly token: (fresh: boolean) => Promise<Token>,
+  ) {}
+
+  async open(): Promise<void> {
+    this.handlers.status?.('connecting');
+    try {
+      const { RealtimeClient } = await import('@supabase/realtime-js');
+      if (this.closed) return;
+      const token = await this.token(false);
+      if (this.closed) return;
+      this.user = token.user;
+      const origin = location.origin.replace(/^http/, 'ws');
+      const client = new RealtimeClient(`${origin}/realtime/v1`, { params: { apikey: token.access_token } });
+      // Before any subscribe, so the token is in every join (and every rejoin).
+      await client.setAuth(token.access_token);
+      this.client = client;
+      this.scheduleRefresh(token.expires_in);
+      this.joinPresence(client, token.user);
+      this.joinChat(client);
+    } catch (e) {
+      const detail = e instanceof Error ? e.message : String(e);
+      if (e instanceof BackendError && (e.status === 401 || e.status === 403)) {
+        this.handlers.status?.('closed', detail);
+        return;
+      }
+      this.handlers.status?.('reconnecting', detail);
+      this.restart();
+    }
+  }
+
+  private joinPresence(client: RealtimeClient, user: User): void {
+    const channel = client.channel(`chat:session-${this.sessionId}:presence`);
+    this.presence = channel;
+    // Bound before subscribe: only then does the join ask for presence at all.
+    channel.on('presence', { event: 'sync' }, () => {
+      this.handlers.presence?.(channel.presenceState() as Record<string, unknown>);
+    });
+    channel.subscribe((status) => {
+      if (this.closed || this.presence !== channel) return;
+      if (status === 'SUBSCRIBED') {
+        // Every (re)join is a new connection to the server: track again.
+        void channel.track({ user_id: user.id, role: user.role, online_at: new Date().toISOString() });
+      } else if (status === 'CLOSED') {
+        this.restart();
+      }
+    });
+  }
+
+  private joinChat(client: RealtimeClient): void {
+    const id = this.sessionId;
+    const channel = client.channel(`chat:session-${id}`, { config: { broadcast: { self: false, ack: false } } });
+    this.chat = channel;
+    channel.on('postgres_changes', { event: '*', schema: 'public', table: 'sessions', filter: `id=eq.${id}` }, (change) => {
+      const row = change.new as Session | undefined;
+      if (row && typeof row === 'object' && row.id === id) this.handlers.session?.(row);
+    });
+    channel.on(
+      'postgres_changes',
+      { event: 'INSERT', schema: 'public', table: 'messages', filter: `session_id=eq.${id}` },
+      (change) => {
+        const row = change.new as Message | undefined;
+        if (row && typeof row === 'object') this.handlers.message?.(row);
+      },
+    );
+    channel.on('broadcast', { event: 'typing' }, (event) => {
+      const payload = event.payload as { user_id?: unknown; role?: unknown } | undefined;
+      if (payload && typeof payload.user_id === 'string' && (payload.role === 'customer' || payload.role === 'mechanic')) {
+        this.handlers.typing?.({ user_id: payload.user_id, role: payload.role });
+      }
+    });
+    channel.on('broadcast', { event: 'session_ending' }, (event) => {
+      const payload = event.payload as { session_id?: unknown; ends_at?: unknown; seconds_left?: unknown };
+      if (payload && typeof payload.ends_at === 'string') {
+        this.handlers.ending?.({
+          session_id: String(payload.session_id ?? id),
+          ends_at: payload.ends_at,
+          seconds_left: Number(payload.seconds_left ?? 0),
+        });
+      }
+    });
+    channel.subscribe((status, err) => {
+      if (this.closed || this.chat !== channel) return;
+      switch (status) {
+        case 'SUBSCRIBED':
+          this.handlers.status?.('subscribed');
+          this.handlers.subscribed?.();
+          break;
+        case 'CHANNEL_ERROR':
+        case 'TIMED_OUT':
+          this.handlers.status?.('reconnecting', err?.message ?? status);
+          break;
+        case 'CLOSED':
+          // The server ended the channel for good (an expired token, a refused join): realtime-js
+          // does not rejoin by itself, so start over with a fresh token.
+          this.handlers.status?.('reconnecting', 'channel closed');
+          this.restart();
+          break;
+      }
+    });
+  }
+
+  private scheduleRefresh(expiresIn: number): void {
+    clearTimeout(this.refreshTimer);
+    const lifetime = expiresIn * 1000;
+    // A minute before expiry, or a quarter of the lifetime before it for short-lived tokens.
+    const wait = Math.max(1_000, lifetime - Math.min(REFRESH_MARGIN_MS, lifetime / 4));
+    this.refreshTimer = setTimeout(() => void this.refresh(), wait);
+  }
+
+  private async refresh(): Promise<void> {
+    if (this.closed || !this.client) return;
+    try {
+      const token = await this.token(true);
+      if (this.closed || !this.client) return;
+      // Pushes `access_token` to joined channels and puts it in every later rejoin.
+      await this.client.setAuth(token.access_token);
+      this.scheduleRefresh(token.expires_in);
+    } catch (e) {
+      if (e instanceof BackendError && (e.status === 401 || e.status === 403)) {
+        this.handlers.status?.('closed', e.message);
+        return;
+      }
+      this.refreshTimer = setTimeout(() => void this.refresh(), 10_000);
+    }
+  }
+
+  /** Tears the socket down and opens a new one shortly after (at most one pending restart). */
+  private restart(): void {
+    if (this.closed || this.restartTimer !== undefined) return;
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      if (!this.closed) void this.open();
+    }, RESTART_AFTER_MS);
+    this.teardown();
+  }
+
+  private teardown(): void {
+    clearTimeout(this.refreshTimer);
+    const client = this.client;
+    this.client = null;
+    this.chat = null;
+    this.presence = null;
+    if (client) void client.removeAllChannels().catch(() => undefined);
+  }
+
+  typing(): void {
+    const chat = this.chat;
+    const user = this.user;
+    const now = Date.now();
+    if (!chat || !user || chat.state !== 'joined' || now - this.lastTyping < TYPING_EVERY_MS) return;
+    this.lastTyping = now;
+    void chat.send({ type: 'broadcast', event: 'typing', payload: { user_id: user.id, role: user.role } });
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.restartTimer);
+    this.teardown();
+  }
+}

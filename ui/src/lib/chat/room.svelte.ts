@@ -1,0 +1,302 @@
+// The state of one chat room, shared by both shells: the session as the server last told it,
+// the message list, who is present (by payload user_id, lib/presence.ts), the countdown on the
+// server's clock, typing and the realtime link's health. It talks only to a `Backend`, so the
+// customer's web page and the mechanics' desktop app drive the same room.
+
+import {
+  BackendError,
+  type Backend,
+  type LinkStatus,
+  type Message,
+  type Session,
+  type SessionStatus,
+  type SessionSubscription,
+  type User,
+} from '../backend';
+import { parseTime, remainingMs } from '../countdown';
+import {
+  lastSeq,
+  markFailed,
+  markSending,
+  mergeMessages,
+  newClientId,
+  pendingEntry,
+  type ChatEntry,
+} from '../messages';
+import { participants } from '../presence';
+
+/** Statuses only move forward; a stale copy (an old row change, a slow fetch) never wins. */
+const RANK: Record<SessionStatus, number> = { pending: 0, waiting: 1, live: 2, completed: 3, cancelled: 3 };
+
+/** How long a typing notice shows. */
+const TYPING_SHOWS_MS = 4_000;
+/** Both present but still waiting after this long: ask the server to start (it usually has). */
+const START_NUDGE_MS = 3_000;
+/** After the countdown reached zero, look at the session this often until the server ends it. */
+const EXPIRY_POLL_MS = 3_000;
+export const MAX_MESSAGE_CHARS = 4_000;
+const HISTORY_PAGE = 500;
+
+/** Where the room is, as people see it. */
+export type Phase =
+  | 'loading'
+  | 'unsigned'
+  | 'waiting_accept'
+  | 'joining'
+  | 'live'
+  | 'completed'
+  | 'cancelled'
+  | 'unavailable';
+
+function sendError(e: unknown): string {
+  if (e instanceof BackendError) {
+    switch (e.code) {
+      case 'network':
+        return 'Not sent: no connection.';
+      case 'not_accepted':
+        return 'Not sent: you can chat once a mechanic has accepted.';
+      case 'session_ended':
+        return 'Not sent: this session has ended.';
+      case 'rate_limited':
+        return 'Not sent: too many messages at once. Wait a moment.';
+      default:
+        return `Not sent: ${e.message}`;
+    }
+  }
+  return 'Not sent.';
+}
+
+export class ChatRoom {
+  session = $state<Session | null>(null);
+  me = $state<User | null>(null);
+  entries = $state<ChatEntry[]>([]);
+  presenceState = $state<Record<string, unknown>>({});
+  link = $state<LinkStatus>('connecting');
+  linkDetail = $state('');
+  /** The load failed: not found, not yours, signed out, or the server unreachable. */
+  failure = $state<BackendError | null>(null);
+  offset = $state(0);
+  now = $state(Date.now());
+  typingUntil = $state(0);
+  endingSoon = $state(false);
+  ending = $state(false);
+  endError = $state('');
+  /** Whether the realtime link has been subscribed at least once (for "reconnecting"). */
+  everSubscribed = $state(false);
+
+  readonly participants = $derived(
+    participants(this.presenceState, this.session?.customer_id, this.session?.mechanic_id),
+  );
+
+  readonly phase: Phase = $derived.by(() => {
+    if (this.failure) return 'unavailable';
+    const s = this.session;
+    if (!s) return 'loading';
+    switch (s.status) {
+      case 'pending':
+        return s.waiver_signed_at ? 'waiting_accept' : 'unsigned';
+      case 'waiting':
+        return 'joining';
+      case 'live':
+        return 'live';
+      case 'completed':
+        return 'completed';
+      case 'cancelled':
+        return 'cancelled';
+    }
+  });
+
+  readonly remaining: number = $derived.by(() => {
+    const endsAt = parseTime(this.session?.ends_at);
+    return endsAt === null ? 0 : remainingMs(endsAt, this.now, this.offset, parseTime(this.session?.started_at));
+  });
+
+  /** Messages are taken while a mechanic is assigned and the session is not over. */
+  readonly canSend = $derived(this.session?.status === 'waiting' || this.session?.status === 'live');
+
+  readonly otherTyping = $derived(this.now < this.typingUntil);
+
+  readonly reconnecting = $derived(
+    this.everSubscribed && (this.link === 'reconnecting' || this.link === 'connecting'),
+  );
+
+  private subscription: SessionSubscription | null = null;
+  private ticker: ReturnType<typeof setInterval> | undefined;
+  private bothSince = 0;
+  private nudged = false;
+  private lastExpiryPoll = 0;
+  private stopped = false;
+  private catchingUp: Promise<void> | null = null;
+  private catchUpAgain = false;
+
+  constructor(
+    private readonly backend: Backend,
+    readonly sessionId: string,
+  ) {}
+
+  /** Loads the session, then (unless it is over) joins it in realtime. */
+  async start(): Promise<void> {
+    try {
+      const [session, me] = await Promise.all([
+        this.backend.session(this.sessionId),
+        this.backend.me(),
+        this.backend.clockOffset().then(
+          (offset) => (this.offset = offset),
+          () => undefined,
+        ),
+      ]);
+      if (this.stopped) return;
+      this.me = me;
+      this.applySession(session);
+    } catch (e) {
+      this.failure =
+        e instanceof BackendError ? e : new BackendError(0, 'unexpected', 'Something went wrong; please try again');
+      return;
+    }
+    this.ticker = setInterval(() => this.tick(), 500);
+    if (this.phase === 'completed' || this.phase === 'cancelled') {
+      await this.catchUp();
+      this.link = 'closed';
+      return;
+    }
+    this.subscription = this.backend.subscribeSession(this.sessionId, {
+      status: (status, detail) => {
+        this.link = status;
+        this.linkDetail = detail ?? '';
+        if (status === 'subscribed') this.everSubscribed = true;
+      },
+      subscribed: () => void this.catchUp(),
+      session: (s) => this.applySession(s),
+      message: (m) => this.applyMessages([m]),
+      presence: (state) => (this.presenceState = state),
+      typing: (t) => {
+        if (t.user_id !== this.me?.id) this.typingUntil = Date.now() + TYPING_SHOWS_MS;
+      },
+      ending: () => (this.endingSoon = true),
+    });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearInterval(this.ticker);
+    this.subscription?.close();
+    this.subscription = null;
+  }
+
+  private applySession(next: Session): void {
+    const current = this.session;
+    if (current && current.id === next.id && RANK[next.status] < RANK[current.status]) return;
+    this.session = next;
+    if (RANK[next.status] >= 3) {
+      // Over: nothing more to say or hear.
+      this.subscription?.close();
+      this.subscription = null;
+      this.link = 'closed';
+    }
+  }
+
+  private applyMessages(messages: readonly Message[]): void {
+    this.entries = mergeMessages(this.entries, messages);
+  }
+
+  /**
+   * After every (re)subscription: the messages after the last seq (all pages) and the session,
+   * so whatever happened while away shows up with no gap and no duplicate.
+   */
+  catchUp(): Promise<void> {
+    if (this.catchingUp) {
+      this.catchUpAgain = true;
+      return this.catchingUp;
+    }
+    this.catchingUp = (async () => {
+      do {
+        this.catchUpAgain = false;
+        try {
+          const session = await this.backend.session(this.sessionId);
+          this.applySession(session);
+          for (;;) {
+            const page = await this.backend.history(this.sessionId, lastSeq(this.entries));
+            this.applyMessages(page);
+            if (page.length < HISTORY_PAGE) break;
+          }
+        } catch {
+          // The next (re)subscription tries again.
+        }
+      } while (this.catchUpAgain && !this.stopped);
+    })().finally(() => (this.catchingUp = null));
+    return this.catchingUp;
+  }
+
+  private tick(): void {
+    this.now = Date.now();
+    const s = this.session;
+    if (!s || !this.me) return;
+    // The server starts the session itself when both are present; nudge it once if that lags.
+    if (s.status === 'waiting' && this.participants.customer_present && this.participants.mechanic_present) {
+      if (!this.bothSince) this.bothSince = this.now;
+      if (!this.nudged && this.now - this.bothSince > START_NUDGE_MS) {
+        this.nudged = true;
+        this.backend.startSession(s.id).then(
+          (live) => this.applySession(live),
+          () => undefined,
+        );
+      }
+    } else {
+      this.bothSince = 0;
+    }
+    // Time is up on the server clock: the server completes the session; fetch it until it has.
+    if (s.status === 'live' && this.remaining === 0 && this.now - this.lastExpiryPoll > EXPIRY_POLL_MS) {
+      this.lastExpiryPoll = this.now;
+      this.backend.session(s.id).then(
+        (fresh) => this.applySession(fresh),
+        () => undefined,
+      );
+    }
+  }
+
+  /** Sends a new message; it shows at once as "sending". */
+  send(text: string): boolean {
+    const body = text.trim();
+    const me = this.me;
+    if (!body || !me || !this.canSend || [...body].length > MAX_MESSAGE_CHARS) return false;
+    const entry = pendingEntry(newClientId(), body, me);
+    void this.deliver(entry);
+    return true;
+  }
+
+  /** Sends a failed message again under the same client_id, so it can never be stored twice. */
+  retry(clientId: string): void {
+    const entry = this.entries.find((e) => e.id === null && e.client_id === clientId);
+    if (entry) void this.deliver(entry);
+  }
+
+  private async deliver(entry: ChatEntry): Promise<void> {
+    this.entries = markSending(this.entries, entry);
+    try {
+      const stored = await this.backend.sendMessage(this.sessionId, entry.body, entry.client_id);
+      this.applyMessages([stored]);
+    } catch (e) {
+      this.entries = markFailed(this.entries, entry.client_id, sendError(e));
+      if (e instanceof BackendError && e.session) this.applySession(e.session);
+    }
+  }
+
+  typing(): void {
+    this.subscription?.typing();
+  }
+
+  /** Ends a live session, or cancels one that has not started. */
+  async end(): Promise<void> {
+    this.ending = true;
+    this.endError = '';
+    try {
+      this.applySession(await this.backend.endSession(this.sessionId));
+      await this.catchUp();
+    } catch (e) {
+      if (e instanceof BackendError && e.session) this.applySession(e.session);
+      else this.endError = e instanceof Error ? e.message : 'Could not end the session';
+    } finally {
+      this.ending = false;
+    }
+  }
+}
