@@ -284,10 +284,13 @@ impl Connection {
                 reason: "binary frames need vsn=2.0.0".into(),
             });
         }
-        let broadcast = UserBroadcast::decode_push(bytes).map_err(|e| Close {
+        let mut broadcast = UserBroadcast::decode_push(bytes).map_err(|e| Close {
             code: CLOSE_INVALID_DATA,
             reason: truncate(format!("{e}")),
         })?;
+        // Client metadata (`persist`, …) is not relayed, as Supabase does not relay it; relaying
+        // it could also outgrow the 255 bytes a kind 4 frame allows once re-serialized.
+        broadcast.metadata = None;
         let Some(channel) = self.channels.get(&broadcast.topic) else {
             let frame = Frame::new(&broadcast.topic, "broadcast", json!({}))
                 .with_refs(None, broadcast.r#ref.as_deref());

@@ -610,3 +610,58 @@ async fn oversized_presence_and_broadcasts_are_refused() {
         .unwrap()
         .starts_with("payload_size_exceeded"));
 }
+
+#[tokio::test]
+async fn binary_broadcasts_reach_realtime_js_readers_without_client_metadata() {
+    let app = spawn_app().await;
+    let (customer, mechanic, session) = app.waiting_session().await;
+    let chat = format!("realtime:chat:session-{session}");
+    let mut receiver = Client::connect(&app).await;
+    receiver
+        .join(&chat, &token(&app, &customer).await, config(json!([])))
+        .await;
+    let mut sender = Client::connect(&app).await;
+    let joined = sender
+        .join(&chat, &token(&app, &mechanic).await, config(json!([])))
+        .await;
+    let jref = joined[0].as_str().unwrap().to_string();
+    // Metadata that grows when re-serialized (251 bytes on the wire, 951 once re-encoded).
+    let metadata = format!("[{}]", vec!["1e15"; 50].join(","));
+    let push = wrenchline_protocol::realtime::UserBroadcast {
+        join_ref: Some(jref),
+        r#ref: Some("77".into()),
+        topic: chat.clone(),
+        event: "typing".into(),
+        metadata: None,
+        payload: wrenchline_protocol::realtime::BroadcastPayload::Json(
+            json!({"typing": true, "x": 1234.5678901234567}),
+        ),
+    };
+    let mut bytes = push.encode_push().unwrap();
+    // Splice the raw metadata in: header byte 5 is its length, it follows the event name.
+    bytes[5] = metadata.len() as u8;
+    let at = 7 + 1 + 2 + chat.len() + "typing".len();
+    bytes.splice(at..at, metadata.bytes());
+    sender.ws.send(Message::binary(bytes)).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let next = tokio::time::timeout_at(deadline, receiver.ws.next())
+            .await
+            .expect("a kind 4 frame arrives");
+        if let Some(Ok(Message::Binary(frame))) = next {
+            let got =
+                wrenchline_protocol::realtime::UserBroadcast::decode_broadcast(&frame).unwrap();
+            assert_eq!(got.event, "typing");
+            assert_eq!(got.metadata, None);
+            let wrenchline_protocol::realtime::BroadcastPayload::Json(payload) = got.payload else {
+                panic!("JSON payload")
+            };
+            assert_eq!(
+                payload["x"].as_f64(),
+                Some(1234.5678901234567),
+                "numbers relayed exactly"
+            );
+            break;
+        }
+    }
+}
