@@ -8,7 +8,7 @@ BIN := $(CARGO_TARGET_DIR)/debug
 DATABASE_URL ?= sqlite://wrenchline.db
 BIND ?= 127.0.0.1:8080
 
-.PHONY: setup ui run serve test test-rust test-postgres test-realtime test-browser lint ui-check
+.PHONY: setup ui run serve test test-rust test-postgres test-realtime test-browser test-fuzz test-schemathesis lint ui-check
 
 setup:
 	@scripts/setup.sh
@@ -34,7 +34,7 @@ serve: ui
 
 # Everything CI runs, in order: front-end checks and build, formatting, lints, the Rust suite on
 # SQLite, the storage and API suite again on PostgreSQL.
-test: ui-check lint test-rust test-postgres test-realtime test-browser
+test: ui-check lint test-rust test-postgres test-realtime test-browser test-fuzz test-schemathesis
 	@echo "make test: all suites passed"
 
 ui-check: ui
@@ -59,3 +59,12 @@ test-realtime: ui
 # Rust client; screenshots at 375 and 1280 px go to tests/artifacts/browser/.
 test-browser: setup
 	tests/browser/run.sh
+
+# A short bounded run of every fuzz target (after replaying known reproducers); a long run is
+# `scripts/fuzz.sh 3600`, see fuzz/README.md.
+test-fuzz: setup
+	scripts/fuzz.sh 15
+
+# schemathesis against /api/openapi.json of a running server: no 5xx, every response as documented.
+test-schemathesis: ui
+	scripts/schemathesis.sh

@@ -549,7 +549,7 @@ async fn broadcasts_arrive_as_json_and_as_binary_kind_4_and_are_sent_as_json() {
         r#ref: None,
         topic: TOPIC.into(),
         event: "typing".into(),
-        metadata: Some(json!({"id": "abc"})),
+        metadata: Some(r#"{"id":"abc"}"#.into()),
         payload: BroadcastPayload::Json(json!({"user_id": "u2"})),
     };
     peer.ws

@@ -207,7 +207,9 @@ pub struct UserBroadcast {
     pub r#ref: Option<String>,
     pub topic: String,
     pub event: String,
-    pub metadata: Option<Value>,
+    /// The metadata JSON object exactly as it was sent (kept as text, so that re-encoding gives
+    /// back the same bytes and never outgrows the 255 bytes a frame allows).
+    pub metadata: Option<String>,
     pub payload: BroadcastPayload,
 }
 
@@ -261,6 +263,16 @@ fn payload_from(encoding: u8, bytes: &[u8]) -> Result<BroadcastPayload, FrameErr
     }
 }
 
+/// Metadata must be JSON; it is kept as the text that was sent.
+fn metadata_from(bytes: &[u8]) -> Result<Option<String>, FrameError> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| FrameError::Utf8)?;
+    serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|_| FrameError::Json)?;
+    Ok(Some(text.to_string()))
+}
+
 fn non_empty(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
@@ -283,11 +295,7 @@ impl UserBroadcast {
         let r#ref = non_empty(r.string(ref_len)?);
         let topic = r.string(topic_len)?;
         let event = r.string(event_len)?;
-        let metadata = if meta_len == 0 {
-            None
-        } else {
-            Some(serde_json::from_slice(r.take(meta_len)?).map_err(|_| FrameError::Json)?)
-        };
+        let metadata = metadata_from(r.take(meta_len)?)?;
         let payload = payload_from(encoding, r.rest())?;
         Ok(UserBroadcast {
             join_ref,
@@ -312,11 +320,7 @@ impl UserBroadcast {
         let encoding = r.u8()?;
         let topic = r.string(topic_len)?;
         let event = r.string(event_len)?;
-        let metadata = if meta_len == 0 {
-            None
-        } else {
-            Some(serde_json::from_slice(r.take(meta_len)?).map_err(|_| FrameError::Json)?)
-        };
+        let metadata = metadata_from(r.take(meta_len)?)?;
         let payload = payload_from(encoding, r.rest())?;
         Ok(UserBroadcast {
             join_ref: None,
@@ -337,8 +341,8 @@ impl UserBroadcast {
 
     fn meta_bytes(&self) -> Vec<u8> {
         self.metadata
-            .as_ref()
-            .map(|m| m.to_string().into_bytes())
+            .clone()
+            .map(String::into_bytes)
             .unwrap_or_default()
     }
 
@@ -483,7 +487,7 @@ mod tests {
             r#ref: None,
             topic: "realtime:room1".into(),
             event: "hi".into(),
-            metadata: Some(json!({"id": "abc"})),
+            metadata: Some(r#"{"id":"abc"}"#.into()),
             payload: BroadcastPayload::Json(json!({"a": 1})),
         };
         let bytes = b.encode_broadcast().unwrap();
