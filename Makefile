@@ -8,7 +8,7 @@ BIN := $(CARGO_TARGET_DIR)/debug
 DATABASE_URL ?= sqlite://wrenchline.db
 BIND ?= 127.0.0.1:8080
 
-.PHONY: setup ui run serve test test-rust test-postgres test-realtime test-browser test-fuzz test-schemathesis lint ui-check
+.PHONY: setup ui run serve test test-rust test-postgres test-realtime test-browser test-fuzz test-schemathesis test-bundle bundle lint ui-check
 
 setup:
 	@scripts/setup.sh
@@ -34,7 +34,7 @@ serve: ui
 
 # Everything CI runs, in order: front-end checks and build, formatting, lints, the Rust suite on
 # SQLite, the storage and API suite again on PostgreSQL.
-test: ui-check lint test-rust test-postgres test-realtime test-browser test-fuzz test-schemathesis
+test: ui-check lint test-rust test-postgres test-realtime test-browser test-fuzz test-schemathesis test-bundle
 	@echo "make test: all suites passed"
 
 ui-check: ui
@@ -68,3 +68,12 @@ test-fuzz: setup
 # schemathesis against /api/openapi.json of a running server: no 5xx, every response as documented.
 test-schemathesis: ui
 	scripts/schemathesis.sh
+
+# Signed .deb and .rpm, SHA256SUMS and updater signatures into dist/, with keys from the
+# environment (see docs/deploy.md).
+bundle: ui
+	scripts/bundle.sh --skip-ui
+
+# The bundle command with throwaway keys, every signature verified, tampered copies refused.
+test-bundle: ui
+	tests/bundle/run.sh --skip-ui

@@ -6,6 +6,7 @@ pub mod intake;
 pub mod messages;
 pub mod meta;
 pub mod sessions;
+pub mod updates;
 pub mod web;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -75,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .merge(messages::router())
         .merge(auth::router())
         .merge(meta::router())
+        .merge(updates::router())
         .merge(crate::realtime::router())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -15,4 +15,5 @@ mod realtime;
 mod reliability;
 mod secrets;
 mod sign_in;
+mod updates;
 mod validation;
