@@ -8,7 +8,7 @@ BIN := $(CARGO_TARGET_DIR)/debug
 DATABASE_URL ?= sqlite://wrenchline.db
 BIND ?= 127.0.0.1:8080
 
-.PHONY: setup ui run serve test test-rust test-postgres test-realtime test-browser test-fuzz test-schemathesis test-bundle bundle lint ui-check
+.PHONY: setup ui run serve test test-rust test-postgres test-realtime test-browser test-desktop test-fuzz test-schemathesis test-bundle bundle lint ui-check
 
 setup:
 	@scripts/setup.sh
@@ -34,7 +34,7 @@ serve: ui
 
 # Everything CI runs, in order: front-end checks and build, formatting, lints, the Rust suite on
 # SQLite, the storage and API suite again on PostgreSQL.
-test: ui-check lint test-rust test-postgres test-realtime test-browser test-fuzz test-schemathesis test-bundle
+test: ui-check lint test-rust test-postgres test-realtime test-browser test-desktop test-fuzz test-schemathesis test-bundle
 	@echo "make test: all suites passed"
 
 ui-check: ui
@@ -77,3 +77,8 @@ bundle: ui
 # The bundle command with throwaway keys, every signature verified, tampered copies refused.
 test-bundle: ui
 	tests/bundle/run.sh --skip-ui
+
+# The desktop app as a real window under Xvfb, driven through tauri-driver, with a session D-Bus,
+# a notification daemon and an unlocked gnome-keyring, against a real server.
+test-desktop: ui
+	tests/desktop/run.sh

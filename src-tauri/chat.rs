@@ -1,0 +1,290 @@
+//! One open chat: the session's presence topic (where the mechanic is tracked as
+//! `{user_id, role: "mechanic", online_at}`) and its chat topic (the session's row changes, its
+//! messages, `typing` and the server's `session_ending`), on the app's one realtime connection.
+//! Everything that happens is forwarded to the UI as `session-event`; the UI decides who is
+//! present from the raw presence state's payload `user_id`s (never from the keys, which are per
+//! connection).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use tauri::async_runtime::JoinHandle;
+use tauri::{AppHandle, Emitter};
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+use wrenchline_client::{Channel, ChannelEvent, ChannelOptions, PostgresChanges, RealtimeClient};
+use wrenchline_protocol::User;
+
+use crate::error::Result;
+
+/// Wait before joining again after the server closed a session's channel.
+const REJOIN_AFTER: Duration = Duration::from_secs(2);
+
+/// What the UI hears about an open chat, tagged by `kind`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SessionEvent {
+    /// The link's health: `connecting`, `subscribed`, `reconnecting`, `closed`.
+    Status {
+        session_id: Uuid,
+        status: &'static str,
+        detail: Option<String>,
+    },
+    /// (Re)subscribed: the moment to fetch what was missed.
+    Subscribed {
+        session_id: Uuid,
+    },
+    Session {
+        session_id: Uuid,
+        session: Value,
+    },
+    Message {
+        session_id: Uuid,
+        message: Value,
+    },
+    /// The raw presence state, connection key → `{metas: [payload…]}`.
+    Presence {
+        session_id: Uuid,
+        state: Value,
+    },
+    Typing {
+        session_id: Uuid,
+        user_id: String,
+        role: String,
+    },
+    Ending {
+        session_id: Uuid,
+        ends_at: String,
+        seconds_left: i64,
+    },
+}
+
+/// The session's two channels; replaced when the server closed them and they are joined anew.
+#[derive(Clone)]
+struct Channels {
+    chat: Channel,
+    presence: Channel,
+}
+
+pub struct ChatLink {
+    current: Arc<Mutex<Channels>>,
+    me: User,
+    task: JoinHandle<()>,
+}
+
+fn emit(app: &AppHandle, event: SessionEvent) {
+    let _ = app.emit("session-event", event);
+}
+
+fn status(app: &AppHandle, id: Uuid, status: &'static str, detail: Option<String>) {
+    emit(
+        app,
+        SessionEvent::Status {
+            session_id: id,
+            status,
+            detail,
+        },
+    );
+}
+
+fn channels(realtime: &RealtimeClient, id: Uuid) -> Channels {
+    let chat = realtime.channel(
+        &format!("chat:session-{id}"),
+        ChannelOptions {
+            postgres_changes: vec![
+                PostgresChanges::new("*", "sessions").filter(format!("id=eq.{id}")),
+                PostgresChanges::new("INSERT", "messages").filter(format!("session_id=eq.{id}")),
+            ],
+            ..ChannelOptions::default()
+        },
+    );
+    let presence = realtime.channel(
+        &format!("chat:session-{id}:presence"),
+        ChannelOptions {
+            presence_enabled: true,
+            ..ChannelOptions::default()
+        },
+    );
+    Channels { chat, presence }
+}
+
+impl ChatLink {
+    /// Opens the session's topics in the background and tracks the mechanic as present.
+    pub fn open(app: &AppHandle, realtime: RealtimeClient, me: User, id: Uuid) -> ChatLink {
+        let current = Arc::new(Mutex::new(channels(&realtime, id)));
+        let task = tauri::async_runtime::spawn(run(
+            app.clone(),
+            realtime,
+            me.clone(),
+            id,
+            current.clone(),
+        ));
+        ChatLink { current, me, task }
+    }
+
+    fn channels(&self) -> Channels {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Tells the other side that the mechanic is typing.
+    pub async fn typing(&self) -> Result<()> {
+        self.channels()
+            .chat
+            .broadcast(
+                "typing",
+                json!({"user_id": self.me.id, "role": self.me.role.as_str()}),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The current presence state, for a UI that (re)opens the chat.
+    pub fn presence(&self) -> Value {
+        self.channels().presence.presence().to_value()
+    }
+
+    /// Leaves both topics: the mechanic is no longer present.
+    pub async fn close(self) {
+        self.task.abort();
+        let Channels { chat, presence } = self.channels();
+        let _ = presence.untrack().await;
+        let _ = presence.leave().await;
+        let _ = chat.leave().await;
+    }
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+async fn run(
+    app: AppHandle,
+    realtime: RealtimeClient,
+    me: User,
+    id: Uuid,
+    current: Arc<Mutex<Channels>>,
+) {
+    let renew = || {
+        let fresh = channels(&realtime, id);
+        *current.lock().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
+        fresh
+    };
+    let Channels {
+        mut chat,
+        mut presence,
+    } = current.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    loop {
+        status(&app, id, "connecting", None);
+        let mut chat_events = chat.events();
+        let mut presence_events = presence.events();
+        let joined = async {
+            chat.subscribe().await?;
+            presence.subscribe().await?;
+            presence
+                .track(json!({"user_id": me.id, "role": "mechanic", "online_at": now_rfc3339()}))
+                .await
+        }
+        .await;
+        if let Err(e) = joined {
+            log::warn!("chat {id}: join failed: {e}");
+            status(&app, id, "reconnecting", Some(e.to_string()));
+            let _ = chat.leave().await;
+            let _ = presence.leave().await;
+            tokio::time::sleep(REJOIN_AFTER).await;
+            Channels { chat, presence } = renew();
+            continue;
+        }
+        status(&app, id, "subscribed", None);
+        emit(&app, SessionEvent::Subscribed { session_id: id });
+        emit(
+            &app,
+            SessionEvent::Presence {
+                session_id: id,
+                state: presence.presence().to_value(),
+            },
+        );
+        loop {
+            tokio::select! {
+                event = chat_events.recv() => match event {
+                    Ok(ChannelEvent::PostgresChange(change)) => {
+                        let event = if change.table == "messages" {
+                            SessionEvent::Message { session_id: id, message: change.record }
+                        } else {
+                            SessionEvent::Session { session_id: id, session: change.record }
+                        };
+                        emit(&app, event);
+                    }
+                    Ok(ChannelEvent::Broadcast { event, payload }) => match event.as_str() {
+                        "typing" => {
+                            let user_id = payload["user_id"].as_str().unwrap_or_default().to_string();
+                            let role = payload["role"].as_str().unwrap_or_default().to_string();
+                            if !user_id.is_empty() && user_id != me.id.to_string() {
+                                emit(&app, SessionEvent::Typing { session_id: id, user_id, role });
+                            }
+                        }
+                        "session_ending" => emit(&app, SessionEvent::Ending {
+                            session_id: id,
+                            ends_at: payload["ends_at"].as_str().unwrap_or_default().to_string(),
+                            seconds_left: payload["seconds_left"].as_i64().unwrap_or(0),
+                        }),
+                        _ => {}
+                    },
+                    Ok(ChannelEvent::Reconnecting) => status(&app, id, "reconnecting", None),
+                    Ok(ChannelEvent::Rejoined) => {
+                        status(&app, id, "subscribed", None);
+                        emit(&app, SessionEvent::Subscribed { session_id: id });
+                    }
+                    Ok(ChannelEvent::Closed { reason }) => {
+                        status(&app, id, "reconnecting", Some(reason));
+                        break;
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => break,
+                },
+                event = presence_events.recv() => match event {
+                    Ok(ChannelEvent::PresenceSync) | Err(RecvError::Lagged(_)) => emit(&app, SessionEvent::Presence {
+                        session_id: id,
+                        state: presence.presence().to_value(),
+                    }),
+                    Ok(ChannelEvent::Closed { reason }) => {
+                        status(&app, id, "reconnecting", Some(reason));
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Closed) => break,
+                },
+            }
+        }
+        let _ = chat.leave().await;
+        let _ = presence.leave().await;
+        tokio::time::sleep(REJOIN_AFTER).await;
+        Channels { chat, presence } = renew();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_tagged_by_kind_with_the_session() {
+        let id: Uuid = "3f2c1d2e-8a7b-4c5d-9e0f-1a2b3c4d5e6f".parse().unwrap();
+        let value = serde_json::to_value(SessionEvent::Typing {
+            session_id: id,
+            user_id: "u".into(),
+            role: "customer".into(),
+        })
+        .unwrap();
+        assert_eq!(
+            value,
+            json!({"kind": "typing", "session_id": id, "user_id": "u", "role": "customer"})
+        );
+    }
+}

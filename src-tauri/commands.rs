@@ -1,0 +1,202 @@
+//! The commands the UI may invoke: thin wrappers over [`Desk`], each returning
+//! `Result<T, Error>` so failures reach the UI as `{code, message}`. Each one is named in
+//! build.rs (which generates its `allow-…` permission) and granted in tauri.conf.json's
+//! capability. Argument names are snake_case, like the wire.
+
+use serde::Serialize;
+use tauri::{AppHandle, State};
+use uuid::Uuid;
+use wrenchline_protocol::{Message, ServerTime, Session, User};
+
+use crate::chat::ChatLink;
+use crate::credentials::StoreStatus;
+use crate::desk::{self, AuthView, Availability, Desk, Navigation};
+use crate::error::{Error, Result};
+use crate::sensitive::Sensitive;
+use crate::settings;
+
+/// Everything the shell needs at load, in one call (events keep it current afterwards).
+#[derive(Debug, Serialize)]
+pub struct AppState {
+    auth: AuthView,
+    credential_store: StoreStatus,
+    availability: Availability,
+    feed_status: String,
+    settings: settings::View,
+    version: &'static str,
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn app_state(desk: State<'_, Desk>) -> AppState {
+    static FIRST: std::sync::Once = std::sync::Once::new();
+    FIRST.call_once(|| log::info!("ui ready {} ms after launch", crate::since_start_ms()));
+    AppState {
+        auth: desk.auth(),
+        credential_store: desk.credential_store(),
+        availability: desk.availability(),
+        feed_status: desk.feed_status(),
+        settings: desk.settings_view(),
+        version: env!("CARGO_PKG_VERSION"),
+    }
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn sign_in(
+    app: AppHandle,
+    desk: State<'_, Desk>,
+    server_url: String,
+    email: String,
+    password: String,
+) -> Result<User> {
+    desk.sign_in(&app, &server_url, &email, Sensitive::new(password))
+        .await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn sign_out(app: AppHandle, desk: State<'_, Desk>) -> Result<()> {
+    desk.sign_out(&app).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn me(desk: State<'_, Desk>) -> Result<User> {
+    desk.me()
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn requests(desk: State<'_, Desk>) -> Vec<Session> {
+    desk.requests()
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn accept(app: AppHandle, desk: State<'_, Desk>, id: Uuid) -> Result<Session> {
+    desk.accept(&app, id).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn set_availability(app: AppHandle, availability: Availability) {
+    desk::set_availability(&app, availability);
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn change_setting(
+    app: AppHandle,
+    desk: State<'_, Desk>,
+    change: settings::Change,
+) -> Result<settings::View> {
+    desk.change_setting(&app, change)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn take_navigation(desk: State<'_, Desk>) -> Option<Navigation> {
+    desk.take_navigation()
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn session(app: AppHandle, desk: State<'_, Desk>, id: Uuid) -> Result<Session> {
+    desk.call(&app, |api| async move { api.session(id).await })
+        .await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn messages(
+    app: AppHandle,
+    desk: State<'_, Desk>,
+    id: Uuid,
+    after: i64,
+) -> Result<Vec<Message>> {
+    desk.call(&app, |api| async move { api.messages(id, after).await })
+        .await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn send_message(
+    app: AppHandle,
+    desk: State<'_, Desk>,
+    id: Uuid,
+    body: String,
+    client_id: String,
+) -> Result<Message> {
+    desk.call(&app, |api| {
+        let (body, client_id) = (body.clone(), client_id.clone());
+        async move { api.post_message(id, &client_id, &body).await }
+    })
+    .await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn start_session(app: AppHandle, desk: State<'_, Desk>, id: Uuid) -> Result<Session> {
+    desk.call(&app, |api| async move { api.start(id).await })
+        .await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn end_session(app: AppHandle, desk: State<'_, Desk>, id: Uuid) -> Result<Session> {
+    desk.call(&app, |api| async move { api.end(id).await })
+        .await
+}
+
+/// Joins the session's topics (once; a second call re-sends the presence state).
+#[tauri::command(rename_all = "snake_case")]
+pub async fn open_chat(app: AppHandle, desk: State<'_, Desk>, id: Uuid) -> Result<()> {
+    let realtime = desk.realtime()?;
+    let me = desk.me()?;
+    let mut chats = desk.chats().lock().await;
+    match chats.get(&id) {
+        Some(link) => {
+            use tauri::Emitter;
+            let _ = app.emit(
+                "session-event",
+                crate::chat::SessionEvent::Subscribed { session_id: id },
+            );
+            let _ = app.emit(
+                "session-event",
+                crate::chat::SessionEvent::Presence {
+                    session_id: id,
+                    state: link.presence(),
+                },
+            );
+        }
+        None => {
+            chats.insert(id, ChatLink::open(&app, realtime, me, id));
+        }
+    }
+    Ok(())
+}
+
+/// Leaves the session's topics: the mechanic is no longer present there.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn close_chat(desk: State<'_, Desk>, id: Uuid) -> Result<()> {
+    let link = desk.chats().lock().await.remove(&id);
+    if let Some(link) = link {
+        link.close().await;
+    }
+    Ok(())
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn typing(desk: State<'_, Desk>, id: Uuid) -> Result<()> {
+    let chats = desk.chats().lock().await;
+    match chats.get(&id) {
+        Some(link) => link.typing().await,
+        None => Ok(()),
+    }
+}
+
+/// The server's clock (`GET /api/time`), for the countdown's offset.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn server_time(desk: State<'_, Desk>) -> Result<String> {
+    // wrenchline-client has no call for this yet; it is one unauthenticated GET.
+    let server = desk.server_url()?;
+    let response = reqwest::get(format!("{server}/api/time"))
+        .await
+        .map_err(|e| Error::Network(e.to_string()))?;
+    let time: ServerTime = response
+        .error_for_status()
+        .map_err(|e| Error::Network(e.to_string()))?
+        .json()
+        .await
+        .map_err(|e| Error::Network(e.to_string()))?;
+    time.now
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| Error::Internal(e.to_string()))
+}

@@ -1,0 +1,421 @@
+//! The app's settings: what the mechanic chose (a JSON file in the app config dir) merged with what
+//! IT manages (a TOML file outside the user's reach). A key present in the managed file wins and is
+//! locked: the UI shows it read-only and a change to it is refused. Plain Rust, no Tauri, so the
+//! merge rules are unit-tested here.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Overrides the managed file's location (tests, unusual deployments).
+pub const MANAGED_ENV: &str = "WRENCHLINE_MANAGED_SETTINGS";
+/// The mechanic's own settings, inside the app config dir.
+pub const USER_FILE: &str = "settings.json";
+
+/// Where IT puts the managed settings on each platform.
+pub fn default_managed_path() -> PathBuf {
+    if cfg!(target_os = "windows") {
+        let base = std::env::var_os("ProgramData").unwrap_or_else(|| r"C:\ProgramData".into());
+        PathBuf::from(base).join("Wrenchline").join("desk.toml")
+    } else if cfg!(target_os = "macos") {
+        PathBuf::from("/Library/Application Support/Wrenchline/desk.toml")
+    } else {
+        PathBuf::from("/etc/wrenchline/desk.toml")
+    }
+}
+
+/// The managed file in force: the environment's override, else the platform's place.
+pub fn managed_path() -> PathBuf {
+    std::env::var_os(MANAGED_ENV)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(default_managed_path)
+}
+
+/// One layer of settings; an absent key says nothing. Both files have this shape (the managed
+/// one without `last_email`, which is the mechanic's alone).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Layer {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notification_sound: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_at_login: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updates: Option<bool>,
+    /// Prefills the sign-in form; not a setting IT can manage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_email: Option<String>,
+}
+
+/// The settings in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Settings {
+    pub server_url: String,
+    pub notifications: bool,
+    pub notification_sound: bool,
+    pub start_at_login: bool,
+    pub updates: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            server_url: String::new(),
+            notifications: true,
+            notification_sound: true,
+            start_at_login: false,
+            updates: true,
+        }
+    }
+}
+
+/// A change the mechanic asks for, one key at a time.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "key", content = "value", rename_all = "snake_case")]
+pub enum Change {
+    ServerUrl(String),
+    Notifications(bool),
+    NotificationSound(bool),
+    StartAtLogin(bool),
+    Updates(bool),
+}
+
+impl Change {
+    pub fn key(&self) -> &'static str {
+        match self {
+            Change::ServerUrl(_) => "server_url",
+            Change::Notifications(_) => "notifications",
+            Change::NotificationSound(_) => "notification_sound",
+            Change::StartAtLogin(_) => "start_at_login",
+            Change::Updates(_) => "updates",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SettingsError {
+    #[error("{0}")]
+    Locked(&'static str),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The mechanic's layer over the managed one, and where each came from.
+#[derive(Debug, Clone, Default)]
+pub struct Store {
+    pub user: Layer,
+    pub managed: Layer,
+    pub managed_path: PathBuf,
+    /// Why the managed file could not be read, if it exists but is broken.
+    pub managed_error: Option<String>,
+}
+
+/// What the UI shows: the values in force, the locked keys and where the lock comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct View {
+    pub values: Settings,
+    pub locked: BTreeSet<&'static str>,
+    pub managed_path: String,
+    pub managed_error: Option<String>,
+    pub last_email: Option<String>,
+}
+
+/// Managed keys win over the mechanic's, which win over the defaults.
+pub fn merge(user: &Layer, managed: &Layer) -> Settings {
+    let d = Settings::default();
+    Settings {
+        server_url: managed
+            .server_url
+            .clone()
+            .or_else(|| user.server_url.clone())
+            .unwrap_or(d.server_url),
+        notifications: managed
+            .notifications
+            .or(user.notifications)
+            .unwrap_or(d.notifications),
+        notification_sound: managed
+            .notification_sound
+            .or(user.notification_sound)
+            .unwrap_or(d.notification_sound),
+        start_at_login: managed
+            .start_at_login
+            .or(user.start_at_login)
+            .unwrap_or(d.start_at_login),
+        updates: managed.updates.or(user.updates).unwrap_or(d.updates),
+    }
+}
+
+/// The keys the managed layer sets.
+pub fn locked(managed: &Layer) -> BTreeSet<&'static str> {
+    let mut keys = BTreeSet::new();
+    let pairs = [
+        ("server_url", managed.server_url.is_some()),
+        ("notifications", managed.notifications.is_some()),
+        ("notification_sound", managed.notification_sound.is_some()),
+        ("start_at_login", managed.start_at_login.is_some()),
+        ("updates", managed.updates.is_some()),
+    ];
+    for (key, set) in pairs {
+        if set {
+            keys.insert(key);
+        }
+    }
+    keys
+}
+
+/// `https://host/` → `https://host`; anything but http(s) is refused.
+pub fn normalize_server_url(raw: &str) -> Result<String, SettingsError> {
+    let url = raw.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| SettingsError::Invalid(raw.trim().to_string()))?;
+    if rest.is_empty() || rest.contains(char::is_whitespace) || rest.contains(['?', '#']) {
+        return Err(SettingsError::Invalid(raw.trim().to_string()));
+    }
+    Ok(url.to_string())
+}
+
+impl Store {
+    /// Reads both files; a missing file is an empty layer, a broken user file too (it is the
+    /// mechanic's and is rewritten on the next change), a broken managed file is reported.
+    pub fn load(user_file: &Path, managed_path: PathBuf) -> Store {
+        let user = std::fs::read_to_string(user_file)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        let (managed, managed_error) = match std::fs::read_to_string(&managed_path) {
+            Ok(text) => match parse_managed(&text) {
+                Ok(layer) => (layer, None),
+                Err(e) => (Layer::default(), Some(e)),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Layer::default(), None),
+            Err(e) => (Layer::default(), Some(e.to_string())),
+        };
+        Store {
+            user,
+            managed,
+            managed_path,
+            managed_error,
+        }
+    }
+
+    pub fn settings(&self) -> Settings {
+        merge(&self.user, &self.managed)
+    }
+
+    pub fn view(&self) -> View {
+        View {
+            values: self.settings(),
+            locked: locked(&self.managed),
+            managed_path: self.managed_path.display().to_string(),
+            managed_error: self.managed_error.clone(),
+            last_email: self.user.last_email.clone(),
+        }
+    }
+
+    /// Applies a change to the mechanic's layer, unless IT manages that key.
+    pub fn apply(&mut self, change: Change) -> Result<(), SettingsError> {
+        if locked(&self.managed).contains(change.key()) {
+            return Err(SettingsError::Locked(change.key()));
+        }
+        match change {
+            Change::ServerUrl(url) => self.user.server_url = Some(normalize_server_url(&url)?),
+            Change::Notifications(on) => self.user.notifications = Some(on),
+            Change::NotificationSound(on) => self.user.notification_sound = Some(on),
+            Change::StartAtLogin(on) => self.user.start_at_login = Some(on),
+            Change::Updates(on) => self.user.updates = Some(on),
+        }
+        Ok(())
+    }
+
+    /// Writes the mechanic's layer (only that one: the managed file is IT's), via a temporary
+    /// file so a crash never leaves half a file.
+    pub fn save(&self, user_file: &Path) -> std::io::Result<()> {
+        if let Some(dir) = user_file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let text = serde_json::to_string_pretty(&self.user).map_err(std::io::Error::other)?;
+        let tmp = user_file.with_extension("json.tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(tmp, user_file)
+    }
+}
+
+/// The managed TOML: the known keys, nothing else (a typo should be seen, not ignored).
+fn parse_managed(text: &str) -> Result<Layer, String> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Managed {
+        server_url: Option<String>,
+        notifications: Option<bool>,
+        notification_sound: Option<bool>,
+        start_at_login: Option<bool>,
+        updates: Option<bool>,
+    }
+    let m: Managed = toml::from_str(text).map_err(|e| e.to_string())?;
+    let server_url = match m.server_url {
+        Some(url) => Some(normalize_server_url(&url).map_err(|e| format!("server_url: {e}"))?),
+        None => None,
+    };
+    Ok(Layer {
+        server_url,
+        notifications: m.notifications,
+        notification_sound: m.notification_sound,
+        start_at_login: m.start_at_login,
+        updates: m.updates,
+        last_email: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "wl-settings-{name}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn defaults_when_nothing_is_set() {
+        let s = merge(&Layer::default(), &Layer::default());
+        assert_eq!(s, Settings::default());
+        assert!(s.notifications && s.notification_sound && !s.start_at_login && s.updates);
+    }
+
+    #[test]
+    fn the_mechanics_choice_beats_the_default_and_the_managed_value_beats_both() {
+        let user = Layer {
+            server_url: Some("https://mine.example".into()),
+            notification_sound: Some(false),
+            start_at_login: Some(true),
+            ..Layer::default()
+        };
+        let managed = Layer {
+            server_url: Some("https://it.example".into()),
+            start_at_login: Some(false),
+            ..Layer::default()
+        };
+        let s = merge(&user, &managed);
+        assert_eq!(s.server_url, "https://it.example");
+        assert!(!s.start_at_login);
+        assert!(
+            !s.notification_sound,
+            "unmanaged keys keep the mechanic's value"
+        );
+        assert!(s.notifications);
+        assert_eq!(
+            locked(&managed).into_iter().collect::<Vec<_>>(),
+            ["server_url", "start_at_login"]
+        );
+    }
+
+    #[test]
+    fn a_managed_key_cannot_be_changed() {
+        let mut store = Store {
+            managed: Layer {
+                notifications: Some(true),
+                ..Layer::default()
+            },
+            ..Store::default()
+        };
+        assert_eq!(
+            store.apply(Change::Notifications(false)),
+            Err(SettingsError::Locked("notifications"))
+        );
+        assert!(store.settings().notifications);
+        store.apply(Change::NotificationSound(false)).unwrap();
+        assert!(!store.settings().notification_sound);
+    }
+
+    #[test]
+    fn server_urls_are_normalized_and_checked() {
+        assert_eq!(
+            normalize_server_url(" https://help.example.com/ ").unwrap(),
+            "https://help.example.com"
+        );
+        assert_eq!(
+            normalize_server_url("http://127.0.0.1:8080").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        assert!(normalize_server_url("ftp://x").is_err());
+        assert!(normalize_server_url("https://").is_err());
+        assert!(normalize_server_url("help.example.com").is_err());
+    }
+
+    #[test]
+    fn files_round_trip_and_the_managed_file_is_toml() {
+        let dir = temp_dir("files");
+        let user_file = dir.join("config").join(USER_FILE);
+        let managed_file = dir.join("desk.toml");
+        std::fs::write(
+            &managed_file,
+            "server_url = \"https://it.example/\"\nnotification_sound = false\n",
+        )
+        .unwrap();
+
+        let mut store = Store::load(&user_file, managed_file.clone());
+        assert_eq!(store.managed_error, None);
+        store.apply(Change::StartAtLogin(true)).unwrap();
+        store.user.last_email = Some("sam@garage.example".into());
+        store.save(&user_file).unwrap();
+
+        let again = Store::load(&user_file, managed_file);
+        let view = again.view();
+        assert_eq!(view.values.server_url, "https://it.example");
+        assert!(!view.values.notification_sound);
+        assert!(view.values.start_at_login);
+        assert_eq!(view.last_email.as_deref(), Some("sam@garage.example"));
+        assert_eq!(
+            view.locked.into_iter().collect::<Vec<_>>(),
+            ["notification_sound", "server_url"]
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_broken_managed_file_is_reported_and_locks_nothing() {
+        let dir = temp_dir("broken");
+        let managed_file = dir.join("desk.toml");
+        std::fs::write(&managed_file, "notifcations = false\n").unwrap();
+        let store = Store::load(&dir.join(USER_FILE), managed_file);
+        assert!(store
+            .managed_error
+            .as_deref()
+            .unwrap()
+            .contains("notifcations"));
+        assert!(store.view().locked.is_empty());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_environment_overrides_the_managed_path() {
+        // Only this test touches the variable.
+        std::env::set_var(MANAGED_ENV, "/tmp/wl-managed.toml");
+        assert_eq!(managed_path(), PathBuf::from("/tmp/wl-managed.toml"));
+        std::env::remove_var(MANAGED_ENV);
+        assert_eq!(managed_path(), default_managed_path());
+    }
+
+    #[test]
+    fn changes_arrive_as_key_and_value() {
+        let change: Change = serde_json::from_value(
+            serde_json::json!({"key": "notification_sound", "value": false}),
+        )
+        .unwrap();
+        assert_eq!(change, Change::NotificationSound(false));
+    }
+}

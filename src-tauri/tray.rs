@@ -1,0 +1,115 @@
+//! The tray icon: the pending count (title beside the icon where the platform shows one, the
+//! tooltip, and the first menu line), a way back to the window, online/away, and quit.
+
+use tauri::image::Image;
+use tauri::menu::{CheckMenuItem, Menu, MenuItem, PredefinedMenuItem};
+use tauri::tray::{MouseButton, MouseButtonState, TrayIcon, TrayIconBuilder, TrayIconEvent};
+use tauri::{AppHandle, Manager, Wry};
+
+use crate::desk::{self, Availability};
+
+pub struct Tray {
+    icon: TrayIcon,
+    pending: MenuItem<Wry>,
+    away: CheckMenuItem<Wry>,
+}
+
+/// "No pending requests", "1 pending request", "3 pending requests".
+pub fn pending_text(count: usize) -> String {
+    match count {
+        0 => "No pending requests".to_string(),
+        1 => "1 pending request".to_string(),
+        n => format!("{n} pending requests"),
+    }
+}
+
+pub fn build(app: &AppHandle) -> tauri::Result<Tray> {
+    let pending = MenuItem::with_id(app, "pending", pending_text(0), false, None::<&str>)?;
+    let show = MenuItem::with_id(app, "show", "Show Wrenchline", true, None::<&str>)?;
+    let away = CheckMenuItem::with_id(
+        app,
+        "away",
+        "Away (no notifications)",
+        true,
+        false,
+        None::<&str>,
+    )?;
+    let quit = MenuItem::with_id(app, "quit", "Quit Wrenchline", true, None::<&str>)?;
+    let menu = Menu::with_items(
+        app,
+        &[
+            &pending,
+            &PredefinedMenuItem::separator(app)?,
+            &show,
+            &away,
+            &PredefinedMenuItem::separator(app)?,
+            &quit,
+        ],
+    )?;
+    let icon = TrayIconBuilder::with_id("main")
+        .icon(Image::from_bytes(include_bytes!("../icons/64x64.png"))?)
+        .tooltip(format!("Wrenchline: {}", pending_text(0)))
+        .menu(&menu)
+        .show_menu_on_left_click(false)
+        .on_menu_event(|app, event| match event.id().as_ref() {
+            "show" => desk::show_window(app),
+            "away" => {
+                let away = app
+                    .try_state::<Tray>()
+                    .and_then(|t| t.away.is_checked().ok())
+                    .unwrap_or(false);
+                let availability = if away {
+                    Availability::Away
+                } else {
+                    Availability::Online
+                };
+                desk::set_availability(app, availability);
+            }
+            "quit" => app.exit(0),
+            _ => {}
+        })
+        .on_tray_icon_event(|tray, event| {
+            if let TrayIconEvent::Click {
+                button: MouseButton::Left,
+                button_state: MouseButtonState::Up,
+                ..
+            } = event
+            {
+                desk::show_window(tray.app_handle());
+            }
+        })
+        .build(app)?;
+    Ok(Tray {
+        icon,
+        pending,
+        away,
+    })
+}
+
+impl Tray {
+    pub fn show_pending(&self, count: usize) {
+        let text = pending_text(count);
+        let _ = self.pending.set_text(&text);
+        let _ = self.icon.set_tooltip(Some(format!("Wrenchline: {text}")));
+        // Linux shows the title as a label beside the icon, macOS in the menu bar.
+        let _ = self
+            .icon
+            .set_title((count > 0).then(|| count.to_string()).as_deref());
+    }
+
+    pub fn show_availability(&self, availability: Availability) {
+        let _ = self.away.set_checked(availability == Availability::Away);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pending_count_reads_well() {
+        assert_eq!(pending_text(0), "No pending requests");
+        assert_eq!(pending_text(1), "1 pending request");
+        assert_eq!(pending_text(4), "4 pending requests");
+    }
+}

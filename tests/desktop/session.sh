@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs inside run.sh's display and private session bus: unlocks a fresh gnome-keyring (Secret
+# Service), starts dunst (the notification daemon) and a dbus-monitor that records every
+# `Notify` call, starts tauri-driver, runs the tests, and stops all of it again by process id.
+set -uo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+export NOTIFY_LOG="$ARTIFACTS_DIR/notify-calls.log"
+pids=()
+stop_all() {
+  for pid in "${pids[@]}"; do
+    pkill -TERM -P "$pid" 2>/dev/null   # children first: tauri-driver's WebKitWebDriver
+    kill -TERM "$pid" 2>/dev/null
+  done
+  wait 2>/dev/null
+}
+trap stop_all EXIT
+
+mkdir -p "$HOME/.local/share/keyrings"
+# Creates and unlocks the login keyring with password "pw"; exports GNOME_KEYRING_CONTROL.
+eval "$(printf 'pw' | gnome-keyring-daemon --unlock --components=secrets)"
+export GNOME_KEYRING_CONTROL
+pids+=("$(pgrep -n -u "$(id -u)" -x gnome-keyring-d || true)")
+
+dunst -config /dev/null >"$ARTIFACTS_DIR/dunst.log" 2>&1 & pids+=($!)
+dbus-monitor --session "interface='org.freedesktop.Notifications',member='Notify'" >"$NOTIFY_LOG" 2>&1 & pids+=($!)
+tauri-driver --port 4444 --native-port 4445 >"$ARTIFACTS_DIR/tauri-driver.log" 2>&1 & pids+=($!)
+
+for _ in $(seq 50); do
+  (exec 3<>/dev/tcp/127.0.0.1/4444) 2>/dev/null && break
+  sleep 0.2
+done
+
+cd "$here"
+node --test --test-concurrency=1 --test-timeout=600000 --test-reporter=spec test/
+status=$?
+# The app's own log, for a failing run.
+cp "$HOME"/.local/share/dev.wrenchline.desk/logs/*.log "$ARTIFACTS_DIR/" 2>/dev/null
+exit $status
