@@ -8,7 +8,7 @@ BIN := $(CARGO_TARGET_DIR)/debug
 DATABASE_URL ?= sqlite://wrenchline.db
 BIND ?= 127.0.0.1:8080
 
-.PHONY: setup ui run serve test test-rust test-postgres test-realtime test-browser test-desktop test-fuzz test-schemathesis test-bundle bundle lint ui-check
+.PHONY: setup ui run serve test test-rust test-postgres test-realtime test-browser test-desktop test-fuzz test-schemathesis test-bundle bundle bench bench-quick lint ui-check
 
 setup:
 	@scripts/setup.sh
@@ -34,7 +34,7 @@ serve: ui
 
 # Everything CI runs, in order: front-end checks and build, formatting, lints, the Rust suite on
 # SQLite, the storage and API suite again on PostgreSQL.
-test: ui-check lint test-rust test-postgres test-realtime test-browser test-desktop test-fuzz test-schemathesis test-bundle
+test: ui-check lint test-rust test-postgres test-realtime test-browser test-desktop test-fuzz test-schemathesis test-bundle bench-quick
 	@echo "make test: all suites passed"
 
 ui-check: ui
@@ -82,3 +82,11 @@ test-bundle: ui
 # a notification daemon and an unlocked gnome-keyring, against a real server.
 test-desktop: ui
 	tests/desktop/run.sh
+
+# Every benchmark scenario beside the bare relay and Socket.IO, release builds; a table and
+# bench/results/latest.json. `bench-quick` is the small version CI runs so it cannot rot.
+bench: ui
+	scripts/bench.sh
+
+bench-quick: ui
+	scripts/bench.sh --quick

@@ -1,0 +1,210 @@
+//! Request fan-out: mechanics sit on the `requests` channel (`postgres_changes` on `sessions`,
+//! `status=eq.pending`), a customer files an intake and signs the waiver, and the offered
+//! request reaches every mechanic. Latency runs from the intake POST (and, separately, from the
+//! waiver POST) to each mechanic's receipt.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use uuid::Uuid;
+use wrenchline_client::{
+    ChannelEvent, ChannelOptions, PostgresChanges, RealtimeClient, RealtimeOptions,
+};
+
+use super::Env;
+use crate::fixture::{Fixture, Http};
+use crate::procs::{Db, Server, System};
+use crate::report::{Metrics, Outcome};
+use crate::stats::{now_micros, LatencySummary};
+
+/// Per offered request: when its intake and its waiver were sent, and who has it.
+#[derive(Default)]
+struct Rounds {
+    started: HashMap<Uuid, (u64, u64)>,
+    from_intake: Vec<u64>,
+    from_waiver: Vec<u64>,
+    delivered: HashMap<Uuid, usize>,
+}
+
+struct RunResult {
+    from_intake: LatencySummary,
+    from_waiver: LatencySummary,
+    expected: usize,
+    delivered: usize,
+}
+
+async fn run(
+    env: &Env,
+    db: &Db,
+    fixture: &Fixture,
+    mechanics: usize,
+    round_base: usize,
+) -> anyhow::Result<RunResult> {
+    let mut server = Server::start(&env.programs, System::Wrenchline, Some(db)).await?;
+    let result = async {
+        let base = server.base_url();
+        let rounds = Arc::new(Mutex::new(Rounds::default()));
+        let arrived = Arc::new(Notify::new());
+        let mut clients = Vec::new();
+        let mut listeners = JoinSet::new();
+        for mechanic in &fixture.mechanics[..mechanics] {
+            let client = RealtimeClient::connect_with(
+                &base,
+                mechanic.token.clone(),
+                RealtimeOptions::default(),
+            )?;
+            let channel = client.channel(
+                "requests",
+                ChannelOptions {
+                    postgres_changes: vec![
+                        PostgresChanges::new("*", "sessions").filter("status=eq.pending")
+                    ],
+                    ..ChannelOptions::default()
+                },
+            );
+            let mut events = channel.events();
+            channel.subscribe().await?;
+            let rounds = rounds.clone();
+            let arrived = arrived.clone();
+            listeners.spawn(async move {
+                while let Ok(event) = events.recv().await {
+                    let ChannelEvent::PostgresChange(change) = event else {
+                        continue;
+                    };
+                    let now = now_micros();
+                    let record = &change.record;
+                    if record["waiver_signed_at"].is_null() {
+                        continue;
+                    }
+                    let Some(id) = record["id"].as_str().and_then(|s| s.parse::<Uuid>().ok())
+                    else {
+                        continue;
+                    };
+                    let mut r = rounds.lock().expect("lock");
+                    if let Some(&(intake, waiver)) = r.started.get(&id) {
+                        r.from_intake.push(now.saturating_sub(intake));
+                        r.from_waiver.push(now.saturating_sub(waiver));
+                        *r.delivered.entry(id).or_default() += 1;
+                        arrived.notify_one();
+                    }
+                }
+            });
+            clients.push((client, channel));
+        }
+        let http = Http::new(&base)?;
+        for round in 0..env.sizes.fanout_rounds {
+            let n = round_base + round;
+            let intake_at = now_micros();
+            let (session, id, cookie) = http.intake(n, None).await?;
+            let _ = id;
+            let token = http.customer_token(&cookie).await?;
+            let waiver_at = now_micros();
+            rounds
+                .lock()
+                .expect("lock")
+                .started
+                .insert(session.id, (intake_at, waiver_at));
+            http.sign_waiver(&token, session.id).await?;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                let have = rounds
+                    .lock()
+                    .expect("lock")
+                    .delivered
+                    .get(&session.id)
+                    .copied();
+                if have.unwrap_or(0) >= mechanics {
+                    break;
+                }
+                if tokio::time::timeout_at(deadline, arrived.notified())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server.check_alive()?;
+        for (client, _) in &clients {
+            client.disconnect().await;
+        }
+        listeners.abort_all();
+        let r = rounds.lock().expect("lock");
+        anyhow::Ok(RunResult {
+            from_intake: LatencySummary::of_micros(&r.from_intake),
+            from_waiver: LatencySummary::of_micros(&r.from_waiver),
+            expected: env.sizes.fanout_rounds * mechanics,
+            delivered: r.delivered.values().sum(),
+        })
+    }
+    .await;
+    server.stop().await;
+    result
+}
+
+pub async fn fanout(env: &Env) -> Vec<Outcome> {
+    let mut outcomes = Vec::new();
+    for (db, fixture) in env.databases() {
+        let mechanics = env.sizes.fanout_mechanics.min(fixture.mechanics.len());
+        let mut outcome = Outcome::new(
+            "fan-out",
+            System::Wrenchline.name(),
+            Some(db.kind),
+            json!({
+                "mechanics": mechanics,
+                "rounds": env.sizes.fanout_rounds,
+                "latency": "intake POST sent (and waiver POST sent) → requests postgres_changes received by each mechanic",
+            }),
+        );
+        for r in 0..env.sizes.runs {
+            eprintln!(
+                "fan-out to {mechanics} mechanics on {}: run {}/{}",
+                db.kind,
+                r + 1,
+                env.sizes.runs
+            );
+            let round_base = 1_000_000 + r * 10_000;
+            match run(env, db, fixture, mechanics, round_base).await {
+                Ok(res) => {
+                    eprintln!(
+                        "  delivered {}/{}: from intake p50 {:.2} ms p99 {:.2} ms max {:.2} ms; from waiver p99 {:.2} ms",
+                        res.delivered, res.expected, res.from_intake.p50_ms, res.from_intake.p99_ms, res.from_intake.max_ms, res.from_waiver.p99_ms
+                    );
+                    if res.delivered < res.expected {
+                        outcome.error.get_or_insert(format!(
+                            "only {} of {} deliveries arrived within 5 s",
+                            res.delivered, res.expected
+                        ));
+                    }
+                    let m: Metrics = vec![
+                        ("p50 ms from intake".into(), res.from_intake.p50_ms),
+                        ("p99 ms from intake".into(), res.from_intake.p99_ms),
+                        ("max ms from intake".into(), res.from_intake.max_ms),
+                        ("p50 ms from waiver".into(), res.from_waiver.p50_ms),
+                        ("p99 ms from waiver".into(), res.from_waiver.p99_ms),
+                        (
+                            "delivered fraction".into(),
+                            res.delivered as f64 / res.expected.max(1) as f64,
+                        ),
+                    ];
+                    outcome.add_run(
+                        &m,
+                        json!({"expected": res.expected, "delivered": res.delivered}),
+                    );
+                }
+                Err(e) => {
+                    eprintln!("  failed: {e:#}");
+                    outcome.error.get_or_insert(format!("{e:#}"));
+                }
+            }
+        }
+        outcome.finish();
+        outcomes.push(outcome);
+    }
+    outcomes
+}

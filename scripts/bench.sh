@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Benchmarks wrenchline-server on loopback, side by side with a bare tokio-tungstenite relay (the
+# limit) and a Socket.IO server (the peer), all driven by bench/'s load generator: relay sweep,
+# live sessions, idle connections, persisted chat (SQLite and PostgreSQL), request fan-out and
+# the accept race. Prints a table and writes bench/results/latest.json.
+#
+#   scripts/bench.sh           the full run (about half an hour on 2 cores)
+#   scripts/bench.sh --quick   seconds per scenario, small sizes: for CI; fails only when a
+#                              scenario cannot run, never on a missed target
+# Any other arguments go to `wrenchline-bench suite` (e.g. --only relay,idle --runs 5 --no-pin).
+# On a machine shared with other work, --priority -10 gives this session's scheduling group (the
+# load generator, the servers, PostgreSQL) precedence for the duration; the results record it,
+# and every measuring window reports the CPU other processes still took ("other load cores").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/wrenchline/target}
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+release="$CARGO_TARGET_DIR/release"
+
+# The server embeds the web UI at build time.
+if [ ! -f ui/dist/index.html ]; then
+  (cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build)
+fi
+cargo build --release --locked -p wrenchline-server -p wrenchline-bench
+(cd bench/socketio && npm ci --no-audit --no-fund --loglevel=error)
+
+# A throwaway PostgreSQL cluster on its own port, removed afterwards.
+export WRENCHLINE_PG_PORT=${WRENCHLINE_BENCH_PG_PORT:-55439}
+exec scripts/with-postgres.sh "$release/wrenchline-bench" suite \
+  --server-bin "$release/wrenchline-server" \
+  --bare-bin "$release/bare-relay" \
+  --socketio-dir bench/socketio \
+  --out bench/results/latest.json \
+  "$@"
