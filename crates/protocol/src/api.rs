@@ -135,3 +135,12 @@ pub struct ServerTime {
     #[serde(with = "time::serde::rfc3339")]
     pub now: OffsetDateTime,
 }
+
+/// How many mechanics could take a request right now (`GET /api/availability`), for the
+/// customer's pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MechanicAvailability {
+    /// Distinct mechanics connected to the request feed with at least one connection not away.
+    pub mechanics_online: u32,
+}

@@ -20,6 +20,43 @@ pub struct PresencePayload {
     pub online_at: String,
 }
 
+/// Whether a mechanic takes new requests: the `availability` a mechanic's desktop app tracks in
+/// its presence on the `requests` topic. `away` means no notifications, and the mechanic is not
+/// counted as available to customers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Availability {
+    Online,
+    Away,
+}
+
+/// An `availability` that is neither `online` nor `away` (the value as JSON text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("availability must be \"online\" or \"away\", not {0}")]
+pub struct UnknownAvailability(pub String);
+
+impl Availability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Availability::Online => "online",
+            Availability::Away => "away",
+        }
+    }
+
+    /// A presence payload's availability. A payload without the field (or with `null`) is
+    /// online, so that clients written before the field existed keep counting.
+    pub fn of_payload(
+        payload: &serde_json::Map<String, Value>,
+    ) -> Result<Self, UnknownAvailability> {
+        match payload.get("availability") {
+            None | Some(Value::Null) => Ok(Availability::Online),
+            Some(Value::String(s)) if s == "online" => Ok(Availability::Online),
+            Some(Value::String(s)) if s == "away" => Ok(Availability::Away),
+            Some(other) => Err(UnknownAvailability(other.to_string())),
+        }
+    }
+}
+
 /// Every payload in a presence state, whatever its key.
 pub fn payloads(state: &Value) -> impl Iterator<Item = &Value> {
     state
@@ -159,5 +196,41 @@ mod tests {
         };
         assert_eq!(p.missing(), vec![Role::Mechanic]);
         assert!(!p.both());
+    }
+
+    #[test]
+    fn availability_is_online_unless_it_says_away() {
+        let of = |v: Value| Availability::of_payload(v.as_object().unwrap());
+        let id = "7b0c6d52-1f57-4bde-9d43-2d1f0f5f7a11";
+        assert_eq!(
+            of(serde_json::json!({"user_id": id})),
+            Ok(Availability::Online)
+        );
+        assert_eq!(
+            of(serde_json::json!({"user_id": id, "availability": null})),
+            Ok(Availability::Online)
+        );
+        assert_eq!(
+            of(serde_json::json!({"availability": "online"})),
+            Ok(Availability::Online)
+        );
+        assert_eq!(
+            of(serde_json::json!({"availability": "away"})),
+            Ok(Availability::Away)
+        );
+        for bad in [
+            serde_json::json!("Away"),
+            serde_json::json!("busy"),
+            serde_json::json!(""),
+            serde_json::json!(true),
+            serde_json::json!({"status": "online"}),
+        ] {
+            let err = of(serde_json::json!({ "availability": bad })).unwrap_err();
+            assert_eq!(err.0, bad.to_string());
+        }
+        assert_eq!(
+            serde_json::to_value(Availability::Away).unwrap(),
+            serde_json::json!("away")
+        );
     }
 }

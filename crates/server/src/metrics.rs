@@ -24,6 +24,9 @@ pub struct Metrics {
     pub session_transitions: Family<TransitionLabels, Counter>,
     pub messages_posted: Counter,
     pub realtime_connections: Gauge,
+    /// Set at each scrape from the hub's presence on `requests`, so it is what
+    /// `GET /api/availability` answers at that moment.
+    pub mechanics_available: Gauge,
 }
 
 impl Metrics {
@@ -53,12 +56,19 @@ impl Metrics {
             "Open realtime websocket connections",
             realtime_connections.clone(),
         );
+        let mechanics_available = Gauge::default();
+        registry.register(
+            "mechanics_available",
+            "Mechanics connected to the request feed and not away, each counted once",
+            mechanics_available.clone(),
+        );
         Metrics {
             registry,
             http_requests,
             session_transitions,
             messages_posted,
             realtime_connections,
+            mechanics_available,
         }
     }
 

@@ -47,6 +47,11 @@ pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>
 #[utoipa::path(get, path = "/metrics", tag = "meta",
     responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let available = state.hub.available_mechanics();
+    state
+        .metrics
+        .mechanics_available
+        .set(i64::try_from(available).unwrap_or(i64::MAX));
     (
         [(
             header::CONTENT_TYPE,

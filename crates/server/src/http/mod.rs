@@ -2,6 +2,7 @@
 //! (tracing, metrics, the cross-origin write check, the body limit and security headers).
 
 pub mod auth;
+pub mod availability;
 pub mod intake;
 pub mod messages;
 pub mod meta;
@@ -29,6 +30,7 @@ use crate::state::AppState;
     info(title = "Wrenchline API", description = "Remote help for drivers: intake, sessions, chat and sign-in."),
     paths(
         intake::plans, intake::waiver, intake::intake, intake::sign_waiver, intake::resume_link, intake::resume,
+        availability::availability,
         sessions::requests, sessions::session, sessions::accept, sessions::start, sessions::end,
         messages::history, messages::post,
         auth::login, auth::refresh, auth::logout, auth::customer_token,
@@ -72,6 +74,7 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.body_limit;
     Router::new()
         .merge(intake::router())
+        .merge(availability::router())
         .merge(sessions::router())
         .merge(messages::router())
         .merge(auth::router())

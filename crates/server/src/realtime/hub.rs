@@ -4,7 +4,7 @@
 //! off rather than allowed to grow the server's memory. Topics live in a sharded map, so no lock
 //! is global; per-topic locks are held only for non-blocking work.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-use wrenchline_protocol::presence::Participants;
+use wrenchline_protocol::presence::{Availability, Participants};
 use wrenchline_protocol::realtime::topics::Topic;
 use wrenchline_protocol::realtime::{Filter, Frame, UserBroadcast, Vsn};
 use wrenchline_protocol::{Role, Session};
@@ -113,6 +113,7 @@ pub struct Subscriber {
 struct Meta {
     conn: u64,
     user_id: Uuid,
+    role: Role,
     /// The payload as sent plus `phx_ref`.
     meta: Value,
 }
@@ -253,13 +254,15 @@ impl Hub {
         conn.send_frame(wire.vsn(), &frame);
     }
 
-    /// Tracks (or re-tracks) a connection's presence under `key`.
+    /// Tracks (or re-tracks) a connection's presence under `key`, as the authenticated
+    /// `user_id` and `role` (the payload was checked against them).
     pub fn track(
         &self,
         state: &TopicState,
         conn: u64,
         key: &str,
         user_id: Uuid,
+        role: Role,
         payload: Map<String, Value>,
     ) {
         let mut presence = state.presence.lock().expect("lock");
@@ -269,6 +272,7 @@ impl Hub {
         let meta = Meta {
             conn,
             user_id,
+            role,
             meta: Value::Object(meta),
         };
         let joins = json!({ key: presence_entry(&[&meta.meta]) });
@@ -415,6 +419,28 @@ impl Hub {
         users.sort();
         users.dedup();
         users
+    }
+
+    /// Mechanics available for new requests: distinct users (not connections) tracked on
+    /// `requests` as mechanics with at least one connection that is not away. A mechanic with
+    /// one device away and another online is available.
+    pub fn available_mechanics(&self) -> usize {
+        let Some(state) = self.topic(&Topic::Requests.full()) else {
+            return 0;
+        };
+        let presence = state.presence.lock().expect("lock");
+        let online: HashSet<Uuid> = presence
+            .values()
+            .flatten()
+            .filter(|m| m.role == Role::Mechanic)
+            .filter(|m| {
+                m.meta
+                    .as_object()
+                    .is_some_and(|p| Availability::of_payload(p) == Ok(Availability::Online))
+            })
+            .map(|m| m.user_id)
+            .collect();
+        online.len()
     }
 
     pub fn topic_count(&self) -> usize {

@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use uuid::Uuid;
+use wrenchline_protocol::presence::Availability;
 use wrenchline_protocol::realtime::topics::{Topic, TopicError};
 use wrenchline_protocol::realtime::{Filter, Frame, JoinPayload, PgBinding, UserBroadcast, Vsn};
 use wrenchline_protocol::{Role, SessionStatus};
@@ -352,7 +353,7 @@ impl Connection {
 
     fn presence(&self, frame: &Frame, size: usize) {
         let channel = &self.channels[&frame.topic];
-        if !matches!(channel.topic, Topic::SessionPresence(_)) {
+        if !carries_presence(channel.topic) {
             self.send(&error_reply(
                 frame,
                 "Presence is not available on this channel",
@@ -388,6 +389,7 @@ impl Connection {
                     self.conn.id,
                     &channel.presence_key,
                     channel.user_id,
+                    channel.role,
                     payload,
                 );
                 self.send(&frame.reply("ok", json!({})));
@@ -471,7 +473,7 @@ impl Connection {
             bindings: active.clone().into(),
         };
         let state = self.state.hub.subscribe(topic, subscriber, &reply);
-        if matches!(topic, Topic::SessionPresence(_)) {
+        if carries_presence(topic) {
             self.state
                 .hub
                 .send_presence_state(&state, &self.conn, wire, &join_ref);
@@ -649,16 +651,26 @@ fn close_frame(channel: &Channel) -> Frame {
         .with_refs(Some(&channel.join_ref), Some(&channel.join_ref))
 }
 
+/// Topics with presence: a session's presence topic (who is in the chat) and `requests` (which
+/// mechanics are connected, and whether they are away).
+fn carries_presence(topic: Topic) -> bool {
+    matches!(topic, Topic::SessionPresence(_) | Topic::Requests)
+}
+
 fn check_presence_payload(payload: &Map<String, Value>, channel: &Channel) -> Result<(), String> {
     match payload.get("user_id").and_then(Value::as_str) {
         Some(id) if id == channel.user_id.to_string() => {}
         _ => return Err("Forbidden: a presence payload's user_id must be your own".into()),
     }
     match payload.get("role") {
-        None => Ok(()),
-        Some(Value::String(role)) if role == channel.role.as_str() => Ok(()),
-        Some(_) => Err("Forbidden: a presence payload's role must be your own".into()),
+        None => {}
+        Some(Value::String(role)) if role == channel.role.as_str() => {}
+        Some(_) => return Err("Forbidden: a presence payload's role must be your own".into()),
     }
+    if channel.topic == Topic::Requests {
+        Availability::of_payload(payload).map_err(|e| format!("InvalidPresencePayload: {e}"))?;
+    }
+    Ok(())
 }
 
 fn token_reason(e: TokenError) -> String {

@@ -3,6 +3,7 @@
 //! `WRENCHLINE_TEST_POSTGRES_URL` names a server (the suite is run once for each engine).
 
 mod authorization;
+mod availability;
 mod cli;
 mod client;
 mod helpers;
