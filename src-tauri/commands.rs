@@ -14,6 +14,7 @@ use crate::desk::{self, AuthView, Availability, Desk, Navigation};
 use crate::error::{Error, Result};
 use crate::sensitive::Sensitive;
 use crate::settings;
+use crate::updates::{self, UpdateView, Updates};
 
 /// Everything the shell needs at load, in one call (events keep it current afterwards).
 #[derive(Debug, Serialize)]
@@ -23,11 +24,12 @@ pub struct AppState {
     availability: Availability,
     feed_status: String,
     settings: settings::View,
+    update: UpdateView,
     version: &'static str,
 }
 
 #[tauri::command(rename_all = "snake_case")]
-pub fn app_state(desk: State<'_, Desk>) -> AppState {
+pub fn app_state(app: AppHandle, desk: State<'_, Desk>, updates: State<'_, Updates>) -> AppState {
     static FIRST: std::sync::Once = std::sync::Once::new();
     FIRST.call_once(|| log::info!("ui ready {} ms after launch", crate::since_start_ms()));
     AppState {
@@ -36,6 +38,7 @@ pub fn app_state(desk: State<'_, Desk>) -> AppState {
         availability: desk.availability(),
         feed_status: desk.feed_status(),
         settings: desk.settings_view(),
+        update: updates.view(&app),
         version: env!("CARGO_PKG_VERSION"),
     }
 }
@@ -83,7 +86,35 @@ pub fn change_setting(
     desk: State<'_, Desk>,
     change: settings::Change,
 ) -> Result<settings::View> {
-    desk.change_setting(&app, change)
+    let turns_updates_on = change == settings::Change::Updates(true);
+    let view = desk.change_setting(&app, change)?;
+    if turns_updates_on {
+        let app = app.clone();
+        tauri::async_runtime::spawn(async move {
+            if let Err(e) = updates::check(&app).await {
+                log::info!("no update check: {e}");
+            }
+        });
+    }
+    Ok(view)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn check_for_update(app: AppHandle) -> Result<UpdateView> {
+    updates::check(&app).await
+}
+
+/// Downloads, verifies and installs the update the last check found.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn install_update(app: AppHandle) -> Result<UpdateView> {
+    updates::install(&app).await
+}
+
+/// Restarts into the installed update.
+#[tauri::command(rename_all = "snake_case")]
+pub fn restart_app(app: AppHandle) {
+    log::info!("restarting for the update");
+    app.restart();
 }
 
 #[tauri::command(rename_all = "snake_case")]

@@ -124,7 +124,11 @@ pub fn desk(app: &AppHandle) -> tauri::State<'_, Desk> {
 impl Desk {
     pub fn new(config_dir: PathBuf) -> Desk {
         let settings_file = config_dir.join(settings::USER_FILE);
-        let store = settings::Store::load(&settings_file, settings::managed_path());
+        let mut store = settings::Store::load(&settings_file, settings::managed_path());
+        store.installer = settings::installer_defaults(matches!(
+            tauri::utils::platform::bundle_type(),
+            Some(tauri::utils::config::BundleType::Msi)
+        ));
         if let Some(e) = &store.managed_error {
             log::warn!(
                 "managed settings {} ignored: {e}",

@@ -14,6 +14,7 @@ mod notify;
 mod sensitive;
 mod settings;
 mod tray;
+mod updates;
 
 use std::ffi::OsString;
 
@@ -87,6 +88,7 @@ fn app() {
                 .build(),
         )
         .plugin(tauri_plugin_window_state::Builder::default().build())
+        .plugin(tauri_plugin_updater::Builder::new().build())
         .plugin(tauri_plugin_autostart::init(
             tauri_plugin_autostart::MacosLauncher::LaunchAgent,
             None,
@@ -95,6 +97,7 @@ fn app() {
             let handle = app.handle().clone();
             let config_dir = app.path().app_config_dir()?;
             app.manage(desk::Desk::new(config_dir));
+            updates::run(&handle);
             match tray::build(&handle) {
                 Ok(tray) => {
                     app.manage(tray);
@@ -138,6 +141,9 @@ fn app() {
             commands::close_chat,
             commands::typing,
             commands::server_time,
+            commands::check_for_update,
+            commands::install_update,
+            commands::restart_app,
         ])
         .run(tauri::generate_context!())
         .expect("the Tauri application failed to start");

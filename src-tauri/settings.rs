@@ -114,6 +114,8 @@ pub struct Store {
     pub managed_path: PathBuf,
     /// Why the managed file could not be read, if it exists but is broken.
     pub managed_error: Option<String>,
+    /// See [`installer_defaults`].
+    pub installer: Layer,
 }
 
 /// What the UI shows: the values in force, the locked keys and where the lock comes from.
@@ -126,28 +128,33 @@ pub struct View {
     pub last_email: Option<String>,
 }
 
-/// Managed keys win over the mechanic's, which win over the defaults.
-pub fn merge(user: &Layer, managed: &Layer) -> Settings {
+/// Managed keys win over the mechanic's, which win over the installer's defaults, which win over
+/// [`Settings::default`].
+pub fn merge(user: &Layer, managed: &Layer, installer: &Layer) -> Settings {
     let d = Settings::default();
+    let layers = [managed, user, installer];
+    let pick = |get: fn(&Layer) -> Option<bool>, default: bool| {
+        layers.iter().find_map(|l| get(l)).unwrap_or(default)
+    };
     Settings {
-        server_url: managed
-            .server_url
-            .clone()
-            .or_else(|| user.server_url.clone())
+        server_url: layers
+            .iter()
+            .find_map(|l| l.server_url.clone())
             .unwrap_or(d.server_url),
-        notifications: managed
-            .notifications
-            .or(user.notifications)
-            .unwrap_or(d.notifications),
-        notification_sound: managed
-            .notification_sound
-            .or(user.notification_sound)
-            .unwrap_or(d.notification_sound),
-        start_at_login: managed
-            .start_at_login
-            .or(user.start_at_login)
-            .unwrap_or(d.start_at_login),
-        updates: managed.updates.or(user.updates).unwrap_or(d.updates),
+        notifications: pick(|l| l.notifications, d.notifications),
+        notification_sound: pick(|l| l.notification_sound, d.notification_sound),
+        start_at_login: pick(|l| l.start_at_login, d.start_at_login),
+        updates: pick(|l| l.updates, d.updates),
+    }
+}
+
+/// Defaults that depend on how the app was installed. A per-machine MSI is IT's deployment, and
+/// IT ships new versions through its own tooling: the app does not look for updates unless the
+/// managed file (or the mechanic) turns them on.
+pub fn installer_defaults(per_machine_msi: bool) -> Layer {
+    Layer {
+        updates: per_machine_msi.then_some(false),
+        ..Layer::default()
     }
 }
 
@@ -203,11 +210,12 @@ impl Store {
             managed,
             managed_path,
             managed_error,
+            installer: Layer::default(),
         }
     }
 
     pub fn settings(&self) -> Settings {
-        merge(&self.user, &self.managed)
+        merge(&self.user, &self.managed, &self.installer)
     }
 
     pub fn view(&self) -> View {
@@ -291,7 +299,7 @@ mod tests {
 
     #[test]
     fn defaults_when_nothing_is_set() {
-        let s = merge(&Layer::default(), &Layer::default());
+        let s = merge(&Layer::default(), &Layer::default(), &Layer::default());
         assert_eq!(s, Settings::default());
         assert!(s.notifications && s.notification_sound && !s.start_at_login && s.updates);
     }
@@ -309,7 +317,7 @@ mod tests {
             start_at_login: Some(false),
             ..Layer::default()
         };
-        let s = merge(&user, &managed);
+        let s = merge(&user, &managed, &Layer::default());
         assert_eq!(s.server_url, "https://it.example");
         assert!(!s.start_at_login);
         assert!(
@@ -320,6 +328,33 @@ mod tests {
         assert_eq!(
             locked(&managed).into_iter().collect::<Vec<_>>(),
             ["server_url", "start_at_login"]
+        );
+    }
+
+    #[test]
+    fn a_per_machine_msi_does_not_look_for_updates_unless_told_to() {
+        let msi = installer_defaults(true);
+        let none = Layer::default();
+        assert!(!merge(&none, &none, &msi).updates);
+        assert!(merge(&none, &none, &installer_defaults(false)).updates);
+        let it_turns_them_on = Layer {
+            updates: Some(true),
+            ..Layer::default()
+        };
+        assert!(merge(&none, &it_turns_them_on, &msi).updates);
+        let mechanic_turns_them_on = it_turns_them_on.clone();
+        assert!(merge(&mechanic_turns_them_on, &none, &msi).updates);
+        let it_turns_them_off = Layer {
+            updates: Some(false),
+            ..Layer::default()
+        };
+        assert!(
+            !merge(
+                &mechanic_turns_them_on,
+                &it_turns_them_off,
+                &Layer::default()
+            )
+            .updates
         );
     }
 

@@ -50,10 +50,15 @@ export async function eventually(what, check, { timeout = 20000, every = 200 } =
 // Server
 // ---------------------------------------------------------------------------------------------
 
-/** Starts `wrenchline-server serve` on a fresh SQLite file; resolves when it listens. */
-export async function startServer(dir) {
+/**
+ * Starts `wrenchline-server serve` on a fresh SQLite file; resolves when it listens. With
+ * `releasesDir`, the server answers the app's update checks from that folder.
+ */
+export async function startServer(dir, { releasesDir } = {}) {
   const url = `sqlite://${path.join(dir, 'server.db')}`
-  const child = spawn(SERVER, ['serve', '--bind', '127.0.0.1:0', '--database-url', url], {
+  const args = ['serve', '--bind', '127.0.0.1:0', '--database-url', url]
+  if (releasesDir) args.push('--releases-dir', releasesDir)
+  const child = spawn(SERVER, args, {
     env: { ...process.env, WRENCHLINE_LOG: 'info,sqlx=warn' },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
@@ -279,12 +284,13 @@ export async function startProxy(target) {
 // ---------------------------------------------------------------------------------------------
 
 /** Starts the app through tauri-driver; WebDriver classic (the WebKitWebDriver protocol). */
-export async function launchApp() {
+/** Starts the app (or another copy of its binary) through tauri-driver. */
+export async function launchApp(application = APP) {
   const driver = await new Builder()
     .usingServer(DRIVER_URL)
     .withCapabilities({
       browserName: 'wry',
-      'tauri:options': { application: APP },
+      'tauri:options': { application },
       'wdio:enforceWebDriverClassic': true,
     })
     .build()
@@ -292,23 +298,27 @@ export async function launchApp() {
   return driver
 }
 
-/** Processes whose executable is the app binary (to see that a restart really stopped it). */
-export function appPids() {
+/**
+ * Processes whose executable is the app binary (to see that a restart really stopped it). A
+ * binary replaced while running shows as "<path> (deleted)".
+ */
+export function appPids(application = APP) {
   const pids = []
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue
     try {
-      if (readlinkSync(`/proc/${entry}/exe`) === APP) pids.push(Number(entry))
+      const exe = readlinkSync(`/proc/${entry}/exe`)
+      if (exe === application || exe === `${application} (deleted)`) pids.push(Number(entry))
     } catch {}
   }
   return pids
 }
 
-export async function quitApp(driver) {
+export async function quitApp(driver, application = APP) {
   try {
     await driver.quit()
   } catch {}
-  await eventually('the app process to exit', () => appPids().length === 0, { timeout: 15000 })
+  await eventually('the app process to exit', () => appPids(application).length === 0, { timeout: 15000 })
 }
 
 /** Waits for an element and returns it. */

@@ -19,7 +19,7 @@ mkdir -p "$ARTIFACTS_DIR"
 need_apt=()
 for pair in Xvfb:xvfb dbus-run-session:dbus-x11 dbus-monitor:dbus-x11 dunst:dunst \
             gnome-keyring-daemon:gnome-keyring secret-tool:libsecret-tools \
-            WebKitWebDriver:webkit2gtk-driver xwininfo:x11-apps import:imagemagick xvfb-run:xvfb; do
+            WebKitWebDriver:webkit2gtk-driver xwininfo:x11-apps import:imagemagick xvfb-run:xvfb minisign:minisign; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need_apt+=("${pair#*:}")
 done
 pkg-config --exists dbus-1 2>/dev/null || need_apt+=(libdbus-1-dev)

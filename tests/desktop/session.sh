@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs inside run.sh's display and private session bus: unlocks a fresh gnome-keyring (Secret
 # Service), starts dunst (the notification daemon) and a dbus-monitor that records every
-# `Notify` call, starts tauri-driver, runs the tests, and stops all of it again by process id.
+# `Notify` call, makes a throwaway updater signing key (the app, a debug build, trusts
+# WRENCHLINE_UPDATER_PUBKEY), starts tauri-driver, runs the tests, and stops all of it again by
+# process id.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 export NOTIFY_LOG="$ARTIFACTS_DIR/notify-calls.log"
@@ -23,6 +25,13 @@ pids+=("$(pgrep -n -u "$(id -u)" -x gnome-keyring-d || true)")
 
 dunst -config /dev/null >"$ARTIFACTS_DIR/dunst.log" 2>&1 & pids+=($!)
 dbus-monitor --session "interface='org.freedesktop.Notifications',member='Notify'" >"$NOTIFY_LOG" 2>&1 & pids+=($!)
+# Updater key pair for this run only: minisign's, as Tauri's updater uses (public key base64'd).
+mkdir -p "$HOME/updater"
+minisign -G -W -p "$HOME/updater/key.pub" -s "$HOME/updater/key.sec" >/dev/null
+export UPDATER_SECRET_KEY="$HOME/updater/key.sec"
+WRENCHLINE_UPDATER_PUBKEY="$(base64 -w0 "$HOME/updater/key.pub")"
+export WRENCHLINE_UPDATER_PUBKEY
+
 tauri-driver --port 4444 --native-port 4445 >"$ARTIFACTS_DIR/tauri-driver.log" 2>&1 & pids+=($!)
 
 for _ in $(seq 50); do

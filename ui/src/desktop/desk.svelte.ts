@@ -14,6 +14,7 @@ import {
   type Navigation,
   type SettingChange,
   type SettingsView,
+  type UpdateView,
 } from '../lib/backend/tauri';
 
 export type View = { name: 'requests' } | { name: 'settings' } | { name: 'chat'; sessionId: string };
@@ -33,6 +34,7 @@ export class Desk {
   availability = $state<Availability>('online');
   feedStatus = $state<FeedStatus>('connecting');
   settings = $state<SettingsView | null>(null);
+  update = $state<UpdateView>({ state: 'idle' });
   requests = $state<Session[]>([]);
   version = $state('');
   view = $state<View>({ name: 'requests' });
@@ -56,6 +58,7 @@ export class Desk {
       b.onFeedStatus((status) => (this.feedStatus = status)),
       b.onAvailability((a) => (this.availability = a)),
       b.onSettings((s) => (this.settings = s)),
+      b.onUpdate((u) => (this.update = u)),
       b.onNotice((message) => this.say(message)),
       b.onNavigate(() => void this.navigate()),
     ]);
@@ -64,6 +67,7 @@ export class Desk {
     this.availability = state.availability;
     this.feedStatus = state.feed_status;
     this.settings = state.settings;
+    this.update = state.update;
     this.version = state.version;
     this.applyAuth(state.auth);
     this.loaded = true;
@@ -167,6 +171,26 @@ export class Desk {
     } catch (e) {
       this.say(toBackendError(e).message);
     }
+  }
+
+  async checkForUpdate(): Promise<void> {
+    try {
+      this.update = await this.backend.checkForUpdate();
+    } catch (e) {
+      this.say(toBackendError(e).message);
+    }
+  }
+
+  async installUpdate(): Promise<void> {
+    try {
+      this.update = await this.backend.installUpdate();
+    } catch (e) {
+      this.say(toBackendError(e).message);
+    }
+  }
+
+  async restartApp(): Promise<void> {
+    await this.backend.restartApp();
   }
 
   isLocked(key: keyof SettingsView['values']): boolean {

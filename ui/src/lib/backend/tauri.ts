@@ -58,12 +58,24 @@ export type SettingChange =
   | { key: 'server_url'; value: string }
   | { key: 'notifications' | 'notification_sound' | 'start_at_login' | 'updates'; value: boolean };
 
+/** Updates of the app itself (`update` event), see src-tauri/updates.rs. */
+export type UpdateView =
+  | { state: 'off'; reason: string }
+  | { state: 'idle' }
+  | { state: 'checking' }
+  | { state: 'up_to_date' }
+  | { state: 'available'; version: string; notes: string | null }
+  | { state: 'downloading'; version: string; received: number; total: number | null }
+  | { state: 'installed'; version: string }
+  | { state: 'failed'; version: string | null; message: string };
+
 export type AppState = {
   auth: AuthView;
   credential_store: CredentialStore;
   availability: Availability;
   feed_status: FeedStatus;
   settings: SettingsView;
+  update: UpdateView;
   version: string;
 };
 
@@ -265,6 +277,23 @@ export class TauriBackend implements Backend {
 
   takeNavigation(): Promise<Navigation | null> {
     return call('take_navigation');
+  }
+
+  checkForUpdate(): Promise<UpdateView> {
+    return call('check_for_update');
+  }
+
+  /** Downloads, verifies and installs the update the last check found. */
+  installUpdate(): Promise<UpdateView> {
+    return call('install_update');
+  }
+
+  restartApp(): Promise<void> {
+    return call('restart_app');
+  }
+
+  onUpdate(handler: (update: UpdateView) => void): Promise<UnlistenFn> {
+    return on('update', handler);
   }
 
   onAuth(handler: (auth: AuthView) => void): Promise<UnlistenFn> {
