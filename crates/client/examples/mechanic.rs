@@ -3,14 +3,15 @@
 //! standard output.
 //!
 //! Commands: `accept <session>`, `join <session>` (presence and chat, tracked as present),
-//! `say <session> <text>`, `leave <session>`, `end <session>`.
+//! `say <session> <text>`, `leave <session>`, `end <session>`, `availability online|away`
+//! (tracked on the `requests` topic as the desktop app does; `--availability` does it at start).
 //! Events: `ready`, `accepted`, `error`, `joined`, `presence`, `session`, `message`, `left`,
-//! `ended`.
+//! `ended`, `availability`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::Mutex;
@@ -28,6 +29,24 @@ struct Args {
     email: String,
     #[arg(long)]
     password: String,
+    /// Join `requests` with presence and track this availability before `ready`.
+    #[arg(long, value_enum)]
+    availability: Option<Availability>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Availability {
+    Online,
+    Away,
+}
+
+impl Availability {
+    fn as_str(self) -> &'static str {
+        match self {
+            Availability::Online => "online",
+            Availability::Away => "away",
+        }
+    }
 }
 
 fn emit(event: Value) {
@@ -72,6 +91,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         api.clone().with_token(token.read().unwrap().clone())
     };
     let joined: Arc<Mutex<HashMap<Uuid, Joined>>> = Arc::default();
+    let feed = realtime.channel(
+        "requests",
+        ChannelOptions {
+            presence_enabled: true,
+            ..ChannelOptions::default()
+        },
+    );
+    let track_availability = |availability: Availability| {
+        let feed = feed.clone();
+        let payload = json!({"user_id": me.id, "role": "mechanic", "online_at": time_now(), "availability": availability.as_str()});
+        async move {
+            if let Err(e) = feed.subscribe().await {
+                return error("join_refused", e);
+            }
+            match feed.track(payload).await {
+                Ok(()) => {
+                    emit(json!({"event": "availability", "availability": availability.as_str()}))
+                }
+                Err(e) => error("track_refused", e),
+            }
+        }
+    };
+    if let Some(availability) = args.availability {
+        track_availability(availability).await;
+    }
     emit(json!({"event": "ready", "user_id": me.id}));
 
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
@@ -80,6 +124,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (Some(command), Some(id)) = (parts.next(), parts.next()) else {
             continue;
         };
+        if command == "availability" {
+            match Availability::from_str(id, true) {
+                Ok(availability) => track_availability(availability).await,
+                Err(_) => error(
+                    "invalid_availability",
+                    format!("{id} is not online or away"),
+                ),
+            }
+            continue;
+        }
         let Ok(session) = id.parse::<Uuid>() else {
             error("invalid_id", format!("{id} is not a session id"));
             continue;

@@ -75,6 +75,9 @@ export type IntakeRequest = {
 
 export type ResumeLink = { url: string; expires_at: string };
 
+/** `GET /api/availability`: distinct mechanics connected and not away. */
+export type MechanicAvailability = { mechanics_online: number };
+
 /**
  * Every failure reaches the UI as this one shape: the server's `{error, message, fields?,
  * missing?, session?}` plus the HTTP status. `error` is `network` when the server was not reached
@@ -155,4 +158,9 @@ export interface Backend {
   endSession(sessionId: string): Promise<Session>;
   /** Joins the session's chat and presence topics and tracks this user as present. */
   subscribeSession(sessionId: string, handlers: SessionHandlers): SessionSubscription;
+  /**
+   * How many mechanics are online, for the customer's pages. Only the web shell has it: the
+   * desktop app shows the mechanic's own availability instead.
+   */
+  availability?(): Promise<MechanicAvailability>;
 }

@@ -8,6 +8,7 @@ import {
   BackendError,
   type Backend,
   type IntakeRequest,
+  type MechanicAvailability,
   type Message,
   type Plan,
   type ResumeLink,
@@ -78,6 +79,10 @@ export class WebBackend implements Backend {
 
   waiver(): Promise<Waiver> {
     return request('GET', '/api/waiver');
+  }
+
+  availability(): Promise<MechanicAvailability> {
+    return request('GET', '/api/availability');
   }
 
   submitIntake(body: IntakeRequest): Promise<{ session: Session; user: User }> {
