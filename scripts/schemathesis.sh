@@ -3,7 +3,10 @@
 # server on a fresh SQLite database, signs a mechanic in, seeds a few real sessions
 # (tests/schemathesis/seed.py), then lets schemathesis generate requests for every operation of
 # /api/openapi.json. Fails on any 5xx, any response that contradicts the document (schema,
-# status code, content type, headers) and any schemathesis error.
+# status code, content type, headers), any schema-valid request the server refuses with a 4xx
+# other than 401/403/404/409/429 (positive_data_acceptance), any schema-invalid request it accepts
+# (negative_data_rejection) and any schemathesis error. tests/schemathesis/hooks.py gives
+# generated VINs their check digit, the one rule a pattern cannot state.
 #
 #   scripts/schemathesis.sh [EXAMPLES]    test cases per operation and phase (default 250, ~1 min)
 #
@@ -84,7 +87,7 @@ args=(
   --config-file "$here/schemathesis.toml"
   run "$base/api/openapi.json"
   -H "Authorization: Bearer $WL_TOKEN"
-  --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance,response_headers_conformance
+  --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance,response_headers_conformance,positive_data_acceptance,negative_data_rejection
   --max-examples "$examples"
   --workers 1
   --request-timeout 10
@@ -94,7 +97,7 @@ args=(
 )
 [ -z "${SCHEMATHESIS_SEED:-}" ] || args+=(--seed "$SCHEMATHESIS_SEED")
 rc=0
-"$venv/bin/schemathesis" "${args[@]}" || rc=$?
+SCHEMATHESIS_HOOKS="$here/hooks.py" "$venv/bin/schemathesis" "${args[@]}" || rc=$?
 
 # A handler that panics shows up as a 500 above; a server that died shows up here.
 if ! kill -0 "$server_pid" 2>/dev/null; then
@@ -103,11 +106,34 @@ if ! kill -0 "$server_pid" 2>/dev/null; then
   rc=1
 fi
 report=$(ls -t "$reports"/json-*.json 2>/dev/null | head -n 1)
+events=$(ls -t "$reports"/ndjson-*.ndjson 2>/dev/null | head -n 1)
 if [ -n "$report" ]; then
-  "$venv/bin/python" - "$report" <<'EOF'
-import json, sys
+  "$venv/bin/python" - "$report" "$events" <<'EOF'
+import collections, json, sys
 r = json.load(open(sys.argv[1]))
 t = r["test_cases"]
+# Requests sent per operation, by phase and by whether the data was meant to be valid.
+sent = collections.defaultdict(collections.Counter)
+if sys.argv[2]:
+    for line in open(sys.argv[2]):
+        finished = json.loads(line).get("ScenarioFinished")
+        if not finished:
+            continue
+        for case in finished["recorder"].get("cases", {}).values():
+            value = case["value"]
+            meta = value.get("meta") or {}
+            counts = sent[f"{value['method']} {value['path']}"]
+            counts[finished["phase"]] += 1
+            counts[meta.get("generation", {}).get("mode", "?")] += 1
+# Requests with a method the path does not have (405 probes) are counted apart.
+probes = sum(c["coverage"] for c in sent.values() if not (c["positive"] or c["fuzzing"]))
+operations = sorted((o for o, c in sent.items() if c["positive"] or c["fuzzing"]), key=lambda o: o.split(" ", 1)[::-1])
+if operations:
+    columns = ["coverage", "fuzzing", "stateful", "positive", "negative"]
+    print(f"{'operation':<40}" + "".join(f"{c:>10}" for c in columns))
+    for operation in operations:
+        print(f"{operation:<40}" + "".join(f"{sent[operation][c]:>10}" for c in columns))
+    print(f"and {probes} requests with methods the paths do not have")
 print(
     f"schemathesis: {t['generated']} test cases generated for {r['operations']['tested']} operations "
     f"(seed {r['seed']}); {t['with_failures']} with failures ({t['unique_failures']} unique), "

@@ -12,6 +12,219 @@ pub const MAX_MESSAGE_CHARS: usize = 4000;
 /// Longest accepted `client_id`.
 pub const MAX_CLIENT_ID_CHARS: usize = 64;
 
+/// JSON Schema forms of the rules the server checks, built from the same constants as the
+/// checks, so that the OpenAPI document cannot promise more or less than the server accepts.
+///
+/// Text fields are trimmed before their length is checked, so their limits are patterns over the
+/// trimmed text (optional white space, then the text itself) rather than `maxLength`, which
+/// would count the white space too.
+#[cfg(feature = "openapi")]
+pub mod schema {
+    use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaFormat, SchemaType, Type};
+    use utoipa::openapi::KnownFormat;
+
+    use crate::intake::{
+        CONCERN_MAX, CONCERN_MIN, EMAIL_MAX, MAKE_MODEL_MAX, MILEAGE_MAX, NAME_MAX,
+        PHONE_DIGITS_MAX, PHONE_DIGITS_MIN, YEAR_MIN,
+    };
+    use crate::{MAX_CLIENT_ID_CHARS, MAX_MESSAGE_CHARS};
+
+    /// What `str::trim` removes: the characters with Unicode's `White_Space` property, as a
+    /// character-class body that ECMA-262, Python and Rust regular expressions read alike.
+    pub const WHITE_SPACE: &str =
+        r"\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+
+    /// Control characters (`char::is_control`): never part of an email address.
+    const CONTROL: &str = r"\x00-\x1f\x7f-\x9f";
+
+    /// Characters of a VIN, either case (it is upper-cased before the check): no I, O or Q.
+    const VIN_CHARS: &str = "A-HJ-NPR-Za-hj-npr-z0-9";
+
+    /// Characters a phone number may hold besides digits.
+    const PHONE_PUNCTUATION: &str = r" +\-().";
+
+    /// Text whose trimmed length is `min..=max` characters (`min` at least 1).
+    pub fn trimmed_pattern(min: usize, max: usize) -> String {
+        assert!(
+            1 <= min && min <= max,
+            "a trimmed text has 1 to max characters"
+        );
+        let (ws, word) = (format!("[{WHITE_SPACE}]*"), format!("[^{WHITE_SPACE}]"));
+        let inner = match (min, max) {
+            (_, 1) => String::new(),
+            (1, _) => format!(r"(?:[\s\S]{{0,{}}}{word})?", max - 2),
+            _ => format!(r"[\s\S]{{{},{}}}{word}", min - 2, max - 2),
+        };
+        format!("^{ws}{word}{inner}{ws}$")
+    }
+
+    fn trimmed_text(min: usize, max: usize, what: &str) -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(format!(
+                "{what}: {min} to {max} characters once leading and trailing white space is \
+                 trimmed."
+            )))
+            .min_length(Some(min))
+            .pattern(Some(trimmed_pattern(min, max)))
+            .build()
+    }
+
+    /// An email address as the intake checks it: `local@domain.tld`, no white space or control
+    /// characters, at most `EMAIL_MAX` characters.
+    pub fn email_pattern() -> String {
+        let any = format!("[^{WHITE_SPACE}{CONTROL}@]");
+        let no_dot = format!("[^{WHITE_SPACE}{CONTROL}@.]");
+        let ws = format!("[{WHITE_SPACE}]*");
+        format!(r"^{ws}{any}+@{no_dot}{any}*\.{any}*{no_dot}{ws}$")
+    }
+
+    /// A phone number: digits and ` +-().`, with `PHONE_DIGITS_MIN` to `PHONE_DIGITS_MAX`
+    /// digits; blank means none.
+    pub fn phone_pattern() -> String {
+        let ws = format!("[{WHITE_SPACE}]*");
+        let p = format!("[{PHONE_PUNCTUATION}]*");
+        format!("^{ws}(?:{p}(?:[0-9]{p}){{{PHONE_DIGITS_MIN},{PHONE_DIGITS_MAX}}})?{ws}$")
+    }
+
+    /// A VIN's shape; blank means none. The check digit cannot be said in a pattern.
+    pub fn vin_pattern() -> String {
+        let ws = format!("[{WHITE_SPACE}]*");
+        format!("^{ws}(?:[{VIN_CHARS}]{{17}}{ws})?$")
+    }
+
+    /// A `client_id`: 1 to `MAX_CLIENT_ID_CHARS` letters, digits or `- _ . :`, taken as sent.
+    pub fn client_id_pattern() -> String {
+        format!("^[A-Za-z0-9_.:-]{{1,{MAX_CLIENT_ID_CHARS}}}$")
+    }
+
+    pub fn message_body() -> Object {
+        trimmed_text(1, MAX_MESSAGE_CHARS, "The message")
+    }
+
+    pub fn client_id() -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "Chosen by the sender; posting again with the same value returns the stored \
+                 message instead of a copy.",
+            ))
+            .min_length(Some(1))
+            .max_length(Some(MAX_CLIENT_ID_CHARS))
+            .pattern(Some(client_id_pattern()))
+            .build()
+    }
+
+    pub fn name() -> Object {
+        trimmed_text(1, NAME_MAX, "Full name")
+    }
+
+    pub fn signed_name() -> Object {
+        trimmed_text(1, NAME_MAX, "The customer's full name as signature")
+    }
+
+    pub fn agree() -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::Boolean)
+            .description(Some("Must be true: the waiver is agreed to."))
+            .enum_values(Some([true]))
+            .build()
+    }
+
+    pub fn email() -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(format!(
+                "An address like name@example.com, at most {EMAIL_MAX} characters (counted as \
+                 sent, white space around it included); stored in lower case."
+            )))
+            .max_length(Some(EMAIL_MAX))
+            .pattern(Some(email_pattern()))
+            .build()
+    }
+
+    pub fn phone() -> Object {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+            .description(Some(format!(
+                "Optional: {PHONE_DIGITS_MIN} to {PHONE_DIGITS_MAX} digits, with spaces and \
+                 + - ( ) . allowed."
+            )))
+            .pattern(Some(phone_pattern()))
+            .build()
+    }
+
+    pub fn concern() -> Object {
+        trimmed_text(CONCERN_MIN, CONCERN_MAX, "What is wrong with the vehicle")
+    }
+
+    /// The server's document narrows this to the ids of the plans it offers.
+    pub fn plan() -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("The id of one of the plans `GET /api/plans` lists."))
+            .min_length(Some(1))
+            .pattern(Some(format!("[^{WHITE_SPACE}]")))
+            .build()
+    }
+
+    /// Exactly one of `ids`, with white space around it allowed (it is trimmed).
+    pub fn plan_pattern<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {
+        let ws = format!("[{WHITE_SPACE}]*");
+        let alternatives: Vec<String> = ids.into_iter().map(escape).collect();
+        format!("^{ws}(?:{}){ws}$", alternatives.join("|"))
+    }
+
+    /// `text` as a literal in a pattern: punctuation with a meaning is escaped.
+    fn escape(text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        for c in text.chars() {
+            if r"\^$.|?*+()[]{}/-".contains(c) {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out
+    }
+
+    pub fn make_model() -> Object {
+        trimmed_text(1, MAKE_MODEL_MAX, "Make or model")
+    }
+
+    /// The server's document narrows the upper bound to next year (next year's models are
+    /// sold this year).
+    pub fn year() -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int32)))
+            .description(Some(format!("Model year, from {YEAR_MIN} to next year.")))
+            .minimum(Some(YEAR_MIN))
+            .build()
+    }
+
+    pub fn vin() -> Object {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+            .description(Some(
+                "Optional Vehicle Identification Number: 17 characters, digits and letters \
+                 except I, O and Q, in either case, whose 9th character is the North American \
+                 check digit.",
+            ))
+            .pattern(Some(vin_pattern()))
+            .build()
+    }
+
+    pub fn mileage() -> Object {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int32)))
+            .description(Some("Optional odometer reading."))
+            .minimum(Some(0))
+            .maximum(Some(MILEAGE_MAX))
+            .build()
+    }
+}
+
 /// Every error the API answers: a stable machine-readable `error` code and a sentence for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -39,7 +252,9 @@ pub struct IntakeResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WaiverRequest {
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::signed_name))]
     pub signed_name: String,
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::agree))]
     pub agree: bool,
 }
 
@@ -94,7 +309,9 @@ pub struct AccessToken {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PostMessageRequest {
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::message_body))]
     pub body: String,
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::client_id))]
     pub client_id: String,
 }
 

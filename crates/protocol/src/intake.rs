@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{Error as _, Unexpected};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::model::Vehicle;
 use crate::vin;
@@ -22,16 +23,58 @@ pub const PHONE_DIGITS_MAX: usize = 15;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VehicleInput {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::api::schema::year, required = true))]
     pub year: i32,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::api::schema::make_model, required = true))]
     pub make: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::api::schema::make_model, required = true))]
     pub model: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::api::schema::vin))]
     pub vin: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_whole_number")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::api::schema::mileage))]
     pub mileage: Option<u32>,
+}
+
+/// A whole number, also when written with a zero fraction (`2018.0`): JSON has one number type,
+/// and the API document's `integer` (JSON Schema's) includes such numbers.
+fn whole_number<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    let number = serde_json::Number::deserialize(deserializer)?;
+    number
+        .as_i64()
+        .or_else(|| {
+            // Above 2^53 a float no longer holds every whole number exactly.
+            const EXACT: f64 = 9_007_199_254_740_992.0;
+            number
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() <= EXACT)
+                .map(|f| f as i64)
+        })
+        .and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| {
+            D::Error::invalid_value(
+                Unexpected::Other(&format!("the number {number}")),
+                &"a whole number in range",
+            )
+        })
+}
+
+fn optional_whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    Option::<serde_json::Number>::deserialize(deserializer)?
+        .map(|number| whole_number(number).map_err(D::Error::custom))
+        .transpose()
 }
 
 /// `POST /api/intake` as sent. Missing text fields read as empty, so that they are reported per
@@ -40,15 +83,20 @@ pub struct VehicleInput {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IntakeRequest {
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::api::schema::name, required = true))]
     pub name: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::api::schema::email, required = true))]
     pub email: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::api::schema::phone))]
     pub phone: Option<String>,
     pub vehicle: VehicleInput,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::api::schema::concern, required = true))]
     pub concern: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::api::schema::plan, required = true))]
     pub plan: String,
 }
 
@@ -302,6 +350,27 @@ mod tests {
             want.sort();
             assert_eq!(fields.is_empty(), case.valid, "{}", case.description);
             assert_eq!(fields, want, "{}", case.description);
+        }
+    }
+
+    #[test]
+    fn whole_numbers_may_carry_a_zero_fraction() {
+        let vehicle = |json: &str| serde_json::from_str::<VehicleInput>(json);
+        let v = vehicle(r#"{"year": 2018.0, "mileage": 84000.0}"#).unwrap();
+        assert_eq!((v.year, v.mileage), (2018, Some(84_000)));
+        let v = vehicle(r#"{"year": 2018, "mileage": null}"#).unwrap();
+        assert_eq!((v.year, v.mileage), (2018, None));
+        assert_eq!(vehicle("{}").unwrap().mileage, None);
+        for bad in [
+            r#"{"year": 2018.5}"#,
+            r#"{"year": 1e300}"#,
+            r#"{"year": 2147483648}"#,
+            r#"{"year": "2018"}"#,
+            r#"{"mileage": -1}"#,
+            r#"{"mileage": 0.5}"#,
+            r#"{"mileage": 4294967296.0}"#,
+        ] {
+            assert!(vehicle(bad).is_err(), "{bad}");
         }
     }
 

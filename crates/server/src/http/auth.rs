@@ -65,11 +65,18 @@ async fn issue(
     })
 }
 
-#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest, security(()),
     responses(
-        (status = 200, body = AuthTokens), (status = 400, body = ErrorBody),
-        (status = 401, description = "invalid_credentials", body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody),
-        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 200, description = "Signed in", body = AuthTokens),
+        (status = 400, description = "malformed_json", body = ErrorBody),
+        (status = 401, description = "invalid_credentials: unknown email, wrong password or a disabled account", body = ErrorBody),
+        (status = 403, description = "cross_origin: sent by a browser from another site", body = ErrorBody),
+        (status = 413, description = "body_too_large", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type: the body is not sent as JSON", body = ErrorBody),
+        (status = 422, description = "invalid_body: a field is missing or has the wrong type", body = ErrorBody),
+        (status = 429, description = "rate_limited: too many attempts from this address or for this account", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the next attempt is allowed"))),
+        (status = 500, description = "internal", body = ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -95,12 +102,16 @@ pub async fn login(
     ))
 }
 
-#[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", request_body = RefreshRequest,
+#[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", request_body = RefreshRequest, security(()),
     responses(
         (status = 200, description = "New tokens; the presented refresh token is spent", body = AuthTokens),
-        (status = 400, body = ErrorBody),
+        (status = 400, description = "malformed_json", body = ErrorBody),
         (status = 401, description = "invalid_refresh_token, or refresh_token_reused (the whole family is revoked)", body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 403, description = "cross_origin: sent by a browser from another site", body = ErrorBody),
+        (status = 413, description = "body_too_large", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type: the body is not sent as JSON", body = ErrorBody),
+        (status = 422, description = "invalid_body: a field is missing or has the wrong type", body = ErrorBody),
+        (status = 500, description = "internal", body = ErrorBody)))]
 pub async fn refresh(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RefreshRequest>,
@@ -131,11 +142,15 @@ pub async fn refresh(
     }
 }
 
-#[utoipa::path(post, path = "/api/auth/logout", tag = "auth", request_body = RefreshRequest,
+#[utoipa::path(post, path = "/api/auth/logout", tag = "auth", request_body = RefreshRequest, security(()),
     responses(
-        (status = 204, description = "Signed out: every token of this sign-in is revoked"),
-        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody)))]
+        (status = 204, description = "Signed out: every token of this sign-in is revoked (an unknown token is already signed out)"),
+        (status = 400, description = "malformed_json", body = ErrorBody),
+        (status = 403, description = "cross_origin: sent by a browser from another site", body = ErrorBody),
+        (status = 413, description = "body_too_large", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type: the body is not sent as JSON", body = ErrorBody),
+        (status = 422, description = "invalid_body: a field is missing or has the wrong type", body = ErrorBody),
+        (status = 500, description = "internal", body = ErrorBody)))]
 pub async fn logout(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RefreshRequest>,
@@ -151,9 +166,12 @@ pub async fn logout(
 }
 
 #[utoipa::path(post, path = "/api/auth/token", tag = "auth",
+    security(("customer_cookie" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "An access token for this browser's customer", body = AccessToken),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+        (status = 401, description = "unauthorized, invalid_token or token_expired: no customer identity", body = ErrorBody),
+        (status = 403, description = "customers_only (a mechanic's token), or cross_origin", body = ErrorBody),
+        (status = 500, description = "internal", body = ErrorBody)))]
 pub async fn customer_token(
     State(state): State<AppState>,
     caller: Caller,

@@ -48,24 +48,32 @@ fn identity_cookie(state: &AppState, user: &User) -> Cookie<'static> {
         .build()
 }
 
-#[utoipa::path(get, path = "/api/plans", tag = "customer",
+#[utoipa::path(get, path = "/api/plans", tag = "customer", security(()),
     responses((status = 200, description = "Bookable plans", body = [Plan])))]
 pub async fn plans(State(state): State<AppState>) -> Json<Vec<Plan>> {
     Json(state.settings.plans.clone())
 }
 
-#[utoipa::path(get, path = "/api/waiver", tag = "customer",
+#[utoipa::path(get, path = "/api/waiver", tag = "customer", security(()),
     responses((status = 200, description = "The waiver customers sign", body = Waiver)))]
 pub async fn waiver(State(state): State<AppState>) -> Json<Waiver> {
     Json(state.settings.waiver.clone())
 }
 
 #[utoipa::path(post, path = "/api/intake", tag = "customer", request_body = IntakeRequest,
+    security((), ("customer_cookie" = []), ("bearer" = [])),
     responses(
-        (status = 201, description = "Pending session created; sets the identity cookie for a new customer", body = IntakeResponse),
-        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 415, body = ErrorBody), (status = 422, description = "Invalid fields", body = ErrorBody),
-        (status = 429, description = "Too many intakes from this address", body = ErrorBody)))]
+        (status = 201, description = "Pending session created; a browser without a customer identity gets one", body = IntakeResponse,
+            headers(("Set-Cookie" = String, description = "`wl_customer`, the new customer's identity (HttpOnly, Secure, SameSite=Strict)"))),
+        (status = 400, description = "malformed_json", body = ErrorBody),
+        (status = 401, description = "invalid_token or token_expired: a bearer token was sent and is not valid", body = ErrorBody),
+        (status = 403, description = "customers_only (a mechanic's token), or cross_origin", body = ErrorBody),
+        (status = 413, description = "body_too_large", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type: the body is not sent as JSON", body = ErrorBody),
+        (status = 422, description = "validation_failed, with a message per field in `fields`; or invalid_body (wrong types)", body = ErrorBody),
+        (status = 429, description = "rate_limited: too many intakes from this address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the next intake is allowed"))),
+        (status = 500, description = "internal", body = ErrorBody)))]
 pub async fn intake(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -144,19 +152,9 @@ pub async fn intake(
     ))
 }
 
-#[utoipa::path(post, path = "/api/sessions/{id}/waiver", tag = "customer", request_body = WaiverRequest,
-    params(("id" = Uuid, Path, description = "Session id")),
-    responses(
-        (status = 200, description = "Signed; the session is now offered to mechanics", body = WaiverResponse),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn sign_waiver(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(id): ApiPath<Uuid>,
-    ApiJson(body): ApiJson<WaiverRequest>,
-) -> Result<Json<WaiverResponse>, ApiError> {
+/// What is wrong with a waiver signature, per field; empty when it can be recorded (the name
+/// trimmed).
+pub(crate) fn waiver_problems(body: &WaiverRequest) -> wrenchline_protocol::FieldErrors {
     let mut fields = wrenchline_protocol::FieldErrors::new();
     let signed_name = body.signed_name.trim();
     if signed_name.is_empty() || signed_name.chars().count() > wrenchline_protocol::intake::NAME_MAX
@@ -169,20 +167,48 @@ pub async fn sign_waiver(
             "You need to agree to the waiver to continue".into(),
         );
     }
+    fields
+}
+
+#[utoipa::path(post, path = "/api/sessions/{id}/waiver", tag = "customer", request_body = WaiverRequest,
+    params(("id" = Uuid, Path, description = "Session id")),
+    security(("customer_cookie" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Signed; the session is now offered to mechanics", body = WaiverResponse),
+        (status = 400, description = "malformed_json, or invalid_id: the id in the path is not a UUID", body = ErrorBody),
+        (status = 401, description = "unauthorized, invalid_token or token_expired", body = ErrorBody),
+        (status = 403, description = "customers_only (a mechanic's token), or cross_origin", body = ErrorBody),
+        (status = 404, description = "not_found: no such session of this customer", body = ErrorBody),
+        (status = 409, description = "already_signed or session_closed, with the current `session`", body = ErrorBody),
+        (status = 413, description = "body_too_large", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type: the body is not sent as JSON", body = ErrorBody),
+        (status = 422, description = "validation_failed, with `fields`; or invalid_body (wrong types)", body = ErrorBody),
+        (status = 500, description = "internal", body = ErrorBody)))]
+pub async fn sign_waiver(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<WaiverRequest>,
+) -> Result<Json<WaiverResponse>, ApiError> {
+    let fields = waiver_problems(&body);
     if !fields.is_empty() {
         return Err(ApiError::validation(fields));
     }
-    let session = lifecycle::sign_waiver(&state, &caller, id, signed_name).await?;
+    let session = lifecycle::sign_waiver(&state, &caller, id, body.signed_name.trim()).await?;
     let next = format!("/thank-you?session={}&plan={}", session.id, session.plan);
     Ok(Json(WaiverResponse { session, next }))
 }
 
 #[utoipa::path(post, path = "/api/sessions/{id}/resume-link", tag = "customer",
     params(("id" = Uuid, Path, description = "Session id")),
+    security(("customer_cookie" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "A signed link that rejoins this session from another device", body = ResumeLink),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+        (status = 400, description = "invalid_id: the id in the path is not a UUID", body = ErrorBody),
+        (status = 401, description = "unauthorized, invalid_token or token_expired", body = ErrorBody),
+        (status = 403, description = "customers_only (a mechanic's token), or cross_origin", body = ErrorBody),
+        (status = 404, description = "not_found: no such session of this customer", body = ErrorBody),
+        (status = 500, description = "internal", body = ErrorBody)))]
 pub async fn resume_link(
     State(state): State<AppState>,
     caller: Caller,
@@ -201,12 +227,18 @@ pub async fn resume_link(
     }))
 }
 
-#[utoipa::path(post, path = "/api/resume", tag = "customer", request_body = ResumeRequest,
+#[utoipa::path(post, path = "/api/resume", tag = "customer", request_body = ResumeRequest, security(()),
     responses(
-        (status = 200, description = "This browser now holds the customer's identity", body = ResumeResponse),
-        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 410, description = "The link has expired", body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 200, description = "This browser now holds the customer's identity", body = ResumeResponse,
+            headers(("Set-Cookie" = String, description = "`wl_customer`, the customer's identity (HttpOnly, Secure, SameSite=Strict)"))),
+        (status = 400, description = "malformed_json, or invalid_resume_link: the token was not issued by this server", body = ErrorBody),
+        (status = 403, description = "cross_origin: sent by a browser from another site", body = ErrorBody),
+        (status = 404, description = "not_found: the session or its customer no longer exists", body = ErrorBody),
+        (status = 410, description = "resume_link_expired", body = ErrorBody),
+        (status = 413, description = "body_too_large", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type: the body is not sent as JSON", body = ErrorBody),
+        (status = 422, description = "invalid_body: a field is missing or has the wrong type", body = ErrorBody),
+        (status = 500, description = "internal", body = ErrorBody)))]
 pub async fn resume(
     State(state): State<AppState>,
     jar: CookieJar,

@@ -7,6 +7,8 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
+use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaFormat, Type};
+use utoipa::openapi::KnownFormat;
 use uuid::Uuid;
 use wrenchline_protocol::{
     ErrorBody, FieldErrors, Message, PostMessageRequest, MAX_CLIENT_ID_CHARS, MAX_MESSAGE_CHARS,
@@ -28,16 +30,42 @@ pub fn router() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// Return messages with a `seq` greater than this (0 for all).
+    #[param(schema_with = after_schema)]
     pub after: Option<i64>,
     /// At most this many (1–500, default 500).
+    #[param(schema_with = limit_schema)]
     pub limit: Option<i64>,
+}
+
+fn after_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(0))
+        .maximum(Some(i64::MAX))
+        .default(Some(0.into()))
+        .build()
+}
+
+fn limit_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(1))
+        .maximum(Some(HISTORY_PAGE_MAX))
+        .default(Some(HISTORY_PAGE_MAX.into()))
+        .build()
 }
 
 #[utoipa::path(get, path = "/api/sessions/{id}/messages", tag = "session",
     params(("id" = Uuid, Path, description = "Session id"), HistoryQuery),
+    security(("bearer" = []), ("customer_cookie" = [])),
     responses(
         (status = 200, description = "Messages after `after`, by seq", body = [Message]),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 400, description = "invalid_id, or invalid_query: `after` or `limit` out of range or not an integer", body = ErrorBody),
+        (status = 401, description = "unauthorized, invalid_token or token_expired", body = ErrorBody),
+        (status = 404, description = "not_found: no such session of this participant", body = ErrorBody),
+        (status = 500, description = "internal", body = ErrorBody)))]
 pub async fn history(
     State(state): State<AppState>,
     caller: Caller,
@@ -58,7 +86,7 @@ pub async fn history(
     Ok(Json(state.store.messages(id, after, limit).await?))
 }
 
-fn client_id_is_valid(id: &str) -> bool {
+pub(crate) fn client_id_is_valid(id: &str) -> bool {
     !id.is_empty()
         && id.chars().count() <= MAX_CLIENT_ID_CHARS
         && id
@@ -66,20 +94,8 @@ fn client_id_is_valid(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
 }
 
-#[utoipa::path(post, path = "/api/sessions/{id}/messages", tag = "session", request_body = PostMessageRequest,
-    params(("id" = Uuid, Path, description = "Session id")),
-    responses(
-        (status = 201, description = "Stored", body = Message),
-        (status = 200, description = "Already stored under this client_id", body = Message),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn post(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(id): ApiPath<Uuid>,
-    ApiJson(body): ApiJson<PostMessageRequest>,
-) -> Result<(StatusCode, Json<Message>), ApiError> {
+/// What is wrong with a posted message, per field; empty when it can be stored (its body trimmed).
+pub(crate) fn message_problems(body: &PostMessageRequest) -> FieldErrors {
     let mut fields = FieldErrors::new();
     let text = body.body.trim();
     if text.is_empty() {
@@ -96,12 +112,39 @@ pub async fn post(
             format!("client_id must be 1–{MAX_CLIENT_ID_CHARS} letters, digits or - _ . :"),
         );
     }
+    fields
+}
+
+#[utoipa::path(post, path = "/api/sessions/{id}/messages", tag = "session", request_body = PostMessageRequest,
+    params(("id" = Uuid, Path, description = "Session id")),
+    security(("bearer" = []), ("customer_cookie" = [])),
+    responses(
+        (status = 201, description = "Stored", body = Message),
+        (status = 200, description = "Already stored under this client_id", body = Message),
+        (status = 400, description = "malformed_json, or invalid_id: the id in the path is not a UUID", body = ErrorBody),
+        (status = 401, description = "unauthorized, invalid_token or token_expired", body = ErrorBody),
+        (status = 403, description = "cross_origin: sent by a browser from another site", body = ErrorBody),
+        (status = 404, description = "not_found: no such session of this participant", body = ErrorBody),
+        (status = 409, description = "not_accepted or session_ended, with the current `session`", body = ErrorBody),
+        (status = 413, description = "body_too_large", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type: the body is not sent as JSON", body = ErrorBody),
+        (status = 422, description = "validation_failed, with `fields`; or invalid_body (wrong types)", body = ErrorBody),
+        (status = 429, description = "rate_limited: too many messages from this user", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the next message is allowed"))),
+        (status = 500, description = "internal", body = ErrorBody)))]
+pub async fn post(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<PostMessageRequest>,
+) -> Result<(StatusCode, Json<Message>), ApiError> {
+    let fields = message_problems(&body);
     if !fields.is_empty() {
         return Err(ApiError::validation(fields));
     }
     state.limiters.message(caller.user.id)?;
     let (message, created) =
-        lifecycle::post_message(&state, &caller, id, &body.client_id, text).await?;
+        lifecycle::post_message(&state, &caller, id, &body.client_id, body.body.trim()).await?;
     let status = if created {
         StatusCode::CREATED
     } else {

@@ -22,9 +22,12 @@ pub fn router() -> Router<AppState> {
 }
 
 #[utoipa::path(get, path = "/api/requests", tag = "mechanic",
+    security(("bearer" = [])),
     responses(
         (status = 200, description = "Offered requests, oldest first", body = [Session]),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+        (status = 401, description = "unauthorized, invalid_token or token_expired", body = ErrorBody),
+        (status = 403, description = "mechanics_only", body = ErrorBody),
+        (status = 500, description = "internal", body = ErrorBody)))]
 pub async fn requests(
     State(state): State<AppState>,
     caller: Caller,
@@ -35,9 +38,13 @@ pub async fn requests(
 
 #[utoipa::path(get, path = "/api/sessions/{id}", tag = "session",
     params(("id" = Uuid, Path, description = "Session id")),
+    security(("bearer" = []), ("customer_cookie" = [])),
     responses(
-        (status = 200, body = Session), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 200, description = "The session, to its customer, its mechanic, or any mechanic while it is offered", body = Session),
+        (status = 400, description = "invalid_id: the id in the path is not a UUID", body = ErrorBody),
+        (status = 401, description = "unauthorized, invalid_token or token_expired", body = ErrorBody),
+        (status = 404, description = "not_found: no such session, or not one this caller may see", body = ErrorBody),
+        (status = 500, description = "internal", body = ErrorBody)))]
 pub async fn session(
     State(state): State<AppState>,
     caller: Caller,
@@ -48,10 +55,15 @@ pub async fn session(
 
 #[utoipa::path(post, path = "/api/sessions/{id}/accept", tag = "mechanic",
     params(("id" = Uuid, Path, description = "Session id")),
+    security(("bearer" = [])),
     responses(
         (status = 200, description = "Accepted: the session is waiting for both participants", body = Session),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, description = "already_accepted", body = ErrorBody)))]
+        (status = 400, description = "invalid_id: the id in the path is not a UUID", body = ErrorBody),
+        (status = 401, description = "unauthorized, invalid_token or token_expired", body = ErrorBody),
+        (status = 403, description = "mechanics_only, or cross_origin", body = ErrorBody),
+        (status = 404, description = "not_found: no such session offered to mechanics", body = ErrorBody),
+        (status = 409, description = "already_accepted, with the current `session` when this mechanic may see it", body = ErrorBody),
+        (status = 500, description = "internal", body = ErrorBody)))]
 pub async fn accept(
     State(state): State<AppState>,
     caller: Caller,
@@ -62,10 +74,15 @@ pub async fn accept(
 
 #[utoipa::path(post, path = "/api/sessions/{id}/start", tag = "session",
     params(("id" = Uuid, Path, description = "Session id")),
+    security(("bearer" = []), ("customer_cookie" = [])),
     responses(
         (status = 200, description = "Live (idempotent)", body = Session),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, description = "participants_not_present, with `missing`", body = ErrorBody)))]
+        (status = 400, description = "invalid_id: the id in the path is not a UUID", body = ErrorBody),
+        (status = 401, description = "unauthorized, invalid_token or token_expired", body = ErrorBody),
+        (status = 403, description = "cross_origin: sent by a browser from another site", body = ErrorBody),
+        (status = 404, description = "not_found: no such session of this participant", body = ErrorBody),
+        (status = 409, description = "participants_not_present, with `missing`; or the session cannot start any more, with the current `session`", body = ErrorBody),
+        (status = 500, description = "internal", body = ErrorBody)))]
 pub async fn start(
     State(state): State<AppState>,
     caller: Caller,
@@ -77,10 +94,15 @@ pub async fn start(
 
 #[utoipa::path(post, path = "/api/sessions/{id}/end", tag = "session",
     params(("id" = Uuid, Path, description = "Session id")),
+    security(("bearer" = []), ("customer_cookie" = [])),
     responses(
         (status = 200, description = "Completed, or cancelled if it never went live", body = Session),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody)))]
+        (status = 400, description = "invalid_id: the id in the path is not a UUID", body = ErrorBody),
+        (status = 401, description = "unauthorized, invalid_token or token_expired", body = ErrorBody),
+        (status = 403, description = "cross_origin: sent by a browser from another site", body = ErrorBody),
+        (status = 404, description = "not_found: no such session of this participant", body = ErrorBody),
+        (status = 409, description = "The session has already ended, with the current `session`", body = ErrorBody),
+        (status = 500, description = "internal", body = ErrorBody)))]
 pub async fn end(
     State(state): State<AppState>,
     caller: Caller,
