@@ -20,7 +20,7 @@ use tauri::async_runtime::JoinHandle;
 use tauri::{AppHandle, Emitter, Manager};
 use uuid::Uuid;
 use wrenchline_client::{
-    ApiClient, ChannelEvent, ChannelOptions, ClientError, PostgresChanges, RealtimeClient,
+    ApiClient, Channel, ChannelEvent, ChannelOptions, ClientError, PostgresChanges, RealtimeClient,
 };
 use wrenchline_protocol::{AuthTokens, Role, Session, User};
 
@@ -39,12 +39,25 @@ const RETRY_AFTER: Duration = Duration::from_secs(10);
 /// Rebuild the request channel this long after the server closed it.
 const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(2);
 
-/// Whether the mechanic wants to hear about new requests.
+/// Whether the mechanic wants to hear about new requests. Tracked as presence on `requests`
+/// (`availability` in the payload), so the server counts only mechanics who are online.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Availability {
     Online,
     Away,
+}
+
+impl Availability {
+    /// This connection's presence on `requests`.
+    fn presence(self, user: &User) -> serde_json::Value {
+        serde_json::json!({
+            "user_id": user.id,
+            "role": "mechanic",
+            "online_at": crate::chat::now_rfc3339(),
+            "availability": self,
+        })
+    }
 }
 
 /// The sign-in as the UI sees it.
@@ -100,6 +113,11 @@ pub struct Desk {
     feed: Mutex<RequestFeed>,
     feed_status: Mutex<String>,
     availability: Mutex<Availability>,
+    /// The `requests` channel while subscribed, to track availability changes on.
+    requests_channel: Mutex<Option<Channel>>,
+    /// One track at a time, each reading the availability when it runs: the last one sent is
+    /// the current value whatever order the tasks run in.
+    tracking: tokio::sync::Mutex<()>,
     chats: tokio::sync::Mutex<HashMap<Uuid, ChatLink>>,
     navigation: Mutex<Option<Navigation>>,
 }
@@ -149,6 +167,8 @@ impl Desk {
             feed: Mutex::new(RequestFeed::default()),
             feed_status: Mutex::new("connecting".into()),
             availability: Mutex::new(Availability::Online),
+            requests_channel: Mutex::new(None),
+            tracking: tokio::sync::Mutex::new(()),
             chats: tokio::sync::Mutex::new(HashMap::new()),
             navigation: Mutex::new(None),
         }
@@ -413,6 +433,7 @@ impl Desk {
         for chat in chats {
             chat.close().await;
         }
+        lock(&self.requests_channel).take();
         if let Some(account) = taken {
             for task in account.tasks {
                 task.abort();
@@ -605,6 +626,7 @@ async fn run_feed(app: AppHandle, realtime: RealtimeClient) {
                 postgres_changes: vec![
                     PostgresChanges::new("*", "sessions").filter("status=eq.pending")
                 ],
+                presence_enabled: true,
                 ..ChannelOptions::default()
             },
         );
@@ -616,6 +638,8 @@ async fn run_feed(app: AppHandle, realtime: RealtimeClient) {
             tokio::time::sleep(RESUBSCRIBE_AFTER).await;
             continue;
         }
+        *lock(&desk(&app).requests_channel) = Some(channel.clone());
+        track_availability(&app).await;
         desk(&app).set_feed_status(&app, "live");
         reload_feed(&app, !first).await;
         first = false;
@@ -652,8 +676,24 @@ async fn run_feed(app: AppHandle, realtime: RealtimeClient) {
                 Err(RecvError::Closed) => break,
             }
         }
+        lock(&desk(&app).requests_channel).take();
         desk(&app).set_feed_status(&app, "reconnecting");
         tokio::time::sleep(RESUBSCRIBE_AFTER).await;
+    }
+}
+
+/// Tracks the mechanic's availability on `requests` (again after a change; the client tracks it
+/// again by itself after a rejoin).
+async fn track_availability(app: &AppHandle) {
+    let desk = desk(app);
+    let _one_at_a_time = desk.tracking.lock().await;
+    let channel = lock(&desk.requests_channel).clone();
+    let (Some(channel), Ok(user)) = (channel, desk.me()) else {
+        return;
+    };
+    let payload = desk.availability().presence(&user);
+    if let Err(e) = channel.track(payload).await {
+        log::warn!("could not share availability: {e}");
     }
 }
 
@@ -707,6 +747,8 @@ pub fn set_availability(app: &AppHandle, availability: Availability) {
     }
     log::info!("availability: {availability:?}");
     let _ = app.emit("availability", availability);
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move { track_availability(&app).await });
 }
 
 /// A click on a request's notification.

@@ -3,6 +3,7 @@
 //! and in the plain modules here (settings, feed, deep_link), state lives in [`desk::Desk`]
 //! (managed), and the UI reaches it only through the commands in [`commands`].
 
+mod badge;
 mod chat;
 mod commands;
 mod credentials;

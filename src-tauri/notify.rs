@@ -26,6 +26,11 @@ pub fn new_request(app: &AppHandle, session: &Session, sound: bool) {
     let spawned = std::thread::Builder::new()
         .name("notification".into())
         .spawn(move || {
+            let body = if renders_markup() {
+                escape_markup(&body)
+            } else {
+                body
+            };
             let mut n = Notification::new();
             n.appname("Wrenchline")
                 .summary(&summary)
@@ -51,6 +56,35 @@ pub fn new_request(app: &AppHandle, session: &Session, sound: bool) {
     }
 }
 
+/// Whether the notification daemon reads the body as markup (the freedesktop `body-markup`
+/// capability). The body is the customer's words: then it must be escaped, or `<a href>` and
+/// `<img>` in a concern would become links and images in the mechanic's notification.
+#[cfg(all(unix, not(target_os = "macos")))]
+fn renders_markup() -> bool {
+    notify_rust::get_capabilities()
+        .map(|caps| caps.iter().any(|c| c == "body-markup"))
+        .unwrap_or(true)
+}
+
+#[cfg(not(all(unix, not(target_os = "macos"))))]
+fn renders_markup() -> bool {
+    false
+}
+
+/// Text as the freedesktop notification markup shows it literally.
+pub fn escape_markup(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(all(unix, not(target_os = "macos")))]
 fn with_sound(n: &mut Notification, sound: bool) {
     use notify_rust::Hint;
@@ -67,5 +101,19 @@ fn with_sound(n: &mut Notification, sound: bool) {
 fn with_sound(n: &mut Notification, sound: bool) {
     if sound {
         n.sound_name(SOUND);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markup_in_a_concern_is_shown_as_text() {
+        assert_eq!(
+            escape_markup(r#"<a href="https://x">win</a> & <img src=x>"#),
+            r#"&lt;a href="https://x"&gt;win&lt;/a&gt; &amp; &lt;img src=x&gt;"#
+        );
+        assert_eq!(escape_markup("Brakes squeal"), "Brakes squeal");
     }
 }

@@ -1,5 +1,6 @@
-//! The tray icon: the pending count (title beside the icon where the platform shows one, the
-//! tooltip, and the first menu line), a way back to the window, online/away, and quit.
+//! The tray icon: the pending count (drawn on the icon, see [`crate::badge`]; also the title
+//! beside the icon where the platform shows one, the tooltip, and the first menu line), a way
+//! back to the window, online/away, and quit.
 
 use tauri::image::Image;
 use tauri::menu::{CheckMenuItem, Menu, MenuItem, PredefinedMenuItem};
@@ -10,6 +11,9 @@ use crate::desk::{self, Availability};
 
 pub struct Tray {
     icon: TrayIcon,
+    /// The plain icon (RGBA, width, height) the count is drawn on.
+    base: (Vec<u8>, u32, u32),
+    shown_count: std::sync::Mutex<Option<usize>>,
     pending: MenuItem<Wry>,
     away: CheckMenuItem<Wry>,
 }
@@ -46,8 +50,10 @@ pub fn build(app: &AppHandle) -> tauri::Result<Tray> {
             &quit,
         ],
     )?;
+    let image = Image::from_bytes(include_bytes!("../icons/64x64.png"))?;
+    let base = (image.rgba().to_vec(), image.width(), image.height());
     let icon = TrayIconBuilder::with_id("main")
-        .icon(Image::from_bytes(include_bytes!("../icons/64x64.png"))?)
+        .icon(image)
         .tooltip(format!("Wrenchline: {}", pending_text(0)))
         .menu(&menu)
         .show_menu_on_left_click(false)
@@ -81,6 +87,8 @@ pub fn build(app: &AppHandle) -> tauri::Result<Tray> {
         .build(app)?;
     Ok(Tray {
         icon,
+        base,
+        shown_count: std::sync::Mutex::new(Some(0)),
         pending,
         away,
     })
@@ -95,6 +103,24 @@ impl Tray {
         let _ = self
             .icon
             .set_title((count > 0).then(|| count.to_string()).as_deref());
+        let badge = crate::badge::label(count);
+        let mut shown = self.shown_count.lock().unwrap_or_else(|e| e.into_inner());
+        if shown.is_some_and(|n| crate::badge::label(n) == badge) {
+            return;
+        }
+        let (rgba, width, height) = &self.base;
+        let image = Image::new_owned(
+            crate::badge::draw(rgba, *width, *height, count),
+            *width,
+            *height,
+        );
+        match self.icon.set_icon(Some(image)) {
+            Ok(()) => *shown = Some(count),
+            Err(e) => {
+                log::warn!("could not draw the pending count on the tray icon: {e}");
+                *shown = None;
+            }
+        }
     }
 
     pub fn show_availability(&self, availability: Availability) {

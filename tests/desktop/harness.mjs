@@ -6,7 +6,7 @@
 
 import { spawn, spawnSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { readFileSync, readdirSync, readlinkSync, existsSync, mkdirSync, statSync } from 'node:fs'
+import { readFileSync, readdirSync, readlinkSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -368,6 +368,32 @@ export function notifications() {
     // Notify(app_name, replaces_id, app_icon, summary, body, actions[], hints{}, timeout)
     return { raw: call, app: strings[0], icon: strings[1], summary: strings[2], body: strings[3], strings }
   })
+}
+
+/**
+ * The image the tray icon shows now: tray-icon writes it as a PNG for the indicator (the
+ * StatusNotifierItem) under `$XDG_RUNTIME_DIR/tray-icon`, one file at a time.
+ */
+export function trayIconFile() {
+  const dir = path.join(process.env.XDG_RUNTIME_DIR || '/tmp', 'tray-icon')
+  const files = existsSync(dir) ? readdirSync(dir).filter((f) => /^tray-icon-main-\d+\.png$/.test(f)) : []
+  const counter = (f) => Number(/-(\d+)\.png$/.exec(f)[1])
+  files.sort((a, b) => counter(b) - counter(a))
+  return files.length ? path.join(dir, files[0]) : null
+}
+
+/** One pixel of a PNG as [r, g, b, a] (0–255), read with ImageMagick. */
+export function pixelOf(file, x, y) {
+  const r = spawnSync('convert', [file, '-format', `%[fx:int(255*p{${x},${y}}.r)],%[fx:int(255*p{${x},${y}}.g)],%[fx:int(255*p{${x},${y}}.b)],%[fx:int(255*p{${x},${y}}.a)]`, 'info:'], { encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`convert ${file}: ${r.stderr}`)
+  return r.stdout.trim().split(',').map(Number)
+}
+
+/** Chooses an action of a shown notification from dunst's context menu (see pick-action.sh). */
+export function chooseNotificationAction(label, summary) {
+  writeFileSync(path.join(process.env.HOME, 'dunst-pick'), `#${label} (${summary})`)
+  const r = spawnSync('dunstctl', ['context'], { encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`dunstctl context: ${r.stderr}`)
 }
 
 /** `secret-tool search` for the app's entries: [{username, secret}]. */

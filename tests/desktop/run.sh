@@ -48,9 +48,11 @@ cleanup() { rm -rf "$run_home" 2>/dev/null || { sleep 2; rm -rf "$run_home"; }; 
 trap cleanup EXIT
 # The IT-managed settings file the test expects to see locked.
 printf 'notification_sound = true\n' > "$run_home/desk.toml"
+# The session's runtime dir (the tray icon's image files land there).
+mkdir -m 700 "$run_home/runtime"
 
 env -i \
-  PATH="$PATH" LANG=C.UTF-8 HOME="$run_home" USER="${USER:-root}" \
+  PATH="$PATH" LANG=C.UTF-8 HOME="$run_home" USER="${USER:-root}" XDG_RUNTIME_DIR="$run_home/runtime" \
   CARGO_TARGET_DIR="$CARGO_TARGET_DIR" ARTIFACTS_DIR="$ARTIFACTS_DIR" \
   WRENCHLINE_MANAGED_SETTINGS="$run_home/desk.toml" \
   WRENCHLINE_ACCESS_TOKEN_TTL="${WRENCHLINE_ACCESS_TOKEN_TTL:-40}" \

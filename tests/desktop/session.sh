@@ -23,7 +23,11 @@ eval "$(printf 'pw' | gnome-keyring-daemon --unlock --components=secrets)"
 export GNOME_KEYRING_CONTROL
 pids+=("$(pgrep -n -u "$(id -u)" -x gnome-keyring-d || true)")
 
-dunst -config /dev/null >"$ARTIFACTS_DIR/dunst.log" 2>&1 & pids+=($!)
+# dunst as its example configuration has it (markup = full: it advertises body-markup, so the
+# app must escape what customers wrote), with its context menu ("dunstctl context", a right
+# click) asking pick-action.sh instead of dmenu, so a test can choose a notification's action.
+printf '[global]\n    markup = full\n    dmenu = %s\n' "$here/pick-action.sh" > "$HOME/dunstrc"
+dunst -config "$HOME/dunstrc" >"$ARTIFACTS_DIR/dunst.log" 2>&1 & pids+=($!)
 dbus-monitor --session "interface='org.freedesktop.Notifications',member='Notify'" >"$NOTIFY_LOG" 2>&1 & pids+=($!)
 # Updater key pair for this run only: minisign's, as Tauri's updater uses (public key base64'd).
 mkdir -p "$HOME/updater"

@@ -18,6 +18,7 @@ import {
   addMechanic,
   api,
   appPids,
+  chooseNotificationAction,
   eventually,
   filesContaining,
   find,
@@ -26,13 +27,38 @@ import {
   login,
   notifications,
   offeredRequest,
+  pixelOf,
   quitApp,
+  repoRoot,
   screenshots,
   sleep,
   startProxy,
   startServer,
   textContains,
+  trayIconFile,
 } from '../harness.mjs'
+
+// A point inside the tray badge's red disc (src-tauri/badge.rs: 64 px icon, disc of radius 19
+// centred at (43.8, 20.2)), left of the digits.
+const BADGE = [27, 20]
+const RED = [220, 38, 38, 255]
+const PLAIN_ICON = path.join(repoRoot, 'icons', '64x64.png')
+const trayPixel = () => {
+  const file = trayIconFile()
+  return file ? pixelOf(file, ...BADGE) : null
+}
+
+const IMG = '<img src=x onerror=window.__xss=1>'
+// No double quotes: dbus-monitor prints strings without escaping them.
+const SVG = '<svg onload=window.__xss=2></svg>'
+const SCRIPT = '<script>window.__xss=3</script>'
+
+/** Nothing a customer wrote ran or became an element in the app's webview. */
+async function assertInert(driver, where) {
+  assert.equal(await driver.executeScript('return window.__xss'), null, `nothing ran in ${where}`)
+  const injected = await driver.findElements(By.css('main img, main script, main svg:not([aria-hidden]), main b, main i'))
+  assert.equal(injected.length, 0, `no injected elements in ${where}`)
+}
 
 const SAM = { email: 'sam@garage.example', name: 'Sam Wrench', password: 'sam-secret-password-1' }
 const ALEX = { email: 'alex@garage.example', name: 'Alex Spanner', password: 'alex-secret-password-1' }
@@ -111,6 +137,7 @@ describe('Wrenchline desktop app', { concurrency: false }, () => {
     assert.match(rowText, /trial/)
     assert.match(rowText, /waiting (just now|\d+ min)/)
     assert.equal(await (await find(driver, '[data-testid="pending-count"]')).getText(), '1')
+    await eventually('the pending count drawn on the tray icon', () => String(trayPixel()) === String(RED))
     await sleep(500) // let the notification popup draw
     await screenshots(driver, 'requests')
   })
@@ -130,6 +157,8 @@ describe('Wrenchline desktop app', { concurrency: false }, () => {
     await textContains(driver, '#room-status', `Waiting for ${first.name} to join`)
     const session = await api(server.base, 'GET', `/api/sessions/${first.sessionId}`, { cookie: first.cookie })
     assert.equal(session.body.status, 'waiting')
+    const plain = pixelOf(PLAIN_ICON, ...BADGE)
+    await eventually('the tray icon without a count', () => String(trayPixel()) === String(plain))
   })
 
   it('goes live on both sides when the customer joins', async () => {
@@ -199,8 +228,11 @@ describe('Wrenchline desktop app', { concurrency: false }, () => {
   })
 
   it('does not notify while away, and still lists the request', async () => {
+    const online = async () => (await api(server.base, 'GET', '/api/availability')).body.mechanics_online
+    assert.equal(await online(), 1, 'the signed-in mechanic counts as available')
     await (await find(driver, '[data-testid="availability"] option[value="away"]')).click()
     await find(driver, '[data-testid="away"]')
+    await eventually('the server to stop counting the mechanic', async () => (await online()) === 0)
     const before = notifications().length
     const third = await offeredRequest(server.base, {
       name: 'Kim Cruise',
@@ -212,6 +244,47 @@ describe('Wrenchline desktop app', { concurrency: false }, () => {
     assert.equal(notifications().length, before, 'no Notify call while away')
     await (await find(driver, '[data-testid="availability"] option[value="online"]')).click()
     await eventually('the away note to go', async () => (await driver.findElements(By.css('[data-testid="away"]'))).length === 0)
+    await eventually('the server to count the mechanic again', async () => (await online()) === 1)
+  })
+
+  it("shows a customer's markup as text everywhere, and accepts from the notification's Accept action", async () => {
+    await (await find(driver, '[data-testid="nav-requests"]')).click()
+    const hostile = await offeredRequest(server.base, {
+      name: `<b>Kai</b>${IMG}`,
+      vehicle: { year: 2016, make: SVG.slice(0, 50), model: '<i>Outback</i>', vin: null, mileage: null },
+      concern: `Brakes grind ${IMG} and squeal ${SCRIPT}`,
+    })
+    const summary = `New request: 2016 ${SVG.slice(0, 50)} <i>Outback</i>`
+    const notice = await eventually('the Notify call', () => notifications().find((n) => n.summary === summary))
+    assert.match(notice.body, /^Brakes grind &lt;img src=x onerror=window.__xss=1&gt; and squeal &lt;script&gt;/, 'markup escaped for the daemon')
+    const row = await find(driver, `[data-testid="request"][data-session-id="${hostile.sessionId}"]`)
+    assert.match(await row.getText(), /<i>Outback<\/i>/)
+    assert.match(await row.getText(), /Brakes grind <img src=x onerror=window\.__xss=1> and squeal <script>/)
+    await assertInert(driver, 'the request list')
+
+    chooseNotificationAction('Accept', summary)
+    await find(driver, `[data-testid="chat"][data-session-id="${hostile.sessionId}"]`)
+    const accepted = await api(server.base, 'GET', `/api/sessions/${hostile.sessionId}`, { cookie: hostile.cookie })
+    assert.equal(accepted.body.status, 'waiting')
+    assert.equal(accepted.body.mechanic_name, SAM.name)
+    await textContains(driver, '#room-status', `Waiting for <b>Kai</b>${IMG} to join`)
+
+    const kai = new Customer(server.base, hostile)
+    try {
+      await kai.join()
+      await textContains(driver, '#room-status', 'Live with <b>Kai</b>')
+      assert.equal((await kai.say(`and ${SVG} ${SCRIPT}`)).status, 201)
+      await textContains(driver, '.message', `and ${SVG} ${SCRIPT}`)
+      await assertInert(driver, 'the chat')
+    } finally {
+      await kai.leave()
+    }
+    await driver.executeScript(
+      `document.querySelector('[data-testid="chat"][data-session-id="${hostile.sessionId}"] [data-testid="close-chat"]').click()`,
+    )
+    await eventually('the chat tab to close', async () =>
+      (await driver.findElements(By.css(`[data-testid="nav-chat"][data-session-id="${hostile.sessionId}"]`))).length === 0,
+    )
   })
 
   it('shows settings managed by IT as locked', async () => {
