@@ -7,8 +7,10 @@ export CARGO_TERM_COLOR ?= never
 BIN := $(CARGO_TARGET_DIR)/debug
 DATABASE_URL ?= sqlite://wrenchline.db
 BIND ?= 127.0.0.1:8080
+# The Chromium the test suites drive headless (Debian's: Playwright's download does not work here).
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup ui run serve test test-rust test-postgres test-realtime test-browser test-desktop test-fuzz test-schemathesis test-bundle bundle bench bench-quick lint ui-check
+.PHONY: setup ui run serve test test-rust test-postgres test-realtime test-browser test-desktop test-fuzz test-schemathesis test-bundle bundle bench bench-quick lint ui-check browser-deps
 
 setup:
 	@scripts/setup.sh
@@ -44,11 +46,21 @@ lint: setup
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
-test-rust: ui
-	cargo nextest run --workspace --locked --no-fail-fast
+# In the kill -9 test of both runs one customer is the real chat page in Chromium
+# (WRENCHLINE_BROWSER; without it the test runs its Rust clients alone and says so).
+test-rust: ui browser-deps
+	WRENCHLINE_BROWSER=$(CHROMIUM) cargo nextest run --workspace --locked --no-fail-fast
 
-test-postgres: setup
-	scripts/with-postgres.sh cargo nextest run -p wrenchline-server --test api --locked --no-fail-fast
+test-postgres: ui browser-deps
+	WRENCHLINE_BROWSER=$(CHROMIUM) scripts/with-postgres.sh cargo nextest run -p wrenchline-server --test api --locked --no-fail-fast
+
+# Chromium and tests/browser's npm packages, for test-rust and test-postgres.
+browser-deps: setup
+	@[ -x $(CHROMIUM) ] || { echo "browser-deps: installing Debian's chromium"; \
+	  sudo_=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo_ apt-get update -qq && $$sudo_ apt-get install -y -qq chromium; }
+	@cd tests/browser && { [ -d node_modules ] && [ ! package-lock.json -nt node_modules ] \
+	  || npm ci --no-audit --no-fund --loglevel=error; }
 
 # The unmodified @supabase/realtime-js and phoenix clients from npm against the real server.
 test-realtime: ui

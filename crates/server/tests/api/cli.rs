@@ -1,90 +1,22 @@
 //! The `wrenchline-server` binary as an administrator uses it.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
 use serde_json::json;
 
-use crate::helpers::{fresh_database_url, on_postgres};
-
-const BIN: &str = env!("CARGO_BIN_EXE_wrenchline-server");
-
-fn run(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+use crate::helpers::{
+    add_mechanic, fresh_database_url, on_postgres, run_server_command as run, spawn_server_process,
+};
 
 #[tokio::test]
 async fn mechanics_are_added_listed_and_disabled_from_the_command_line() {
     let db = fresh_database_url().await;
-    let (ok, out, err) = run(
-        &[
-            "mechanic",
-            "add",
-            "--email",
-            "Pat@Garage.example",
-            "--name",
-            "Pat",
-            "--password-stdin",
-            "--database-url",
-            &db,
-        ],
-        Some("a long enough password\n"),
-    );
+    let (ok, out, err) = add_mechanic(&db, "Pat@Garage.example", "Pat", "a long enough password");
     assert!(ok, "{err}");
     assert!(out.contains("pat@garage.example"), "{out}");
 
-    let (ok, _, err) = run(
-        &[
-            "mechanic",
-            "add",
-            "--email",
-            "pat@garage.example",
-            "--name",
-            "Pat",
-            "--password-stdin",
-            "--database-url",
-            &db,
-        ],
-        Some("a long enough password\n"),
-    );
+    let (ok, _, err) = add_mechanic(&db, "pat@garage.example", "Pat", "a long enough password");
     assert!(!ok && err.contains("already exists"), "{err}");
 
-    let (ok, _, err) = run(
-        &[
-            "mechanic",
-            "add",
-            "--email",
-            "short@garage.example",
-            "--name",
-            "S",
-            "--password-stdin",
-            "--database-url",
-            &db,
-        ],
-        Some("short\n"),
-    );
+    let (ok, _, err) = add_mechanic(&db, "short@garage.example", "S", "short");
     assert!(!ok && err.contains("at least 10"), "{err}");
 
     let (ok, out, _) = run(&["mechanic", "list", "--database-url", &db], None);
@@ -123,32 +55,20 @@ async fn mechanics_are_added_listed_and_disabled_from_the_command_line() {
 #[tokio::test]
 async fn serve_prints_its_address_and_the_demo_credentials_work() {
     let db = fresh_database_url().await;
-    let mut child = Command::new(BIN)
-        .args(["serve", "--bind", "127.0.0.1:0", "--demo"])
-        .env("WRENCHLINE_DATABASE_URL", &db)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let lines = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout)
-            .lines()
-            .take(3)
-            .map(|l| l.unwrap())
-            .collect::<Vec<_>>()
-    });
-    let lines = tokio::time::timeout(Duration::from_secs(60), lines)
-        .await
-        .expect("server starts")
-        .unwrap();
-    let addr = lines[0]
-        .strip_prefix("listening on ")
-        .expect(&lines[0])
-        .to_string();
+    let mut server = spawn_server_process(|serve| {
+        serve
+            .args(["--bind", "127.0.0.1:0", "--demo"])
+            .env("WRENCHLINE_DATABASE_URL", &db);
+    })
+    .await;
+    let addr = server.base.clone();
     assert!(!addr.ends_with(":0"), "the real port is printed: {addr}");
-    assert_eq!(lines[1], format!("customer link: {addr}/intake"));
-    let creds = lines[2].strip_prefix("demo mechanic: ").expect(&lines[2]);
+    assert_eq!(
+        server.next_line().await,
+        format!("customer link: {addr}/intake")
+    );
+    let line = server.next_line().await;
+    let creds = line.strip_prefix("demo mechanic: ").expect(&line);
     let (email, password) = creds.split_once(" / ").unwrap();
 
     let http = reqwest::Client::new();
@@ -162,8 +82,7 @@ async fn serve_prints_its_address_and_the_demo_credentials_work() {
     let health = http.get(format!("{addr}/healthz")).send().await.unwrap();
     assert_eq!(health.status(), reqwest::StatusCode::OK);
 
-    child.kill().unwrap();
-    child.wait().unwrap();
+    server.kill();
     if !on_postgres() {
         let file = db.strip_prefix("sqlite://").unwrap();
         assert!(

@@ -1,7 +1,11 @@
 //! `spawn_app()` and the actors of the tests: anonymous visitors, customers (identity cookie) and
-//! mechanics (bearer token).
+//! mechanics (bearer token); the `wrenchline-server` binary itself, for tests of the process.
 
+use std::io::{BufRead, BufReader, Write};
+use std::ops::Deref;
 use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -14,6 +18,8 @@ use wrenchline_server::state::AppState;
 use wrenchline_server::{Application, Settings};
 
 pub const PASSWORD: &str = "correct horse battery";
+
+pub const SERVER_BIN: &str = env!("CARGO_BIN_EXE_wrenchline-server");
 
 /// A database for one test: a new SQLite file, or a new PostgreSQL database.
 pub async fn fresh_database_url() -> String {
@@ -41,13 +47,29 @@ pub fn on_postgres() -> bool {
     std::env::var("WRENCHLINE_TEST_POSTGRES_URL").is_ok_and(|v| !v.is_empty())
 }
 
+/// The server in this process, with its state at hand; its HTTP side is the `Api` it derefs to.
 pub struct TestApp {
-    pub base: String,
+    pub api: Api,
     pub database_url: String,
     pub state: AppState,
-    pub http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Deref for TestApp {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+/// HTTP to a running server as one of the actors, wherever the server runs.
+#[derive(Clone)]
+pub struct Api {
+    /// `http://ADDR`
+    pub base: String,
+    pub http: reqwest::Client,
 }
 
 #[derive(Clone, Debug)]
@@ -95,10 +117,9 @@ pub async fn spawn_app_on(database_url: String, configure: impl FnOnce(&mut Sett
         let _ = stopped.await;
     }));
     TestApp {
-        base: format!("http://{addr}"),
+        api: Api::new(format!("http://{addr}")),
         database_url,
         state,
-        http: reqwest::Client::new(),
         stop: Some(stop),
         server: Some(server),
     }
@@ -125,6 +146,67 @@ impl TestApp {
             let _ = server.await;
         }
         self.database_url.clone()
+    }
+
+    /// A signed-in mechanic.
+    pub async fn mechanic(&self, name: &str) -> Actor {
+        let email = format!(
+            "{}-{}@garage.example",
+            name.to_lowercase(),
+            Uuid::new_v4().simple()
+        );
+        self.state
+            .store
+            .create_mechanic(
+                &email,
+                name,
+                &hash_password(PASSWORD),
+                OffsetDateTime::now_utc(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let (status, body) = self
+            .post(
+                "/api/auth/login",
+                &Actor::Anonymous,
+                Some(&json!({"email": email, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        Actor::Mechanic {
+            token: body["access_token"].as_str().unwrap().into(),
+            refresh: body["refresh_token"].as_str().unwrap().into(),
+            id: body["user"]["id"].as_str().unwrap().parse().unwrap(),
+        }
+    }
+
+    /// A session accepted by a new mechanic: (customer, mechanic, session).
+    pub async fn waiting_session(&self) -> (Actor, Actor, Uuid) {
+        let (customer, session) = self.offered_session().await;
+        let mechanic = self.mechanic("Sam").await;
+        let (status, body) = self
+            .post(&format!("/api/sessions/{session}/accept"), &mechanic, None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        (customer, mechanic, session)
+    }
+
+    pub async fn session_count(&self) -> i64 {
+        self.state.store.session_count().await.unwrap()
+    }
+
+    pub async fn message_count(&self) -> i64 {
+        self.state.store.message_count().await.unwrap()
+    }
+}
+
+impl Api {
+    pub fn new(base: impl Into<String>) -> Api {
+        Api {
+            base: base.into(),
+            http: reqwest::Client::new(),
+        }
     }
 
     pub async fn request(
@@ -217,56 +299,123 @@ impl TestApp {
         assert_eq!(status, StatusCode::OK, "{body}");
         (customer, session)
     }
+}
 
-    /// A signed-in mechanic.
-    pub async fn mechanic(&self, name: &str) -> Actor {
-        let email = format!(
-            "{}-{}@garage.example",
-            name.to_lowercase(),
-            Uuid::new_v4().simple()
-        );
-        self.state
-            .store
-            .create_mechanic(
-                &email,
-                name,
-                &hash_password(PASSWORD),
-                OffsetDateTime::now_utc(),
-            )
-            .await
+/// Runs `wrenchline-server` with `args` to completion, writing `stdin` to it first:
+/// (succeeded, stdout, stderr).
+pub fn run_server_command(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let mut child = Command::new(SERVER_BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wrenchline-server runs");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
             .unwrap()
+            .write_all(input.as_bytes())
             .unwrap();
-        let (status, body) = self
-            .post(
-                "/api/auth/login",
-                &Actor::Anonymous,
-                Some(&json!({"email": email, "password": PASSWORD})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        Actor::Mechanic {
-            token: body["access_token"].as_str().unwrap().into(),
-            refresh: body["refresh_token"].as_str().unwrap().into(),
-            id: body["user"]["id"].as_str().unwrap().parse().unwrap(),
-        }
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// `wrenchline-server mechanic add`, the password on stdin as an administrator types it.
+pub fn add_mechanic(db: &str, email: &str, name: &str, password: &str) -> (bool, String, String) {
+    run_server_command(
+        &[
+            "mechanic",
+            "add",
+            "--email",
+            email,
+            "--name",
+            name,
+            "--password-stdin",
+            "--database-url",
+            db,
+        ],
+        Some(&format!("{password}\n")),
+    )
+}
+
+/// `wrenchline-server serve` as an operator runs it: a process of its own, which a test reads,
+/// can kill with SIGKILL and start again. Dropping it kills it, so a failed test leaves none
+/// running.
+pub struct ServerProcess {
+    child: Child,
+    stdout: Option<BufReader<ChildStdout>>,
+    /// `http://ADDR` from the `listening on` line: the real port also with `--bind …:0`.
+    pub base: String,
+}
+
+/// Starts `wrenchline-server serve` with the flags and environment `configure` adds, and waits
+/// for its `listening on` line. Its stdout is read here; stderr is discarded unless `configure`
+/// sends it elsewhere.
+pub async fn spawn_server_process(configure: impl FnOnce(&mut Command)) -> ServerProcess {
+    let mut command = Command::new(SERVER_BIN);
+    command
+        .arg("serve")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    configure(&mut command);
+    let mut child = command.spawn().expect("wrenchline-server starts");
+    let stdout = child.stdout.take().map(BufReader::new);
+    let mut server = ServerProcess {
+        child,
+        stdout,
+        base: String::new(),
+    };
+    let first = server.next_line().await;
+    server.base = first
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| {
+            panic!("expected `listening on ADDR` first, the server printed {first:?}")
+        })
+        .to_string();
+    server
+}
+
+impl ServerProcess {
+    /// The next line the server prints on stdout (empty once it has exited), within 60 s.
+    pub async fn next_line(&mut self) -> String {
+        let mut stdout = self.stdout.take().expect("the server's stdout is piped");
+        let read = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            stdout.read_line(&mut line).map(|_| (stdout, line))
+        });
+        let (stdout, line) = tokio::time::timeout(Duration::from_secs(60), read)
+            .await
+            .expect("the server prints within 60 s")
+            .unwrap()
+            .expect("the server's stdout is readable");
+        self.stdout = Some(stdout);
+        line.trim_end().to_string()
     }
 
-    /// A session accepted by a new mechanic: (customer, mechanic, session).
-    pub async fn waiting_session(&self) -> (Actor, Actor, Uuid) {
-        let (customer, session) = self.offered_session().await;
-        let mechanic = self.mechanic("Sam").await;
-        let (status, body) = self
-            .post(&format!("/api/sessions/{session}/accept"), &mechanic, None)
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        (customer, mechanic, session)
+    /// HTTP to this server.
+    pub fn api(&self) -> Api {
+        Api::new(&self.base)
     }
 
-    pub async fn session_count(&self) -> i64 {
-        self.state.store.session_count().await.unwrap()
+    /// SIGKILL, as a crash or `kill -9` would, and waits until the process is gone.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("the server can be killed");
+        self.child.wait().expect("the killed server is reaped");
     }
+}
 
-    pub async fn message_count(&self) -> i64 {
-        self.state.store.message_count().await.unwrap()
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -1,147 +1,72 @@
 //! Secrets never reach the logs: a full run at the most verbose level, then a scan of everything
 //! the server wrote for passwords, tokens, cookies and resume links.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures_util::SinkExt;
-use serde_json::{json, Value};
+use reqwest::StatusCode;
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{fresh_database_url, intake_body};
-
-const BIN: &str = env!("CARGO_BIN_EXE_wrenchline-server");
+use crate::helpers::{add_mechanic, fresh_database_url, spawn_server_process, Actor};
 
 #[tokio::test]
 async fn a_full_run_logs_no_secret() {
     let db = fresh_database_url().await;
     let password = "s3cret-horse-battery-staple";
-    let mut add = Command::new(BIN)
-        .args([
-            "mechanic",
-            "add",
-            "--email",
-            "pat@garage.example",
-            "--name",
-            "Pat",
-            "--password-stdin",
-            "--database-url",
-            &db,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    add.stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    assert!(add.wait().unwrap().success());
+    let (added, _, err) = add_mechanic(&db, "pat@garage.example", "Pat", password);
+    assert!(added, "{err}");
 
     let log = std::env::temp_dir().join(format!("wl-log-{}.txt", uuid::Uuid::new_v4()));
-    let mut server = Command::new(BIN)
-        .args(["serve", "--bind", "127.0.0.1:0", "--database-url", &db])
-        .env("WRENCHLINE_LOG", "trace")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let stdout = server.stdout.take().unwrap();
-    let first = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
-        line
+    let mut server = spawn_server_process(|serve| {
+        serve
+            .args(["--bind", "127.0.0.1:0", "--database-url", &db])
+            .env("WRENCHLINE_LOG", "trace")
+            .stderr(std::fs::File::create(&log).unwrap());
     })
-    .await
-    .unwrap();
-    let base = first
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
-    let http = reqwest::Client::new();
+    .await;
+    let api = server.api();
+    let anonymous = &Actor::Anonymous;
 
-    let login: Value = http
-        .post(format!("{base}/api/auth/login"))
-        .json(&json!({"email": "pat@garage.example", "password": password}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let refreshed: Value = http
-        .post(format!("{base}/api/auth/refresh"))
-        .json(&json!({"refresh_token": login["refresh_token"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let _ = http
-        .post(format!("{base}/api/auth/refresh"))
-        .json(&json!({"refresh_token": login["refresh_token"]}))
-        .send()
+    let (status, login) = api
+        .post(
+            "/api/auth/login",
+            anonymous,
+            Some(&json!({"email": "pat@garage.example", "password": password})),
+        )
         .await;
-    let intake = http
-        .post(format!("{base}/api/intake"))
-        .json(&intake_body())
-        .send()
-        .await
-        .unwrap();
-    let cookie = intake.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let body: Value = intake.json().await.unwrap();
-    let session = body["session"]["id"].as_str().unwrap().to_string();
-    let link: Value = http
-        .post(format!("{base}/api/sessions/{session}/resume-link"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let resume_token = link["url"]
-        .as_str()
-        .unwrap()
-        .split("token=")
-        .nth(1)
-        .unwrap()
-        .to_string();
-    let _ = http
-        .get(format!("{base}{}", link["url"].as_str().unwrap()))
-        .send()
-        .await
-        .unwrap();
-    let _ = http
-        .post(format!("{base}/api/resume"))
-        .json(&json!({"token": resume_token}))
-        .send()
-        .await
-        .unwrap();
-    let token: Value = http
-        .post(format!("{base}/api/auth/token"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(status, StatusCode::OK, "{login}");
+    let refresh = json!({"refresh_token": login["refresh_token"]});
+    let (_, refreshed) = api
+        .post("/api/auth/refresh", anonymous, Some(&refresh))
+        .await;
+    // Replayed: refused, and the refusal is logged too.
+    let _ = api
+        .post("/api/auth/refresh", anonymous, Some(&refresh))
+        .await;
+    let (customer, session) = api.customer_with_session().await;
+    let (_, link) = api
+        .post(
+            &format!("/api/sessions/{session}/resume-link"),
+            &customer,
+            None,
+        )
+        .await;
+    let resume_url = link["url"].as_str().unwrap();
+    let resume_token = resume_url.split("token=").nth(1).unwrap().to_string();
+    let _ = api.get(resume_url, anonymous).await;
+    let _ = api
+        .post(
+            "/api/resume",
+            anonymous,
+            Some(&json!({"token": resume_token})),
+        )
+        .await;
+    let (_, token) = api.post("/api/auth/token", &customer, None).await;
     let access = token["access_token"].as_str().unwrap().to_string();
     let ws_url = format!(
         "{}/realtime/v1/websocket?vsn=2.0.0&apikey={access}",
-        base.replace("http://", "ws://")
+        api.base.replace("http://", "ws://")
     );
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
     let join = json!(["1", "1", format!("realtime:chat:session-{session}"), "phx_join", {"config": {}, "access_token": access}]);
@@ -149,15 +74,20 @@ async fn a_full_run_logs_no_secret() {
     let bad = json!(["1", "2", format!("realtime:chat:session-{session}"), "access_token", {"access_token": "forged.token.value"}]);
     ws.send(Message::text(bad.to_string())).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.kill();
 
     let written = std::fs::read_to_string(&log).unwrap();
     assert!(
         written.contains("/api/auth/login"),
         "the run was logged at all"
     );
-    let cookie_value = cookie.split_once('=').unwrap().1.to_string();
+    let Actor::Customer {
+        cookie: cookie_value,
+        ..
+    } = customer
+    else {
+        unreachable!("a customer has an identity cookie")
+    };
     let secrets = [
         ("password", password.to_string()),
         (
