@@ -16,7 +16,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Never cached: a count from a minute ago would tell a customer someone is there who left.
-#[utoipa::path(get, path = "/api/availability", tag = "customer",
+#[utoipa::path(get, path = "/api/availability", tag = "customer", security(()),
     responses((status = 200, description = "Mechanics connected and not away, each counted once however many devices they use",
         body = MechanicAvailability,
         headers(("Cache-Control" = String, description = "no-store")))))]

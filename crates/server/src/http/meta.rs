@@ -463,11 +463,17 @@ mod tests {
             ("post", "/api/auth/refresh"),
             ("post", "/api/resume"),
             ("get", "/api/plans"),
+            ("get", "/api/availability"),
             ("get", "/healthz"),
         ] {
             assert_eq!(security(method, path), [""], "{method} {path}");
         }
         assert!(security("post", "/api/intake").contains(&String::new()));
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                security(method, path);
+            }
+        }
     }
 
     #[test]
