@@ -46,19 +46,9 @@ async fn until_online(app: &TestApp, want: u64) {
     }
 }
 
-async fn access_token(app: &TestApp, actor: &Actor) -> String {
-    match actor {
-        Actor::Mechanic { token, .. } => token.clone(),
-        _ => {
-            let (_, body) = app.post("/api/auth/token", actor, None).await;
-            body["access_token"].as_str().unwrap().to_string()
-        }
-    }
-}
-
 /// One connection of `actor`, joined to `requests` with presence enabled, as the desktop app.
 async fn feed(app: &TestApp, actor: &Actor) -> (RealtimeClient, Result<Channel, RealtimeError>) {
-    let client = RealtimeClient::connect(&app.base, access_token(app, actor).await).unwrap();
+    let client = RealtimeClient::connect(&app.base, app.access_token(actor).await).unwrap();
     let channel = client.channel(
         "requests",
         ChannelOptions {
@@ -248,37 +238,24 @@ async fn the_count_is_a_metric_and_documented() {
     let (_client, channel) = joined_feed(&app, &ana).await;
     channel.track(payload(&ana, "online")).await.unwrap();
 
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
+    let gauge = || async {
+        let metrics = app
+            .http
+            .get(format!("{}/metrics", app.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         metrics
             .lines()
-            .any(|l| l == "wrenchline_mechanics_available 1"),
-        "{metrics}"
-    );
+            .find_map(|l| l.strip_prefix("wrenchline_mechanics_available "))
+            .map(str::to_string)
+    };
+    assert_eq!(gauge().await.as_deref(), Some("1"));
     channel.track(payload(&ana, "away")).await.unwrap();
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l == "wrenchline_mechanics_available 0"),
-        "{metrics}"
-    );
+    assert_eq!(gauge().await.as_deref(), Some("0"));
 
     let (status, doc) = app.get("/api/openapi.json", &Actor::Anonymous).await;
     assert_eq!(status, StatusCode::OK);

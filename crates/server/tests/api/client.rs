@@ -10,17 +10,7 @@ use wrenchline_client::realtime::{
     RealtimeOptions,
 };
 
-use crate::helpers::{spawn_app, spawn_app_on, Actor, TestApp};
-
-async fn access_token(app: &TestApp, actor: &Actor) -> String {
-    match actor {
-        Actor::Mechanic { token, .. } => token.clone(),
-        _ => {
-            let (_, body) = app.post("/api/auth/token", actor, None).await;
-            body["access_token"].as_str().unwrap().to_string()
-        }
-    }
-}
+use crate::helpers::{spawn_app, spawn_app_on, Actor};
 
 fn quick() -> RealtimeOptions {
     RealtimeOptions {
@@ -67,8 +57,8 @@ async fn until(what: &str, mut check: impl FnMut() -> bool) {
 async fn presence_syncs_by_payload_and_the_session_goes_live() {
     let app = spawn_app().await;
     let (customer, mechanic, session) = app.waiting_session().await;
-    let cust = RealtimeClient::connect(&app.base, access_token(&app, &customer).await).unwrap();
-    let mech = RealtimeClient::connect(&app.base, access_token(&app, &mechanic).await).unwrap();
+    let cust = RealtimeClient::connect(&app.base, app.access_token(&customer).await).unwrap();
+    let mech = RealtimeClient::connect(&app.base, app.access_token(&mechanic).await).unwrap();
 
     let chat = cust.channel(
         &format!("chat:session-{session}"),
@@ -89,7 +79,7 @@ async fn presence_syncs_by_payload_and_the_session_goes_live() {
         .unwrap();
     let mech_presence = presence_channel(&mech, session).await;
     // A second connection of the same mechanic: still one user.
-    let mech2 = RealtimeClient::connect(&app.base, access_token(&app, &mechanic).await).unwrap();
+    let mech2 = RealtimeClient::connect(&app.base, app.access_token(&mechanic).await).unwrap();
     let mech2_presence = presence_channel(&mech2, session).await;
     mech2_presence
         .track(payload(&mechanic, "mechanic"))
@@ -150,12 +140,10 @@ async fn presence_syncs_by_payload_and_the_session_goes_live() {
 async fn after_a_server_restart_clients_reconnect_rejoin_and_retrack() {
     let app = spawn_app().await;
     let (customer, mechanic, session) = app.waiting_session().await;
-    let cust =
-        RealtimeClient::connect_with(&app.base, access_token(&app, &customer).await, quick())
-            .unwrap();
-    let mech =
-        RealtimeClient::connect_with(&app.base, access_token(&app, &mechanic).await, quick())
-            .unwrap();
+    let cust = RealtimeClient::connect_with(&app.base, app.access_token(&customer).await, quick())
+        .unwrap();
+    let mech = RealtimeClient::connect_with(&app.base, app.access_token(&mechanic).await, quick())
+        .unwrap();
     let cust_presence = presence_channel(&cust, session).await;
     let mut events = cust_presence.events();
     cust_presence

@@ -137,6 +137,17 @@ pub fn intake_body() -> Value {
 }
 
 impl TestApp {
+    /// An access token for `actor`: a mechanic's own, or a customer's traded for their cookie.
+    pub async fn access_token(&self, actor: &Actor) -> String {
+        match actor {
+            Actor::Mechanic { token, .. } => token.clone(),
+            _ => {
+                let (_, body) = self.post("/api/auth/token", actor, None).await;
+                body["access_token"].as_str().unwrap().to_string()
+            }
+        }
+    }
+
     /// Stops the server and waits for it to close its connections and database pool.
     pub async fn stop(mut self) -> String {
         if let Some(stop) = self.stop.take() {
