@@ -242,15 +242,68 @@ impl<'a> Reader<'a> {
         Ok(slice)
     }
 
-    fn string(&mut self, n: usize) -> Result<String, FrameError> {
-        std::str::from_utf8(self.take(n)?)
-            .map(str::to_string)
-            .map_err(|_| FrameError::Utf8)
-    }
-
     fn rest(&self) -> &'a [u8] {
         &self.bytes[self.at..]
     }
+}
+
+/// A binary frame taken apart: its length-prefixed fields, the payload encoding and the payload.
+struct Fields<'a, const N: usize> {
+    fields: [&'a [u8]; N],
+    encoding: u8,
+    payload: &'a [u8],
+}
+
+/// Both binary kinds share one layout: the kind, a length byte for each of `N` fields, the
+/// payload encoding, the fields, then the payload to the end of the frame.
+fn read_fields<const N: usize>(bytes: &[u8], kind: u8) -> Result<Fields<'_, N>, FrameError> {
+    let mut r = Reader { bytes, at: 0 };
+    let found = r.u8()?;
+    if found != kind {
+        return Err(FrameError::Kind(found));
+    }
+    let mut lens = [0usize; N];
+    for len in &mut lens {
+        *len = r.u8()? as usize;
+    }
+    let encoding = r.u8()?;
+    let mut fields = [&[][..]; N];
+    for (field, len) in fields.iter_mut().zip(lens) {
+        *field = r.take(len)?;
+    }
+    Ok(Fields {
+        fields,
+        encoding,
+        payload: r.rest(),
+    })
+}
+
+/// The layout [`read_fields`] reads.
+fn write_fields(
+    kind: u8,
+    fields: &[&[u8]],
+    encoding: u8,
+    payload: &[u8],
+) -> Result<Vec<u8>, FrameError> {
+    let mut out = Vec::with_capacity(
+        2 + fields.len() + fields.iter().map(|f| f.len()).sum::<usize>() + payload.len(),
+    );
+    out.push(kind);
+    for f in fields {
+        out.push(u8::try_from(f.len()).map_err(|_| FrameError::FieldTooLong)?);
+    }
+    out.push(encoding);
+    for f in fields {
+        out.extend_from_slice(f);
+    }
+    out.extend_from_slice(payload);
+    Ok(out)
+}
+
+fn utf8(bytes: &[u8]) -> Result<String, FrameError> {
+    std::str::from_utf8(bytes)
+        .map(str::to_string)
+        .map_err(|_| FrameError::Utf8)
 }
 
 fn payload_from(encoding: u8, bytes: &[u8]) -> Result<BroadcastPayload, FrameError> {
@@ -280,55 +333,35 @@ fn non_empty(s: String) -> Option<String> {
 impl UserBroadcast {
     /// Decodes a kind 3 frame (what realtime-js sends for `channel.send({type: 'broadcast'})`).
     pub fn decode_push(bytes: &[u8]) -> Result<UserBroadcast, FrameError> {
-        let mut r = Reader { bytes, at: 0 };
-        let kind = r.u8()?;
-        if kind != KIND_USER_BROADCAST_PUSH {
-            return Err(FrameError::Kind(kind));
-        }
-        let join_ref_len = r.u8()? as usize;
-        let ref_len = r.u8()? as usize;
-        let topic_len = r.u8()? as usize;
-        let event_len = r.u8()? as usize;
-        let meta_len = r.u8()? as usize;
-        let encoding = r.u8()?;
-        let join_ref = non_empty(r.string(join_ref_len)?);
-        let r#ref = non_empty(r.string(ref_len)?);
-        let topic = r.string(topic_len)?;
-        let event = r.string(event_len)?;
-        let metadata = metadata_from(r.take(meta_len)?)?;
-        let payload = payload_from(encoding, r.rest())?;
-        Ok(UserBroadcast {
-            join_ref,
-            r#ref,
-            topic,
-            event,
-            metadata,
+        let Fields {
+            fields: [join_ref, r#ref, topic, event, meta],
+            encoding,
             payload,
+        } = read_fields(bytes, KIND_USER_BROADCAST_PUSH)?;
+        Ok(UserBroadcast {
+            join_ref: non_empty(utf8(join_ref)?),
+            r#ref: non_empty(utf8(r#ref)?),
+            topic: utf8(topic)?,
+            event: utf8(event)?,
+            metadata: metadata_from(meta)?,
+            payload: payload_from(encoding, payload)?,
         })
     }
 
     /// Decodes a kind 4 frame (server → client).
     pub fn decode_broadcast(bytes: &[u8]) -> Result<UserBroadcast, FrameError> {
-        let mut r = Reader { bytes, at: 0 };
-        let kind = r.u8()?;
-        if kind != KIND_USER_BROADCAST {
-            return Err(FrameError::Kind(kind));
-        }
-        let topic_len = r.u8()? as usize;
-        let event_len = r.u8()? as usize;
-        let meta_len = r.u8()? as usize;
-        let encoding = r.u8()?;
-        let topic = r.string(topic_len)?;
-        let event = r.string(event_len)?;
-        let metadata = metadata_from(r.take(meta_len)?)?;
-        let payload = payload_from(encoding, r.rest())?;
+        let Fields {
+            fields: [topic, event, meta],
+            encoding,
+            payload,
+        } = read_fields(bytes, KIND_USER_BROADCAST)?;
         Ok(UserBroadcast {
             join_ref: None,
             r#ref: None,
-            topic,
-            event,
-            metadata,
-            payload,
+            topic: utf8(topic)?,
+            event: utf8(event)?,
+            metadata: metadata_from(meta)?,
+            payload: payload_from(encoding, payload)?,
         })
     }
 
@@ -351,26 +384,15 @@ impl UserBroadcast {
         let (encoding, payload) = self.payload_bytes();
         let meta = self.meta_bytes();
         let fields = [self.topic.as_bytes(), self.event.as_bytes(), &meta];
-        let mut out =
-            Vec::with_capacity(5 + fields.iter().map(|f| f.len()).sum::<usize>() + payload.len());
-        out.push(KIND_USER_BROADCAST);
-        for f in fields {
-            out.push(u8::try_from(f.len()).map_err(|_| FrameError::FieldTooLong)?);
-        }
-        out.push(encoding);
-        for f in fields {
-            out.extend_from_slice(f);
-        }
-        out.extend_from_slice(&payload);
-        Ok(out)
+        write_fields(KIND_USER_BROADCAST, &fields, encoding, &payload)
     }
 
     /// Encodes as kind 3, the frame a client sends.
     pub fn encode_push(&self) -> Result<Vec<u8>, FrameError> {
         let (encoding, payload) = self.payload_bytes();
         let meta = self.meta_bytes();
-        let join_ref = self.join_ref.clone().unwrap_or_default();
-        let r#ref = self.r#ref.clone().unwrap_or_default();
+        let join_ref = self.join_ref.as_deref().unwrap_or_default();
+        let r#ref = self.r#ref.as_deref().unwrap_or_default();
         let fields = [
             join_ref.as_bytes(),
             r#ref.as_bytes(),
@@ -378,18 +400,7 @@ impl UserBroadcast {
             self.event.as_bytes(),
             &meta,
         ];
-        let mut out =
-            Vec::with_capacity(7 + fields.iter().map(|f| f.len()).sum::<usize>() + payload.len());
-        out.push(KIND_USER_BROADCAST_PUSH);
-        for f in fields {
-            out.push(u8::try_from(f.len()).map_err(|_| FrameError::FieldTooLong)?);
-        }
-        out.push(encoding);
-        for f in fields {
-            out.extend_from_slice(f);
-        }
-        out.extend_from_slice(&payload);
-        Ok(out)
+        write_fields(KIND_USER_BROADCAST_PUSH, &fields, encoding, &payload)
     }
 
     /// The JSON form of this broadcast (`{type: "broadcast", event, payload}`), for clients that
