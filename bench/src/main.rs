@@ -38,6 +38,9 @@ struct Cli {
 enum Command {
     /// Runs the scenarios and writes the results.
     Suite(SuiteArgs),
+    /// Holds many connections for a long time with churn and judges whether the server's
+    /// memory and file descriptors stay flat (scripts/soak.sh, docs/soak.md).
+    Soak(scenarios::soak::SoakArgs),
 }
 
 #[derive(clap::Args)]
@@ -86,9 +89,15 @@ struct SuiteArgs {
 }
 
 fn main() -> anyhow::Result<()> {
-    let Cli {
-        command: Command::Suite(args),
-    } = Cli::parse();
+    let args = match Cli::parse().command {
+        Command::Suite(args) => args,
+        Command::Soak(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            std::process::exit(runtime.block_on(scenarios::soak::soak(args))?);
+        }
+    };
     let nproc = procs::cpu_count();
     let nofile = procs::raise_nofile();
     let restore = args.priority.map(procs::set_priority);

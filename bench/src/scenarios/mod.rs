@@ -7,6 +7,7 @@ pub mod fanout;
 pub mod idle;
 pub mod race;
 pub mod relay;
+pub mod soak;
 
 use std::time::Duration;
 
