@@ -166,6 +166,14 @@ impl Intake {
         let mut errors = FieldErrors::new();
         let name = trimmed_len("name", &raw.name, 1, NAME_MAX, &mut errors);
         let email = trimmed_len("email", &raw.email, 1, EMAIL_MAX, &mut errors).to_lowercase();
+        // An address is counted as sent (white space around it included), as the API document
+        // states it: no address needs padding to fit.
+        if !errors.contains_key("email") && raw.email.chars().count() > EMAIL_MAX {
+            errors.insert(
+                "email".into(),
+                format!("Please keep this under {} characters", EMAIL_MAX + 1),
+            );
+        }
         if !errors.contains_key("email") && !email_is_valid(&email) {
             errors.insert(
                 "email".into(),

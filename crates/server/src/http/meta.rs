@@ -318,7 +318,11 @@ mod tests {
         ]
         .map(String::from)
         .into_iter()
-        .chain([format!("{local}@ab.cd"), format!("{local}@abc.de")])
+        .chain([
+            format!("{local}@ab.cd"),
+            format!("{local}@abc.de"),
+            format!("  {local}@ab.cd  "),
+        ])
         .collect();
         let email = property(&doc, "IntakeRequest", "email");
         assert_eq!(email["maxLength"], EMAIL_MAX);
