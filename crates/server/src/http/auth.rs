@@ -90,9 +90,7 @@ pub async fn login(
         .filter(|r| !r.disabled)
         .map(|r| r.password_hash.clone());
     let password = body.password;
-    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, hash.as_deref()))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
+    let ok = auth::hashing(move || auth::verify_password(&password, hash.as_deref())).await;
     let (true, Some(record)) = (ok, record) else {
         return Err(invalid_credentials());
     };
