@@ -88,6 +88,7 @@ pub async fn run(socket: WebSocket, state: AppState, vsn: Vsn, apikey: Option<St
     };
     let (mut sink, mut stream) = socket.split();
     let mut idle_at = Instant::now() + IDLE_TIMEOUT;
+    let mut client_closed = false;
 
     let close: Option<Close> = loop {
         let wake = connection
@@ -118,7 +119,11 @@ pub async fn run(socket: WebSocket, state: AppState, vsn: Vsn, apikey: Option<St
                     Some(Ok(Message::Text(text))) => connection.on_text(text.as_str()).await,
                     Some(Ok(Message::Binary(bytes))) => connection.on_binary(&bytes),
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break None,
+                    Some(Ok(Message::Close(_))) => {
+                        client_closed = true;
+                        break None;
+                    }
+                    Some(Err(_)) | None => break None,
                 };
                 idle_at = Instant::now() + IDLE_TIMEOUT;
                 if let Err(close) = outcome {
@@ -154,6 +159,10 @@ pub async fn run(socket: WebSocket, state: AppState, vsn: Vsn, apikey: Option<St
             let _ = sink.send(Message::Close(Some(frame))).await;
         };
         let _ = tokio::time::timeout(Duration::from_secs(2), flush).await;
+    } else if client_closed {
+        // The WebSocket library has queued the answering close frame; send it, so the client's
+        // closing handshake completes at once instead of waiting out its timeout.
+        let _ = tokio::time::timeout(Duration::from_secs(2), sink.close()).await;
     }
     state.metrics.realtime_connections.dec();
 }

@@ -665,3 +665,17 @@ async fn binary_broadcasts_reach_realtime_js_readers_without_client_metadata() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_client_that_closes_gets_its_close_answered() {
+    let app = spawn_app().await;
+    let mut client = Client::connect(&app).await;
+    client.ws.close(None).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(2), client.ws.next())
+        .await
+        .expect("the server answers the close at once");
+    assert!(
+        matches!(answer, Some(Ok(Message::Close(_)))),
+        "a close frame back, not a dropped connection: {answer:?}"
+    );
+}
