@@ -22,6 +22,8 @@ use crate::error::{Error, Result};
 const FIRST_CHECK_AFTER: Duration = Duration::from_secs(5);
 /// Then a check this often while the app runs.
 const CHECK_EVERY: Duration = Duration::from_secs(6 * 60 * 60);
+/// How often the schedule looks whether a check is due.
+const SCHEDULE_TICK: Duration = Duration::from_secs(60);
 /// A check or download that takes longer than this has failed.
 const TIMEOUT: Duration = Duration::from_secs(120);
 /// Debug builds take the updater's public key from here, so developers and the test suite can
@@ -62,6 +64,8 @@ pub enum UpdateView {
 #[derive(Default)]
 pub struct Updates {
     view: Mutex<Option<UpdateView>>,
+    /// When the last check ran (the mechanic's or the schedule's).
+    checked_at: Mutex<Option<std::time::Instant>>,
     /// What the last check found, kept for "Install".
     found: Mutex<Option<Update>>,
     /// One check or install at a time.
@@ -154,6 +158,11 @@ pub async fn check(app: &AppHandle) -> Result<UpdateView> {
     let Ok(_one_at_a_time) = state.busy.try_lock() else {
         return Ok(state.view(app));
     };
+    // Installed: the new version only waits for a restart; a check would offer it again.
+    if let installed @ UpdateView::Installed { .. } = state.view(app) {
+        return Ok(installed);
+    }
+    *lock(&state.checked_at) = Some(std::time::Instant::now());
     let server = desk(app)
         .server_url()
         .unwrap_or_else(|_| desk(app).settings().server_url);
@@ -293,8 +302,19 @@ fn update_error(e: tauri_plugin_updater::Error) -> Error {
     match e {
         E::Reqwest(e) => Error::Network(e.to_string()),
         E::Network(e) => Error::Network(e),
+        // Any answer but a release or 204, e.g. a server without a releases folder (404).
+        E::ReleaseNotFound => Error::Invalid(
+            "Your Wrenchline server does not offer updates; new versions come from your IT department."
+                .into(),
+        ),
         other => Error::Internal(other.to_string()),
     }
+}
+
+/// Whether the schedule should check now: not when any check ran within [`CHECK_EVERY`] (the
+/// mechanic's own included, so a scheduled check never overwrites what they are looking at).
+fn due(since_last_check: Option<Duration>) -> bool {
+    since_last_check.is_none_or(|since| since >= CHECK_EVERY)
 }
 
 /// Checks a little after start and then every [`CHECK_EVERY`], while updates are on.
@@ -304,12 +324,13 @@ pub fn run(app: &AppHandle) {
     tauri::async_runtime::spawn(async move {
         tokio::time::sleep(FIRST_CHECK_AFTER).await;
         loop {
-            if off_reason(&app).is_none() {
+            let since_last_check = lock(&updates(&app).checked_at).map(|at| at.elapsed());
+            if off_reason(&app).is_none() && due(since_last_check) {
                 if let Err(e) = check(&app).await {
                     log::info!("no update check: {e}");
                 }
             }
-            tokio::time::sleep(CHECK_EVERY).await;
+            tokio::time::sleep(SCHEDULE_TICK).await;
         }
     });
 }
@@ -340,6 +361,14 @@ mod tests {
             v,
             serde_json::json!({"state": "available", "version": "1.2.3", "notes": null})
         );
+    }
+
+    #[test]
+    fn the_schedule_leaves_a_recent_check_alone() {
+        assert!(due(None));
+        assert!(!due(Some(Duration::ZERO)));
+        assert!(!due(Some(CHECK_EVERY / 2)));
+        assert!(due(Some(CHECK_EVERY)));
     }
 
     #[test]
