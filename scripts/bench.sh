@@ -14,14 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/wrenchline/target}
-export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
-release="$CARGO_TARGET_DIR/release"
-
-# The server embeds the web UI at build time.
-if [ ! -f ui/dist/index.html ]; then
-  (cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build)
-fi
+. scripts/release-env.sh
 cargo build --release --locked -p wrenchline-server -p wrenchline-bench
 (cd bench/socketio && npm ci --no-audit --no-fund --loglevel=error)
 
