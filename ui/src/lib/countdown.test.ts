@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { clockOffset, formatRemaining, parseTime, remainingMs } from './countdown';
+import { clockOffset, formatRemaining, parseTime, remainingMs, sampleClockOffset } from './countdown';
 
 describe('clockOffset', () => {
   it('is zero when both clocks agree', () => {
@@ -69,5 +69,23 @@ describe('parseTime', () => {
     expect(parseTime('2026-11-25T10:30:00.250+00:00')).toBe(Date.UTC(2026, 10, 25, 10, 30, 0, 250));
     expect(parseTime(null)).toBeNull();
     expect(parseTime('soon')).toBeNull();
+  });
+});
+
+describe('sampleClockOffset', () => {
+  it('keeps the reading with the shorter round trip', async () => {
+    // Local clock readings: sent, received for each of the two samples.
+    const local = [1_000, 1_400, 2_000, 2_100];
+    const answers = ['1970-01-01T00:00:06.200Z', '1970-01-01T00:00:07.050Z'];
+    const offset = await sampleClockOffset(
+      async () => answers.shift()!,
+      () => local.shift()!,
+    );
+    // Second sample: 100 ms round trip, midpoint 2,050, server 7,050.
+    expect(offset).toBe(5_000);
+  });
+
+  it('is 0 when no answer parses', async () => {
+    expect(await sampleClockOffset(async () => 'not a time')).toBe(0);
   });
 });

@@ -12,6 +12,28 @@ export function clockOffset(serverNowMs: number, sentAtMs: number, receivedAtMs:
 }
 
 /**
+ * The server clock's offset from this one, from two readings of the server's time (`readServerNow`
+ * answers its `now` as text); the reading with the shorter round trip has the smaller error. 0 when
+ * no reading parses.
+ */
+export async function sampleClockOffset(
+  readServerNow: () => Promise<string>,
+  localNow: () => number = Date.now,
+): Promise<number> {
+  let best: { rtt: number; offset: number } | null = null;
+  for (let i = 0; i < 2; i++) {
+    const sent = localNow();
+    const now = await readServerNow();
+    const received = localNow();
+    const server = parseTime(now);
+    if (server === null) continue;
+    const rtt = received - sent;
+    if (!best || rtt < best.rtt) best = { rtt, offset: clockOffset(server, sent, received) };
+  }
+  return best?.offset ?? 0;
+}
+
+/**
  * Milliseconds left until `endsAtMs` on the server clock; never negative, and never more than the
  * session's length when its start is known (a clock offset a few ms off must not show 10:01 for a
  * 10-minute plan).

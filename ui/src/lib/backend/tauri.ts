@@ -7,7 +7,7 @@
 
 import { invoke } from '@tauri-apps/api/core';
 import { listen, type Event, type UnlistenFn } from '@tauri-apps/api/event';
-import { clockOffset, parseTime } from '../countdown';
+import { sampleClockOffset } from '../countdown';
 import {
   BackendError,
   type Backend,
@@ -163,19 +163,8 @@ export class TauriBackend implements Backend {
     return call('me');
   }
 
-  async clockOffset(): Promise<number> {
-    // Two samples; the one with the shorter round trip has the smaller error.
-    let best: { rtt: number; offset: number } | null = null;
-    for (let i = 0; i < 2; i++) {
-      const sent = Date.now();
-      const now = await call<string>('server_time');
-      const received = Date.now();
-      const server = parseTime(now);
-      if (server === null) continue;
-      const rtt = received - sent;
-      if (!best || rtt < best.rtt) best = { rtt, offset: clockOffset(server, sent, received) };
-    }
-    return best?.offset ?? 0;
+  clockOffset(): Promise<number> {
+    return sampleClockOffset(() => call<string>('server_time'));
   }
 
   history(sessionId: string, afterSeq: number): Promise<Message[]> {

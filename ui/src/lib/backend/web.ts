@@ -3,7 +3,7 @@
 // `@supabase/realtime-js`, loaded only when a chat opens so the intake pages stay small.
 
 import type { RealtimeChannel, RealtimeClient } from '@supabase/realtime-js';
-import { clockOffset, parseTime } from '../countdown';
+import { sampleClockOffset } from '../countdown';
 import {
   BackendError,
   type Backend,
@@ -125,19 +125,8 @@ export class WebBackend implements Backend {
     return (await this.token()).user;
   }
 
-  async clockOffset(): Promise<number> {
-    // Two samples; the one with the shorter round trip has the smaller error.
-    let best: { rtt: number; offset: number } | null = null;
-    for (let i = 0; i < 2; i++) {
-      const sent = Date.now();
-      const { now } = await request<{ now: string }>('GET', '/api/time');
-      const received = Date.now();
-      const server = parseTime(now);
-      if (server === null) continue;
-      const rtt = received - sent;
-      if (!best || rtt < best.rtt) best = { rtt, offset: clockOffset(server, sent, received) };
-    }
-    return best?.offset ?? 0;
+  clockOffset(): Promise<number> {
+    return sampleClockOffset(async () => (await request<{ now: string }>('GET', '/api/time')).now);
   }
 
   history(sessionId: string, afterSeq: number): Promise<Message[]> {
