@@ -27,6 +27,7 @@ pub mod schema {
         CONCERN_MAX, CONCERN_MIN, EMAIL_MAX, MAKE_MODEL_MAX, MILEAGE_MAX, NAME_MAX,
         PHONE_DIGITS_MAX, PHONE_DIGITS_MIN, YEAR_MIN,
     };
+    use crate::text::Lines;
     use crate::{MAX_CLIENT_ID_CHARS, MAX_MESSAGE_CHARS};
 
     /// What `str::trim` removes: the characters with Unicode's `White_Space` property, as a
@@ -43,30 +44,53 @@ pub mod schema {
     /// Characters a phone number may hold besides digits.
     const PHONE_PUNCTUATION: &str = r" +\-().";
 
-    /// Text whose trimmed length is `min..=max` characters (`min` at least 1).
-    pub fn trimmed_pattern(min: usize, max: usize) -> String {
+    /// The C0 control characters, none of which a one-line field holds.
+    const C0: &str = r"\x00-\x1f";
+
+    /// The C0 control characters a multi-line field does not hold: all but tab, line feed and
+    /// carriage return.
+    const C0_BUT_LINE_BREAKS: &str = r"\x00-\x08\x0b\x0c\x0e-\x1f";
+
+    /// Text of the kind `lines` whose trimmed length is `min..=max` characters (`min` at least
+    /// 1): white space around it, then text that starts and ends with a character that is
+    /// neither white space nor a control character.
+    pub fn trimmed_pattern(min: usize, max: usize, lines: Lines) -> String {
         assert!(
             1 <= min && min <= max,
             "a trimmed text has 1 to max characters"
         );
-        let (ws, word) = (format!("[{WHITE_SPACE}]*"), format!("[^{WHITE_SPACE}]"));
+        let refused = match lines {
+            Lines::One => C0,
+            Lines::Many => C0_BUT_LINE_BREAKS,
+        };
+        let (ws, word, any) = (
+            format!("[{WHITE_SPACE}]*"),
+            format!("[^{WHITE_SPACE}{C0}]"),
+            format!("[^{refused}]"),
+        );
         let inner = match (min, max) {
             (_, 1) => String::new(),
-            (1, _) => format!(r"(?:[\s\S]{{0,{}}}{word})?", max - 2),
-            _ => format!(r"[\s\S]{{{},{}}}{word}", min - 2, max - 2),
+            (1, _) => format!(r"(?:{any}{{0,{}}}{word})?", max - 2),
+            _ => format!(r"{any}{{{},{}}}{word}", min - 2, max - 2),
         };
         format!("^{ws}{word}{inner}{ws}$")
     }
 
-    fn trimmed_text(min: usize, max: usize, what: &str) -> Object {
+    fn trimmed_text(min: usize, max: usize, lines: Lines, what: &str) -> Object {
+        let controls = match lines {
+            Lines::One => "no control characters (U+0000 to U+001F)",
+            Lines::Many => {
+                "no control characters (U+0000 to U+001F) but tab, line feed and carriage return"
+            }
+        };
         ObjectBuilder::new()
             .schema_type(Type::String)
             .description(Some(format!(
                 "{what}: {min} to {max} characters once leading and trailing white space is \
-                 trimmed."
+                 trimmed; {controls}."
             )))
             .min_length(Some(min))
-            .pattern(Some(trimmed_pattern(min, max)))
+            .pattern(Some(trimmed_pattern(min, max, lines)))
             .build()
     }
 
@@ -99,7 +123,7 @@ pub mod schema {
     }
 
     pub fn message_body() -> Object {
-        trimmed_text(1, MAX_MESSAGE_CHARS, "The message")
+        trimmed_text(1, MAX_MESSAGE_CHARS, Lines::Many, "The message")
     }
 
     pub fn client_id() -> Object {
@@ -116,11 +140,16 @@ pub mod schema {
     }
 
     pub fn name() -> Object {
-        trimmed_text(1, NAME_MAX, "Full name")
+        trimmed_text(1, NAME_MAX, Lines::One, "Full name")
     }
 
     pub fn signed_name() -> Object {
-        trimmed_text(1, NAME_MAX, "The customer's full name as signature")
+        trimmed_text(
+            1,
+            NAME_MAX,
+            Lines::One,
+            "The customer's full name as signature",
+        )
     }
 
     pub fn agree() -> Object {
@@ -155,7 +184,12 @@ pub mod schema {
     }
 
     pub fn concern() -> Object {
-        trimmed_text(CONCERN_MIN, CONCERN_MAX, "What is wrong with the vehicle")
+        trimmed_text(
+            CONCERN_MIN,
+            CONCERN_MAX,
+            Lines::Many,
+            "What is wrong with the vehicle",
+        )
     }
 
     /// The server's document narrows this to the ids of the plans it offers.
@@ -188,7 +222,7 @@ pub mod schema {
     }
 
     pub fn make_model() -> Object {
-        trimmed_text(1, MAKE_MODEL_MAX, "Make or model")
+        trimmed_text(1, MAKE_MODEL_MAX, Lines::One, "Make or model")
     }
 
     /// The server's document narrows the upper bound to next year (next year's models are

@@ -8,6 +8,7 @@ use serde::de::{Error as _, Unexpected};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::model::Vehicle;
+use crate::text::{Lines, CONTROL_CHARACTER_MESSAGE};
 use crate::vin;
 
 pub const NAME_MAX: usize = 100;
@@ -139,6 +140,14 @@ fn trimmed_len(
     value.to_string()
 }
 
+/// Refuses control characters in a field whose length was acceptable, so that a field reports
+/// one problem at a time.
+fn refuse_controls(field: &str, value: &str, lines: Lines, errors: &mut FieldErrors) {
+    if !lines.allows(value) && !errors.contains_key(field) {
+        errors.insert(field.into(), CONTROL_CHARACTER_MESSAGE.into());
+    }
+}
+
 pub fn email_is_valid(email: &str) -> bool {
     let Some((local, domain)) = email.split_once('@') else {
         return false;
@@ -165,6 +174,7 @@ impl Intake {
     pub fn parse(raw: IntakeRequest, current_year: i32) -> Result<Intake, FieldErrors> {
         let mut errors = FieldErrors::new();
         let name = trimmed_len("name", &raw.name, 1, NAME_MAX, &mut errors);
+        refuse_controls("name", &name, Lines::One, &mut errors);
         let email = trimmed_len("email", &raw.email, 1, EMAIL_MAX, &mut errors).to_lowercase();
         // An address is counted as sent (white space around it included), as the API document
         // states it: no address needs padding to fit.
@@ -206,6 +216,7 @@ impl Intake {
             MAKE_MODEL_MAX,
             &mut errors,
         );
+        refuse_controls("vehicle.make", &make, Lines::One, &mut errors);
         let model = trimmed_len(
             "vehicle.model",
             &raw.vehicle.model,
@@ -213,6 +224,7 @@ impl Intake {
             MAKE_MODEL_MAX,
             &mut errors,
         );
+        refuse_controls("vehicle.model", &model, Lines::One, &mut errors);
         let vin = match raw.vehicle.vin.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(v) => match vin::parse(v) {
@@ -238,6 +250,7 @@ impl Intake {
             CONCERN_MAX,
             &mut errors,
         );
+        refuse_controls("concern", &concern, Lines::Many, &mut errors);
         let plan = raw.plan.trim().to_string();
         if plan.is_empty() {
             errors.insert("plan".into(), "Please choose a plan".into());

@@ -6,6 +6,7 @@ pub mod intake;
 pub mod model;
 pub mod presence;
 pub mod realtime;
+pub mod text;
 pub mod vin;
 
 pub use api::*;

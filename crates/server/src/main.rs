@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use time::OffsetDateTime;
 use tracing_subscriber::EnvFilter;
+use wrenchline_protocol::text::Lines;
 use wrenchline_server::auth::{hash_password, hashing, random_token};
 use wrenchline_server::config::{load_plans, Settings};
 use wrenchline_server::limits::Limits;
@@ -261,6 +262,9 @@ async fn mechanic(command: MechanicCommand) -> anyhow::Result<()> {
             let name = name.trim().to_string();
             if name.is_empty() {
                 bail!("--name must not be empty");
+            }
+            if !Lines::One.allows(&name) {
+                bail!("--name must not hold control characters (U+0000 to U+001F)");
             }
             if !password_stdin {
                 bail!("pass the password on standard input with --password-stdin");

@@ -1,7 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import type { IntakeRequest } from './backend';
 import cases from '../../../tests/fixtures/intake/cases.json';
-import { checkForm, emptyForm, validateIntake, vinProblem } from './intake';
+import {
+  checkForm,
+  CONTROL_CHARACTER_MESSAGE,
+  emptyForm,
+  isMultiLine,
+  isOneLine,
+  validateIntake,
+  vinProblem,
+} from './intake';
 
 type Case = {
   description: string;
@@ -60,5 +68,13 @@ describe('the form', () => {
       2026,
     );
     expect(errors.concern).toBe('Please write at least 10 characters');
+  });
+
+  it("refuses control characters with the server's message, keeping line breaks in the concern", () => {
+    const input = (cases as Case[])[0].input;
+    const errors = validateIntake({ ...input, name: 'Dana\u0000', concern: 'Grinding\u001b noise' }, 2026);
+    expect(errors).toEqual({ name: CONTROL_CHARACTER_MESSAGE, concern: CONTROL_CHARACTER_MESSAGE });
+    expect(isOneLine('Dana\tDriver')).toBe(false);
+    expect(isMultiLine('Grinding noise\r\n\twhen braking')).toBe(true);
   });
 });

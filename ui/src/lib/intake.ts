@@ -1,5 +1,5 @@
-// The intake rules, exactly as the server applies them (crates/protocol/src/intake.rs and
-// vin.rs), so the form can point at a problem before sending. Both sides are tested against
+// The intake rules, exactly as the server applies them (crates/protocol/src/intake.rs, text.rs
+// and vin.rs), so the form can point at a problem before sending. Both sides are tested against
 // tests/fixtures/intake/cases.json. Lengths count Unicode scalar values after trimming Unicode
 // white space, as Rust's `str::trim` and `chars().count()` do (JS' own `trim` also strips U+FEFF).
 
@@ -34,6 +34,34 @@ export type FieldKey = (typeof FIELD_KEYS)[number];
 
 const EDGE_SPACE = /^\p{White_Space}+|\p{White_Space}+$/gu;
 const SPACE_OR_CONTROL = /[\p{White_Space}\p{Cc}]/u;
+
+/**
+ * Control characters a field may not hold once trimmed (crates/protocol/src/text.rs): one-line
+ * fields none of U+0000–U+001F, multi-line fields (the concern) none but tab and line breaks.
+ */
+const C0_CONTROL = /[\u0000-\u001f]/;
+const C0_BUT_LINE_BREAKS = /[\u0000-\u0008\u000b\u000c\u000e-\u001f]/;
+export const CONTROL_CHARACTER_MESSAGE = 'Please remove the invisible control characters';
+
+/** Whether `value` fits a one-line field (a name, a make): no C0 control character. */
+export function isOneLine(value: string): boolean {
+  return !C0_CONTROL.test(value);
+}
+
+/** Whether `value` fits a multi-line field (the concern): tab and line breaks only. */
+export function isMultiLine(value: string): boolean {
+  return !C0_BUT_LINE_BREAKS.test(value);
+}
+
+function refuseControls(
+  field: string,
+  value: string,
+  multiLine: boolean,
+  errors: FieldErrors,
+): void {
+  const fits = multiLine ? isMultiLine(value) : isOneLine(value);
+  if (!fits && !errors[field]) errors[field] = CONTROL_CHARACTER_MESSAGE;
+}
 
 /** Rust's `str::trim`: Unicode White_Space at both ends. */
 export function rustTrim(value: string): string {
@@ -135,7 +163,8 @@ export function validateIntake(
 ): FieldErrors {
   const errors: FieldErrors = {};
   const vehicle = body.vehicle ?? {};
-  trimmedLength('name', text(body.name), 1, NAME_MAX, errors);
+  const name = trimmedLength('name', text(body.name), 1, NAME_MAX, errors);
+  refuseControls('name', name, false, errors);
   const email = trimmedLength('email', text(body.email), 1, EMAIL_MAX, errors).toLowerCase();
   if (!errors.email && !emailIsValid(email)) {
     errors.email = 'Please enter an email address like name@example.com';
@@ -149,8 +178,10 @@ export function validateIntake(
   if (!Number.isInteger(year) || year < YEAR_MIN || year > yearMax) {
     errors['vehicle.year'] = `The model year must be between ${YEAR_MIN} and ${yearMax}`;
   }
-  trimmedLength('vehicle.make', text(vehicle.make), 1, MAKE_MODEL_MAX, errors);
-  trimmedLength('vehicle.model', text(vehicle.model), 1, MAKE_MODEL_MAX, errors);
+  const make = trimmedLength('vehicle.make', text(vehicle.make), 1, MAKE_MODEL_MAX, errors);
+  refuseControls('vehicle.make', make, false, errors);
+  const model = trimmedLength('vehicle.model', text(vehicle.model), 1, MAKE_MODEL_MAX, errors);
+  refuseControls('vehicle.model', model, false, errors);
   const vin = rustTrim(text(vehicle.vin));
   if (vin !== '') {
     const problem = vinProblem(vin);
@@ -164,7 +195,8 @@ export function validateIntake(
       errors['vehicle.mileage'] = `Mileage must be at most ${MILEAGE_MAX}`;
     }
   }
-  trimmedLength('concern', text(body.concern), CONCERN_MIN, CONCERN_MAX, errors);
+  const concern = trimmedLength('concern', text(body.concern), CONCERN_MIN, CONCERN_MAX, errors);
+  refuseControls('concern', concern, true, errors);
   const plan = rustTrim(text(body.plan));
   if (plan === '') {
     errors.plan = 'Please choose a plan';

@@ -9,7 +9,10 @@ use axum::routing::post;
 use axum::{Json, Router};
 use time::OffsetDateTime;
 use uuid::Uuid;
-use wrenchline_protocol::{AccessToken, AuthTokens, ErrorBody, LoginRequest, RefreshRequest, User};
+use wrenchline_protocol::text::{Lines, CONTROL_CHARACTER_MESSAGE};
+use wrenchline_protocol::{
+    AccessToken, AuthTokens, ErrorBody, FieldErrors, LoginRequest, RefreshRequest, User,
+};
 
 use crate::auth::{self, TokenKind};
 use crate::error::ApiError;
@@ -73,7 +76,7 @@ async fn issue(
         (status = 403, description = "cross_origin: sent by a browser from another site", body = ErrorBody),
         (status = 413, description = "body_too_large", body = ErrorBody),
         (status = 415, description = "unsupported_media_type: the body is not sent as JSON", body = ErrorBody),
-        (status = 422, description = "invalid_body: a field is missing or has the wrong type", body = ErrorBody),
+        (status = 422, description = "invalid_body: a field is missing or has the wrong type; or validation_failed: the email holds control characters", body = ErrorBody),
         (status = 429, description = "rate_limited: too many attempts from this address or for this account", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until the next attempt is allowed"))),
         (status = 500, description = "internal", body = ErrorBody)))]
@@ -83,6 +86,11 @@ pub async fn login(
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<AuthTokens>, ApiError> {
     let email = body.email.trim().to_lowercase();
+    if !Lines::One.allows(&email) {
+        let mut fields = FieldErrors::new();
+        fields.insert("email".into(), CONTROL_CHARACTER_MESSAGE.into());
+        return Err(ApiError::validation(fields));
+    }
     state.limiters.login(peer.ip(), &email)?;
     let record = state.store.mechanic_by_email(&email).await?;
     let hash = record

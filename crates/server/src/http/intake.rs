@@ -11,6 +11,7 @@ use axum::{Json, Router};
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use axum_extra::extract::CookieJar;
 use uuid::Uuid;
+use wrenchline_protocol::text::{Lines, CONTROL_CHARACTER_MESSAGE};
 use wrenchline_protocol::{
     ErrorBody, Intake, IntakeRequest, IntakeResponse, Plan, ResumeLink, ResumeRequest,
     ResumeResponse, Role, User, Waiver, WaiverRequest, WaiverResponse,
@@ -160,6 +161,8 @@ pub(crate) fn waiver_problems(body: &WaiverRequest) -> wrenchline_protocol::Fiel
     if signed_name.is_empty() || signed_name.chars().count() > wrenchline_protocol::intake::NAME_MAX
     {
         fields.insert("signed_name".into(), "Type your full name to sign".into());
+    } else if !Lines::One.allows(signed_name) {
+        fields.insert("signed_name".into(), CONTROL_CHARACTER_MESSAGE.into());
     }
     if !body.agree {
         fields.insert(

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::KnownFormat;
 use uuid::Uuid;
+use wrenchline_protocol::text::{Lines, CONTROL_CHARACTER_MESSAGE};
 use wrenchline_protocol::{
     ErrorBody, FieldErrors, Message, PostMessageRequest, MAX_CLIENT_ID_CHARS, MAX_MESSAGE_CHARS,
 };
@@ -105,6 +106,8 @@ pub(crate) fn message_problems(body: &PostMessageRequest) -> FieldErrors {
             "body".into(),
             format!("Messages are limited to {MAX_MESSAGE_CHARS} characters"),
         );
+    } else if !Lines::Many.allows(text) {
+        fields.insert("body".into(), CONTROL_CHARACTER_MESSAGE.into());
     }
     if !client_id_is_valid(&body.client_id) {
         fields.insert(
@@ -151,4 +154,86 @@ pub async fn post(
         StatusCode::OK
     };
     Ok((status, Json(message)))
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every C0 control character, against the validators and the patterns the API document
+    //! states for the same fields.
+
+    use regex::Regex;
+    use time::OffsetDateTime;
+    use wrenchline_protocol::{Intake, IntakeRequest, VehicleInput, WaiverRequest};
+
+    use super::*;
+    use crate::config::default_plans;
+    use crate::http::intake::waiver_problems;
+
+    fn intake_with(name: &str, concern: &str) -> IntakeRequest {
+        IntakeRequest {
+            name: name.into(),
+            email: "dana@example.com".into(),
+            phone: None,
+            vehicle: VehicleInput {
+                year: 2018,
+                make: "Honda".into(),
+                model: "Civic".into(),
+                vin: None,
+                mileage: None,
+            },
+            concern: concern.into(),
+            plan: "trial".into(),
+        }
+    }
+
+    #[test]
+    fn control_characters_are_refused_as_documented() {
+        let doc = serde_json::to_value(crate::http::meta::document(
+            &default_plans(),
+            OffsetDateTime::now_utc(),
+        ))
+        .unwrap();
+        let pattern = |component: &str, name: &str| {
+            let schema = &doc["components"]["schemas"][component]["properties"][name];
+            Regex::new(schema["pattern"].as_str().unwrap()).unwrap()
+        };
+        let body = pattern("PostMessageRequest", "body");
+        let signed_name = pattern("WaiverRequest", "signed_name");
+        let name = pattern("IntakeRequest", "name");
+        let concern = pattern("IntakeRequest", "concern");
+        let year = OffsetDateTime::now_utc().year();
+        for c in (0..=0x1f).filter_map(char::from_u32) {
+            let line_break = matches!(c, '\t' | '\n' | '\r');
+            let text = format!("Grinding{c}noise");
+            let message_ok = message_problems(&PostMessageRequest {
+                body: text.clone(),
+                client_id: "c1".into(),
+            })
+            .is_empty();
+            assert_eq!(message_ok, line_break, "body U+{:04X}", c as u32);
+            assert_eq!(body.is_match(&text), message_ok, "body U+{:04X}", c as u32);
+
+            let concern_ok = Intake::parse(intake_with("Dana", &text), year).is_ok();
+            assert_eq!(concern_ok, line_break, "concern U+{:04X}", c as u32);
+            assert_eq!(concern.is_match(&text), concern_ok);
+
+            let name_ok = Intake::parse(intake_with(&text, "Grinding noise"), year).is_ok();
+            assert!(!name_ok, "name U+{:04X}", c as u32);
+            assert!(!name.is_match(&text), "name U+{:04X}", c as u32);
+
+            let signed = waiver_problems(&WaiverRequest {
+                signed_name: text.clone(),
+                agree: true,
+            });
+            assert_eq!(
+                signed.get("signed_name").map(String::as_str),
+                Some(wrenchline_protocol::text::CONTROL_CHARACTER_MESSAGE)
+            );
+            assert!(
+                !signed_name.is_match(&text),
+                "signed_name U+{:04X}",
+                c as u32
+            );
+        }
+    }
 }

@@ -19,9 +19,26 @@ async fn mechanics_are_added_listed_and_disabled_from_the_command_line() {
     let (ok, _, err) = add_mechanic(&db, "short@garage.example", "S", "short");
     assert!(!ok && err.contains("at least 10"), "{err}");
 
+    // An argument cannot carry U+0000; the other control characters can, and are refused alike.
+    for name in ["Pat \u{1b}[31mRed", "Pat\nSmith", "Pat\tSmith"] {
+        let (ok, _, err) = add_mechanic(&db, "esc@garage.example", name, "a long enough password");
+        assert!(!ok && err.contains("control characters"), "{name:?}: {err}");
+    }
+    let (ok, _, err) = add_mechanic(
+        &db,
+        "esc\u{7}@garage.example",
+        "Pat",
+        "a long enough password",
+    );
+    assert!(!ok && err.contains("not an email address"), "{err}");
+
     let (ok, out, _) = run(&["mechanic", "list", "--database-url", &db], None);
     assert!(ok);
     assert!(out.contains("pat@garage.example\tPat\tactive"), "{out}");
+    assert!(
+        !out.contains("esc"),
+        "refused mechanics are not stored: {out}"
+    );
 
     let (ok, _, err) = run(
         &[

@@ -219,3 +219,176 @@ async fn unknown_endpoints_and_methods_answer_in_json() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(body["error"], "method_not_allowed");
 }
+
+/// Asserts the usual 422 field error for `field`.
+fn assert_field_refused(what: &str, status: StatusCode, answer: &Value, field: &str) {
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{what}: {answer}");
+    assert_eq!(answer["error"], "validation_failed", "{what}: {answer}");
+    assert!(
+        answer["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{what}: {answer}"
+    );
+    assert!(answer["fields"][field].is_string(), "{what}: {answer}");
+}
+
+/// PostgreSQL cannot store U+0000 in TEXT: each field must be refused before it reaches storage,
+/// on either engine, whether the intake creates a customer or updates one.
+#[tokio::test]
+async fn control_characters_in_intake_fields_are_refused_and_store_nothing() {
+    let app = spawn_app().await;
+    let (customer, _) = app.customer_with_session().await;
+    let cases: Vec<(&[&str], &str, Value)> = vec![
+        (&["name"], "name", json!("Dana\u{0}Driver")),
+        (&["name"], "name", json!("\u{0}")),
+        (&["name"], "name", json!("Dana \u{1b}[31mDriver")),
+        (&["name"], "name", json!("Dana\nDriver")),
+        (&["email"], "email", json!("dana\u{0}@example.com")),
+        (&["phone"], "phone", json!("+1 555 010\u{0}2030")),
+        (&["vehicle", "make"], "vehicle.make", json!("Hon\u{0}da")),
+        (&["vehicle", "model"], "vehicle.model", json!("Civic\u{0}")),
+        (
+            &["vehicle", "vin"],
+            "vehicle.vin",
+            json!("1HGCM82633A00435\u{0}"),
+        ),
+        (
+            &["concern"],
+            "concern",
+            json!("Grinding noise\u{0} when braking"),
+        ),
+        (
+            &["concern"],
+            "concern",
+            json!("Grinding noise\u{b} when braking"),
+        ),
+        (&["plan"], "plan", json!("standard\u{0}")),
+    ];
+    for (path, field, value) in cases {
+        let body = with(path, value.clone());
+        for actor in [&Actor::Anonymous, &customer] {
+            let (status, answer) = app.post("/api/intake", actor, Some(&body)).await;
+            assert_field_refused(&format!("{field} = {value}"), status, &answer, field);
+        }
+    }
+    assert_eq!(app.session_count().await, 1, "only the first intake");
+    let stored = app
+        .state
+        .store
+        .user(customer.id().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.name, "Dana Driver");
+
+    let multi_line = with(
+        &["concern"],
+        json!("Grinding noise:\r\n\t- when braking\n\t- at low speed"),
+    );
+    let (status, answer) = app
+        .post("/api/intake", &Actor::Anonymous, Some(&multi_line))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(
+        answer["session"]["concern"],
+        "Grinding noise:\r\n\t- when braking\n\t- at low speed"
+    );
+}
+
+#[tokio::test]
+async fn control_characters_in_a_waiver_signature_are_refused() {
+    let app = spawn_app().await;
+    let (customer, session) = app.customer_with_session().await;
+    let path = format!("/api/sessions/{session}/waiver");
+    for name in ["Dana\u{0}Driver", "\u{0}", "Dana\u{7}", "Dana\tDriver"] {
+        let (status, answer) = app
+            .post(
+                &path,
+                &customer,
+                Some(&json!({"signed_name": name, "agree": true})),
+            )
+            .await;
+        assert_field_refused(name, status, &answer, "signed_name");
+    }
+    let (_, current) = app
+        .get(&format!("/api/sessions/{session}"), &customer)
+        .await;
+    assert!(current["waiver_signed_at"].is_null(), "{current}");
+    let (status, answer) = app
+        .post(
+            &path,
+            &customer,
+            Some(&json!({"signed_name": "Dana Driver\n", "agree": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
+#[tokio::test]
+async fn control_characters_in_messages_are_refused() {
+    let app = spawn_app().await;
+    let (customer, mechanic, session) = app.waiting_session().await;
+    let path = format!("/api/sessions/{session}/messages");
+    for (actor, body, field) in [
+        (
+            &customer,
+            json!({"body": "hi\u{0}", "client_id": "a"}),
+            "body",
+        ),
+        (
+            &mechanic,
+            json!({"body": "\u{0}", "client_id": "b"}),
+            "body",
+        ),
+        (
+            &customer,
+            json!({"body": "a\u{1b}[2J", "client_id": "c"}),
+            "body",
+        ),
+        (
+            &customer,
+            json!({"body": "hi", "client_id": "d\u{0}"}),
+            "client_id",
+        ),
+    ] {
+        let (status, answer) = app.post(&path, actor, Some(&body)).await;
+        assert_field_refused(&body.to_string(), status, &answer, field);
+    }
+    assert_eq!(app.message_count().await, 0);
+    let (status, answer) = app
+        .post(
+            &path,
+            &customer,
+            Some(&json!({"body": "line one\r\n\tline two", "client_id": "e"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(answer["body"], "line one\r\n\tline two");
+}
+
+#[tokio::test]
+async fn control_characters_in_a_login_email_are_refused() {
+    let app = spawn_app().await;
+    let mechanic = app.mechanic("Sam").await;
+    let email = app
+        .state
+        .store
+        .user(mechanic.id().unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .email;
+    for sent in [
+        format!("{email}\u{0}"),
+        format!("\u{0}{email}"),
+        "\u{0}".to_string(),
+    ] {
+        let (status, answer) = app
+            .post(
+                "/api/auth/login",
+                &Actor::Anonymous,
+                Some(&json!({"email": sent, "password": crate::helpers::PASSWORD})),
+            )
+            .await;
+        assert_field_refused(&format!("{sent:?}"), status, &answer, "email");
+    }
+}
