@@ -1192,6 +1192,12 @@ pub struct Sample {
     /// socket the server holds too.
     pub loadgen_fds: u64,
     pub loadgen_rss_mib: f64,
+    /// The server's own report at `/metrics` (absent where its platform gives none): what its
+    /// allocations hold, what the allocator keeps resident for them, and what the C library's
+    /// malloc holds (SQLite).
+    pub heap_allocated_mib: Option<f64>,
+    pub heap_resident_mib: Option<f64>,
+    pub c_malloc_mib: Option<f64>,
     pub reconnects: u64,
     pub session_moves: u64,
     pub sessions_ended: u64,
@@ -1217,7 +1223,39 @@ fn fd_count(pid: u32) -> u64 {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64)
 }
 
-fn sample(shared: &Shared, pid: u32, steady: Option<Instant>) -> Sample {
+/// The server's heap gauges, in MiB, from its `/metrics`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HeapReading {
+    allocated: Option<f64>,
+    resident: Option<f64>,
+    c_malloc: Option<f64>,
+}
+
+impl HeapReading {
+    pub fn parse(metrics: &str) -> Self {
+        let gauge = |name: &str| {
+            metrics.lines().find_map(|l| {
+                let bytes: f64 = l.strip_prefix(name)?.trim().parse().ok()?;
+                Some(bytes / (1024.0 * 1024.0))
+            })
+        };
+        HeapReading {
+            allocated: gauge("wrenchline_heap_allocated_bytes"),
+            resident: gauge("wrenchline_heap_resident_bytes"),
+            c_malloc: gauge("wrenchline_c_malloc_in_use_bytes"),
+        }
+    }
+
+    async fn read(client: &reqwest::Client, base: &str) -> Self {
+        let text = async { client.get(format!("{base}/metrics")).send().await?.text().await };
+        match tokio::time::timeout(Duration::from_secs(5), text).await {
+            Ok(Ok(text)) => Self::parse(&text),
+            _ => Self::default(),
+        }
+    }
+}
+
+fn sample(shared: &Shared, pid: u32, steady: Option<Instant>, heap: HeapReading) -> Sample {
     let t = &shared.tally;
     let mib = |kib: u64| kib as f64 / 1024.0;
     let now = Instant::now();
@@ -1234,6 +1272,9 @@ fn sample(shared: &Shared, pid: u32, steady: Option<Instant>) -> Sample {
         held: shared.held.load(Ordering::Relaxed),
         loadgen_fds: fd_count(std::process::id()),
         loadgen_rss_mib: mib(status_field(std::process::id(), "VmRSS:").unwrap_or(0)),
+        heap_allocated_mib: heap.allocated,
+        heap_resident_mib: heap.resident,
+        c_malloc_mib: heap.c_malloc,
         reconnects: t.reconnects.get(),
         session_moves: t.session_moves.get(),
         sessions_ended: t.sessions_ended.get(),
@@ -1245,9 +1286,10 @@ fn sample(shared: &Shared, pid: u32, steady: Option<Instant>) -> Sample {
 }
 
 fn print_sample(s: &Sample) {
+    let mib = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
     eprintln!(
-        "  {:>7.0} s  RSS {:>7.1} MiB  fds {:>6} (load generator {:>6})  threads {:>3}  held {:>6}  reconnects {:>7}  moves {:>6}  posted {:>8}  delivered {:>8}  errors {}",
-        s.t_s, s.rss_mib, s.fds, s.loadgen_fds, s.threads, s.held, s.reconnects, s.session_moves, s.posted, s.delivered, s.errors
+        "  {:>7.0} s  RSS {:>7.1} MiB (heap {} in {}, C malloc {})  fds {:>6} (load generator {:>6})  threads {:>3}  held {:>6}  reconnects {:>7}  moves {:>6}  posted {:>8}  delivered {:>8}  errors {}",
+        s.t_s, s.rss_mib, mib(s.heap_allocated_mib), mib(s.heap_resident_mib), mib(s.c_malloc_mib), s.fds, s.loadgen_fds, s.threads, s.held, s.reconnects, s.session_moves, s.posted, s.delivered, s.errors
     );
 }
 
@@ -1466,6 +1508,10 @@ pub async fn soak(args: SoakArgs) -> anyhow::Result<i32> {
         "rss_mib_at_start": steady.first().map(|s| s.rss_mib),
         "rss_mib_after_warmup": warm.map(|s| s.rss_mib),
         "rss_mib_at_end": samples.last().map(|s| s.rss_mib),
+        "heap_allocated_mib_after_warmup": warm.and_then(|s| s.heap_allocated_mib),
+        "heap_allocated_mib_at_end": samples.last().and_then(|s| s.heap_allocated_mib),
+        "c_malloc_mib_after_warmup": warm.and_then(|s| s.c_malloc_mib),
+        "c_malloc_mib_at_end": samples.last().and_then(|s| s.c_malloc_mib),
         "fds_after_warmup": warm.map(|s| s.fds),
         "fds_at_end": samples.last().map(|s| s.fds),
         "loadgen_fds_after_warmup": warm.map(|s| s.loadgen_fds),
@@ -1649,8 +1695,10 @@ async fn run(
     );
 
     *shared.clients.lock().expect("clients") = (ApiClient::new(&base)?, Http::new(&base)?);
+    let metrics_client = reqwest::Client::new();
     let steady = Instant::now();
-    let first = sample(&shared, pid, Some(steady));
+    let heap = HeapReading::read(&metrics_client, &base).await;
+    let first = sample(&shared, pid, Some(steady), heap);
     print_sample(&first);
     samples.push(first);
     let churner = tokio::spawn(churn(shared.clone(), seats.clone(), args.clone()));
@@ -1661,7 +1709,8 @@ async fn run(
         sleep_until(next).await;
         next += args.sample;
         server.check_alive()?;
-        let s = sample(&shared, pid, Some(steady));
+        let heap = HeapReading::read(&metrics_client, &base).await;
+        let s = sample(&shared, pid, Some(steady), heap);
         print_sample(&s);
         samples.push(s);
     }
@@ -1705,6 +1754,9 @@ mod tests {
             held,
             loadgen_fds: held as u64 + 20,
             loadgen_rss_mib: 0.0,
+            heap_allocated_mib: None,
+            heap_resident_mib: None,
+            c_malloc_mib: None,
             reconnects: 0,
             session_moves: 0,
             sessions_ended: 0,
@@ -1716,6 +1768,19 @@ mod tests {
     }
 
     const LIMITS: (f64, f64, f64, f64) = (0.2, 1.0, 3.0, 1.0);
+
+    #[test]
+    fn heap_gauges_are_read_from_the_metrics_text() {
+        let text = "# HELP wrenchline_heap_allocated_bytes Bytes\n\
+                    # TYPE wrenchline_heap_allocated_bytes gauge\n\
+                    wrenchline_heap_allocated_bytes 10485760\n\
+                    wrenchline_heap_resident_bytes 20971520\n\
+                    wrenchline_realtime_connections 3\n";
+        let heap = HeapReading::parse(text);
+        assert_eq!(heap.allocated, Some(10.0));
+        assert_eq!(heap.resident, Some(20.0));
+        assert_eq!(heap.c_malloc, None);
+    }
 
     #[test]
     fn durations_read_units_and_seconds() {

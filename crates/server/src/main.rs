@@ -119,20 +119,7 @@ fn init_tracing() {
         .init();
 }
 
-/// glibc raises its mmap threshold to the size of the largest block freed so far, so after the
-/// first password hash (argon2 allocates ~19 MiB) every later hash is carved from the heap and
-/// stays there: ten sign-ins left the server 120 MiB larger. A fixed threshold (glibc's default
-/// value, set explicitly so it no longer moves) returns such blocks to the system when freed.
-fn keep_large_allocations_returnable() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes an allocator parameter; it runs before any other thread.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-    }
-}
-
 fn main() -> anyhow::Result<()> {
-    keep_large_allocations_returnable();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

@@ -27,6 +27,10 @@ pub struct Metrics {
     /// Set at each scrape from the hub's presence on `requests`, so it is what
     /// `GET /api/availability` answers at that moment.
     pub mechanics_available: Gauge,
+    /// Set at each scrape from the allocators (see `memory`).
+    pub heap_allocated: Gauge,
+    pub heap_resident: Gauge,
+    pub c_malloc_in_use: Gauge,
 }
 
 impl Metrics {
@@ -62,6 +66,24 @@ impl Metrics {
             "Mechanics connected to the request feed and not away, each counted once",
             mechanics_available.clone(),
         );
+        let heap_allocated = Gauge::default();
+        registry.register(
+            "heap_allocated_bytes",
+            "Bytes held by the server's own allocations",
+            heap_allocated.clone(),
+        );
+        let heap_resident = Gauge::default();
+        registry.register(
+            "heap_resident_bytes",
+            "Bytes of memory the allocator keeps for the server's allocations",
+            heap_resident.clone(),
+        );
+        let c_malloc_in_use = Gauge::default();
+        registry.register(
+            "c_malloc_in_use_bytes",
+            "Bytes held through the C library's malloc (SQLite among others)",
+            c_malloc_in_use.clone(),
+        );
         Metrics {
             registry,
             http_requests,
@@ -69,6 +91,19 @@ impl Metrics {
             messages_posted,
             realtime_connections,
             mechanics_available,
+            heap_allocated,
+            heap_resident,
+            c_malloc_in_use,
+        }
+    }
+
+    /// Refreshes the gauges that are read rather than counted.
+    pub fn read_heap(&self) {
+        if let Some(heap) = crate::memory::heap() {
+            let set = |gauge: &Gauge, bytes: u64| gauge.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            set(&self.heap_allocated, heap.allocated);
+            set(&self.heap_resident, heap.resident);
+            set(&self.c_malloc_in_use, heap.c_malloc_in_use);
         }
     }
 

@@ -57,6 +57,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         .metrics
         .mechanics_available
         .set(i64::try_from(available).unwrap_or(i64::MAX));
+    state.metrics.read_heap();
     (
         [(
             header::CONTENT_TYPE,

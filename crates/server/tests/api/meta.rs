@@ -27,6 +27,19 @@ async fn health_metrics_and_openapi_are_served() {
         text.contains("wrenchline_session_transitions_total{to=\"pending\"} 1"),
         "{text}"
     );
+    if cfg!(all(target_os = "linux", target_env = "gnu")) {
+        for gauge in [
+            "wrenchline_heap_allocated_bytes",
+            "wrenchline_heap_resident_bytes",
+            "wrenchline_c_malloc_in_use_bytes",
+        ] {
+            let value: i64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix(gauge)?.trim().parse().ok())
+                .unwrap_or_else(|| panic!("{gauge} missing: {text}"));
+            assert!(value > 0, "{gauge} = {value}");
+        }
+    }
 
     let (status, doc) = app.get("/api/openapi.json", &Actor::Anonymous).await;
     assert_eq!(status, StatusCode::OK);
