@@ -26,8 +26,13 @@ use crate::auth::{TokenError, TokenKind};
 use crate::limits::Limiters;
 use crate::state::AppState;
 
-/// A connection that sends nothing (not even a heartbeat) for this long is closed.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A connection silent for this long is asked for a WebSocket pong (and again as long as it stays
+/// silent). Browsers and WebSocket libraries answer pings by themselves, so a live client is never
+/// silent for long whatever its own heartbeat interval (realtime-js: 25 s).
+pub const PING_AFTER: Duration = Duration::from_secs(10);
+/// A connection that sends nothing, not even a pong, for this long is closed: its network is gone
+/// without a word (a cut cable, a suspended laptop), and its presence leaves with it.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(25);
 /// Largest broadcast accepted, in bytes of the frame.
 pub const MAX_BROADCAST_BYTES: usize = 64 * 1024;
 /// Largest tracked presence payload, in bytes of JSON.
@@ -88,12 +93,18 @@ pub async fn run(socket: WebSocket, state: AppState, vsn: Vsn, apikey: Option<St
     };
     let (mut sink, mut stream) = socket.split();
     let mut idle_at = Instant::now() + IDLE_TIMEOUT;
+    let mut ping_at = Instant::now() + PING_AFTER;
     let mut client_closed = false;
+    let heartbeat_timeout = || Close {
+        code: CLOSE_NORMAL,
+        reason: "heartbeat timeout".into(),
+    };
 
     let close: Option<Close> = loop {
         let wake = connection
             .next_expiry()
-            .map_or(idle_at, |at| at.min(idle_at));
+            .map_or(ping_at, |at| at.min(ping_at))
+            .min(idle_at);
         tokio::select! {
             biased;
             _ = kill.cancelled() => {
@@ -108,10 +119,13 @@ pub async fn run(socket: WebSocket, state: AppState, vsn: Vsn, apikey: Option<St
                     Outgoing::Text(text) => Message::Text(text),
                     Outgoing::Binary(bytes) => Message::Binary(bytes),
                 };
+                // A peer that stopped reading fills the socket buffer and the send waits: it
+                // gets as long as a silent one.
                 tokio::select! {
                     biased;
                     _ = kill.cancelled() => continue,
                     sent = sink.send(message) => if sent.is_err() { break None },
+                    _ = tokio::time::sleep_until(idle_at) => break Some(heartbeat_timeout()),
                 }
             }
             inbound = stream.next() => {
@@ -125,14 +139,26 @@ pub async fn run(socket: WebSocket, state: AppState, vsn: Vsn, apikey: Option<St
                     }
                     Some(Err(_)) | None => break None,
                 };
-                idle_at = Instant::now() + IDLE_TIMEOUT;
+                let now = Instant::now();
+                idle_at = now + IDLE_TIMEOUT;
+                ping_at = now + PING_AFTER;
                 if let Err(close) = outcome {
                     break Some(close);
                 }
             }
             _ = tokio::time::sleep_until(wake) => {
-                if Instant::now() >= idle_at {
-                    break Some(Close { code: CLOSE_NORMAL, reason: "heartbeat timeout".into() });
+                let now = Instant::now();
+                if now >= idle_at {
+                    break Some(heartbeat_timeout());
+                }
+                if now >= ping_at {
+                    ping_at = now + PING_AFTER;
+                    let ping = sink.send(Message::Ping(Default::default()));
+                    match tokio::time::timeout_at(idle_at, ping).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break None,
+                        Err(_) => break Some(heartbeat_timeout()),
+                    }
                 }
                 connection.expire_tokens();
             }

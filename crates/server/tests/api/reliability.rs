@@ -742,52 +742,67 @@ async fn a_killed_server_restarts_and_loses_nothing_acknowledged() {
     }
 }
 
-/// A TCP proxy the test controls: `cut` drops every connection and refuses new ones until
-/// `heal`.
+/// What a [`Proxy`] does to the traffic between a client and the server.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Link {
+    /// Bytes flow both ways.
+    Open,
+    /// Every connection is closed and new ones are refused: a network that fails loudly.
+    Closed,
+    /// Nothing flows and nothing closes: a network that vanishes without a word (no FIN, no RST),
+    /// which only timeouts can notice. New connections are refused.
+    Silent,
+}
+
+/// A TCP proxy the test controls, between one participant and the server.
 struct Proxy {
     addr: SocketAddr,
-    cut: Arc<AtomicBool>,
-    links: Arc<Mutex<JoinSet<()>>>,
+    link: tokio::sync::watch::Sender<Link>,
 }
 
 impl Proxy {
     async fn start(upstream: SocketAddr) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let cut = Arc::new(AtomicBool::new(false));
-        let links: Arc<Mutex<JoinSet<()>>> = Arc::default();
-        let (cut2, links2) = (cut.clone(), links.clone());
+        let (link, watch) = tokio::sync::watch::channel(Link::Open);
         tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
                     return;
                 };
-                if cut2.load(Ordering::SeqCst) {
+                if *watch.borrow() != Link::Open {
                     drop(inbound);
                     continue;
                 }
-                links2.lock().unwrap().spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                let mut watch = watch.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let fault = tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => return,
+                        fault = watch.wait_for(|l| *l != Link::Open) => fault.map(|l| *l),
+                    };
+                    if matches!(fault, Ok(Link::Silent)) {
+                        // Hold both sockets open and unread until the network returns; the
+                        // connections it carried are dead by then.
+                        let _ = watch.wait_for(|l| *l == Link::Open).await;
                     }
                 });
             }
         });
-        Proxy { addr, cut, links }
+        Proxy { addr, link }
     }
 
-    fn cut(&self) {
-        self.cut.store(true, Ordering::SeqCst);
-        self.links.lock().unwrap().abort_all();
-    }
-
-    fn heal(&self) {
-        self.cut.store(false, Ordering::SeqCst);
+    fn set(&self, link: Link) {
+        self.link.send_replace(link);
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_participant_cut_off_for_30_seconds_leaves_and_comes_back() {
+/// One participant, the mechanic, loses the network for 30 s during a live session (`fault` says
+/// how): the customer sees them leave by payload within the cut and come back after it; what the
+/// mechanic typed meanwhile is stored once, and the session keeps running.
+async fn cut_for_30_seconds(fault: Link) {
     let app = spawn_app().await;
     let (customer, mechanic, session) = app.waiting_session().await;
     let upstream: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
@@ -815,7 +830,20 @@ async fn a_participant_cut_off_for_30_seconds_leaves_and_comes_back() {
         cust_presence.is_present(&mechanic_id)
     })
     .await;
-    wait_until("live", Duration::from_secs(5), || true).await;
+    let live_by = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, now) = app
+            .get(&format!("/api/sessions/{session}"), &customer)
+            .await;
+        if now["status"] == "live" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < live_by,
+            "the session went live with both present: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // The mechanic's client keeps its last presence state while cut off: only a state sent after
     // its rejoin shows that it sees the customer again.
@@ -823,10 +851,16 @@ async fn a_participant_cut_off_for_30_seconds_leaves_and_comes_back() {
         mech_presence.clone(),
         customer.id().unwrap().to_string(),
     ));
-    proxy.cut();
+    let cut_at = tokio::time::Instant::now();
+    proxy.set(fault);
+    // A closed connection is seen at once; silence only once the server's pings go unanswered.
+    let noticed_within = match fault {
+        Link::Silent => Duration::from_secs(28),
+        _ => Duration::from_secs(5),
+    };
     wait_until(
         "the mechanic seen leaving, by payload",
-        Duration::from_secs(5),
+        noticed_within,
         || !cust_presence.is_present(&mechanic_id),
     )
     .await;
@@ -845,12 +879,19 @@ async fn a_participant_cut_off_for_30_seconds_leaves_and_comes_back() {
             .expect("stored")
         });
     }
-    tokio::time::sleep(Duration::from_secs(30)).await;
+    tokio::time::sleep_until(cut_at + Duration::from_secs(30)).await;
     let (_, during) = app
         .get(&format!("/api/sessions/{session}"), &customer)
         .await;
     assert_eq!(during["status"], "live", "the session keeps running");
-    proxy.heal();
+    let (_, history) = app
+        .get(&format!("/api/sessions/{session}/messages"), &customer)
+        .await;
+    assert!(
+        !history.to_string().contains("typed offline"),
+        "nothing typed while cut off reached the server before the network returned: {history}"
+    );
+    proxy.set(Link::Open);
 
     wait_until("the mechanic back", Duration::from_secs(10), || {
         cust_presence.is_present(&mechanic_id)
@@ -877,4 +918,14 @@ async fn a_participant_cut_off_for_30_seconds_leaves_and_comes_back() {
         .await
         .expect("the mechanic sees the customer again")
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_cut_off_for_30_seconds_leaves_and_comes_back() {
+    cut_for_30_seconds(Link::Closed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_whose_network_goes_silent_for_30_seconds_leaves_and_comes_back() {
+    cut_for_30_seconds(Link::Silent).await;
 }
