@@ -10,7 +10,7 @@
 # the seeds captured from realtime-js (fuzz/corpus/<target>/) plus its working corpus.
 # Environment: FUZZ_TARGET_DIR (build dir), FUZZ_WORK (the growing working corpora),
 # FUZZ_SANITIZER (address by default; `none` builds and runs faster), FUZZ_FEATURES (features of
-# the fuzz crate, e.g. `float_roundtrip` to try the fix proposed in fuzz/README.md).
+# the fuzz crate to build with; it has none of its own today).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
