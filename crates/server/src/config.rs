@@ -9,6 +9,7 @@ use time::Duration;
 use wrenchline_protocol::{Plan, Waiver};
 
 use crate::limits::Limits;
+use crate::proxy::TrustedProxies;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -27,6 +28,8 @@ pub struct Settings {
     /// A fixed token-signing secret; otherwise one is generated and kept in the database.
     pub token_secret: Option<String>,
     pub limits: Limits,
+    /// Reverse proxies whose `X-Forwarded-For` names the client; per-address limits apply to it.
+    pub trusted_proxies: TrustedProxies,
     /// Desktop app releases offered to the updater; none when unset.
     pub releases_dir: Option<PathBuf>,
 }
@@ -47,6 +50,7 @@ impl Settings {
             body_limit: 64 * 1024,
             token_secret: None,
             limits: Limits::default(),
+            trusted_proxies: TrustedProxies::default(),
             releases_dir: None,
         }
     }

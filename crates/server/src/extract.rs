@@ -1,14 +1,19 @@
-//! Request extractors whose rejections speak the API's error format, and `Caller`: who is making
-//! the request, from a bearer token or the customer's identity cookie.
+//! Request extractors whose rejections speak the API's error format, `Caller`: who is making
+//! the request, from a bearer token or the customer's identity cookie, and `ClientAddr`: where
+//! the request comes from, for per-address limits and the request log.
 
-use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequestParts};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, OptionalFromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::{Extensions, HeaderMap};
 use axum_extra::extract::CookieJar;
 use wrenchline_protocol::{Role, User};
 
 use crate::auth::{TokenError, TokenKind};
 use crate::error::ApiError;
+use crate::proxy::TrustedProxies;
 use crate::state::AppState;
 
 /// The customer's identity cookie.
@@ -25,6 +30,37 @@ pub struct ApiPath<T>(pub T);
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
+
+/// The client's address: the connection's peer, or behind a trusted reverse proxy the address
+/// the proxy forwarded (see [`TrustedProxies::client_addr`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
+impl ClientAddr {
+    /// The client of a request as the server received it; `None` when the connection's peer
+    /// address was not recorded.
+    pub fn of(
+        extensions: &Extensions,
+        headers: &HeaderMap,
+        proxies: &TrustedProxies,
+    ) -> Option<ClientAddr> {
+        let ConnectInfo(peer) = extensions.get::<ConnectInfo<SocketAddr>>()?;
+        Some(ClientAddr(proxies.client_addr(peer.ip(), headers)))
+    }
+}
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        ClientAddr::of(
+            &parts.extensions,
+            &parts.headers,
+            &state.settings.trusted_proxies,
+        )
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the connection's peer is unknown")))
+    }
+}
 
 /// An authenticated user.
 #[derive(Debug, Clone)]

@@ -12,6 +12,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod memory;
 pub mod metrics;
+pub mod proxy;
 pub mod realtime;
 pub mod state;
 pub mod storage;

@@ -13,6 +13,7 @@ use wrenchline_protocol::text::Lines;
 use wrenchline_server::auth::{hash_password, hashing, random_token};
 use wrenchline_server::config::{load_plans, Settings};
 use wrenchline_server::limits::Limits;
+use wrenchline_server::proxy::TrustedProxies;
 use wrenchline_server::storage::Store;
 use wrenchline_server::Application;
 
@@ -58,6 +59,10 @@ enum Command {
         /// A TOML file of abuse limits (see README); keys left out keep their defaults.
         #[arg(long, env = "WRENCHLINE_LIMITS_FILE")]
         limits_file: Option<PathBuf>,
+        /// Reverse proxies whose X-Forwarded-For names the client, for per-address limits:
+        /// comma-separated IP addresses or CIDR ranges (127.0.0.1,::1). Empty trusts none.
+        #[arg(long, env = "WRENCHLINE_TRUSTED_PROXIES", value_parser = TrustedProxies::parse)]
+        trusted_proxies: Option<TrustedProxies>,
         /// A folder of desktop app releases (`<version>/release.json` and its files) for the updater.
         #[arg(long, env = "WRENCHLINE_RELEASES_DIR")]
         releases_dir: Option<PathBuf>,
@@ -136,6 +141,7 @@ async fn run() -> anyhow::Result<()> {
             public_url,
             plans_file,
             limits_file,
+            trusted_proxies,
             releases_dir,
             access_token_ttl,
             token_secret,
@@ -148,6 +154,7 @@ async fn run() -> anyhow::Result<()> {
             if let Some(path) = limits_file {
                 settings.limits = Limits::load(&path)?;
             }
+            settings.trusted_proxies = trusted_proxies.unwrap_or_default();
             settings.releases_dir = releases_dir;
             if !(30..=86_400).contains(&access_token_ttl) {
                 bail!("--access-token-ttl must be between 30 and 86400 seconds");

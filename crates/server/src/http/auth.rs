@@ -1,9 +1,7 @@
 //! Sign-in: mechanics log in with a password and keep a rotating refresh token; customers trade
 //! their identity cookie for a short-lived access token to hand to realtime.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
@@ -16,7 +14,7 @@ use wrenchline_protocol::{
 
 use crate::auth::{self, TokenKind};
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Caller};
+use crate::extract::{ApiJson, Caller, ClientAddr};
 use crate::state::AppState;
 use crate::storage::RefreshUse;
 
@@ -82,7 +80,7 @@ async fn issue(
         (status = 500, description = "internal", body = ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<AuthTokens>, ApiError> {
     let email = body.email.trim().to_lowercase();
@@ -91,7 +89,7 @@ pub async fn login(
         fields.insert("email".into(), CONTROL_CHARACTER_MESSAGE.into());
         return Err(ApiError::validation(fields));
     }
-    state.limiters.login(peer.ip(), &email)?;
+    state.limiters.login(client, &email)?;
     let record = state.store.mechanic_by_email(&email).await?;
     let hash = record
         .as_ref()

@@ -1,9 +1,7 @@
 //! The customer's way in: plans, the waiver text, the intake that creates the customer identity
 //! and a pending session, the waiver signature that offers it to mechanics, and resume links.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -20,7 +18,7 @@ use wrenchline_protocol::{
 use crate::auth::{TokenError, TokenKind};
 use crate::error::ApiError;
 use crate::events::Change;
-use crate::extract::{ApiJson, ApiPath, Caller, CUSTOMER_COOKIE};
+use crate::extract::{ApiJson, ApiPath, Caller, ClientAddr, CUSTOMER_COOKIE};
 use crate::lifecycle;
 use crate::state::AppState;
 
@@ -77,12 +75,12 @@ pub async fn waiver(State(state): State<AppState>) -> Json<Waiver> {
         (status = 500, description = "internal", body = ErrorBody)))]
 pub async fn intake(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     caller: Option<Caller>,
     jar: CookieJar,
     ApiJson(raw): ApiJson<IntakeRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    state.limiters.intake(peer.ip())?;
+    state.limiters.intake(client)?;
     if caller.as_ref().is_some_and(|c| c.role() == Role::Mechanic) {
         return Err(ApiError::forbidden(
             "customers_only",

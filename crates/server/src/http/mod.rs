@@ -22,6 +22,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ApiError;
+use crate::extract::ClientAddr;
 use crate::metrics::HttpLabels;
 use crate::state::AppState;
 
@@ -72,6 +73,7 @@ impl Modify for SecuritySchemes {
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.body_limit;
+    let proxies = state.settings.trusted_proxies.clone();
     Router::new()
         .merge(intake::router())
         .merge(availability::router())
@@ -102,10 +104,18 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
         ))
         .layer(CompressionLayer::new())
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
-            // The path only: query strings carry resume tokens and realtime API keys.
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
-        }))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(move |request: &Request| {
+                let client = ClientAddr::of(request.extensions(), request.headers(), &proxies);
+                // The path only: query strings carry resume tokens and realtime API keys.
+                tracing::info_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                    client = client.map(|c| tracing::field::display(c.0)),
+                )
+            }),
+        )
         .with_state(state)
 }
 

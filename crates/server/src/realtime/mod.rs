@@ -9,9 +9,8 @@ pub mod socket;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
-use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -23,7 +22,7 @@ use wrenchline_protocol::SessionStatus;
 pub use hub::Hub;
 
 use crate::error::ApiError;
-use crate::extract::ApiQuery;
+use crate::extract::{ApiQuery, ClientAddr};
 use crate::lifecycle::{self, PresenceView};
 use crate::state::AppState;
 
@@ -46,7 +45,7 @@ pub struct ConnectQuery {
 
 async fn upgrade(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     ApiQuery(query): ApiQuery<ConnectQuery>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -67,7 +66,7 @@ async fn upgrade(
             .into_response()
         }
     };
-    let Some(slot) = state.limiters.connect(peer.ip()) else {
+    let Some(slot) = state.limiters.connect(client) else {
         return ApiError::TooManyRequests {
             message: "Too many connections from this address".into(),
             retry_after: std::time::Duration::from_secs(5),

@@ -114,4 +114,13 @@ fn bad_flags_are_explained() {
     let (ok, _, err) = run(&["serve", "--bind", "not-an-address"], None);
     assert!(!ok);
     assert!(err.contains("--bind"), "{err}");
+    let (ok, _, err) = run(
+        &["serve", "--trusted-proxies", "10.0.0.0/8,proxy.internal"],
+        None,
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("--trusted-proxies") && err.contains("proxy.internal"),
+        "{err}"
+    );
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use uuid::Uuid;
@@ -538,6 +539,37 @@ async fn connections_per_address_are_limited() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_connections_are_counted_per_forwarded_client() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.limits.connections_per_address = 1;
+        s.trusted_proxies = wrenchline_server::proxy::TrustedProxies::parse("127.0.0.1").unwrap();
+    })
+    .await;
+    let url = format!(
+        "{}/realtime/v1/websocket?vsn=2.0.0",
+        app.base.replace("http://", "ws://")
+    );
+    let connect = |forwarded_for: &'static str| {
+        let mut request = url.as_str().into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("x-forwarded-for", forwarded_for.parse().unwrap());
+        tokio_tungstenite::connect_async(request)
+    };
+    let _first = connect("203.0.113.1")
+        .await
+        .expect("the first client connects");
+    let refused = connect("203.0.113.1").await.unwrap_err();
+    assert!(refused.to_string().contains("429"), "{refused}");
+    let _other = connect("203.0.113.2")
+        .await
+        .expect("another client behind the same proxy connects");
+    let _spoofed = connect("203.0.113.1, 203.0.113.3")
+        .await
+        .expect("the entry the proxy appended counts");
 }
 
 #[tokio::test]
