@@ -1,5 +1,5 @@
-// The chat when the network is not perfect: a message whose answer is lost is retried under the
-// same client_id and stored once; typing notices go both ways; when the server goes away the page
+// The chat when the network is not perfect: a message whose post fails waits and is sent again by
+// the page itself, and when its answer is lost too it is still stored once, under one client_id; typing notices go both ways; when the server goes away the page
 // says "Reconnecting…", and when it is back the page catches up on what it missed.
 
 import { after, before, test } from 'node:test';
@@ -47,21 +47,22 @@ async function liveSession(name) {
   return { id, mechanic, account, ...customer };
 }
 
-test('a message whose answer was lost is retried under the same client_id and stored once', async () => {
+test('a message whose post failed and whose answer was then lost is sent again by itself and stored once', async () => {
   const { id, mechanic, page, context } = await liveSession('Pat Piston');
   const firstTry = page.waitForRequest((r) => r.url().endsWith('/messages') && r.method() === 'POST');
   const composer = page.getByRole('textbox', { name: 'Message' });
   const log = page.getByRole('log', { name: 'Messages' });
 
-  // First failure: the request never reaches the server.
+  // First failure: the request never reaches the server; the message waits, no Retry to click.
   await page.route('**/messages', (route) => (route.request().method() === 'POST' ? route.abort('internetdisconnected') : route.fallback()));
   await composer.fill('Can you hear me?');
   await composer.press('Enter');
-  await waitForText(log, /Not sent: no connection\./);
+  await waitForText(log, /Waiting for connection/);
   const firstClientId = (await firstTry).postDataJSON().client_id;
-  await inspectClean(page, 'chat-message-failed');
+  assert.equal(await page.getByRole('button', { name: 'Retry' }).count(), 0);
+  await inspectClean(page, 'chat-message-waiting');
 
-  // The retry: the server stores it, but the answer is lost on the way back.
+  // The page's own next attempt: the server stores it, but the answer is lost on the way back.
   await page.unroute('**/messages');
   const clientIds = [];
   await page.route('**/messages', async (route) => {
@@ -70,13 +71,13 @@ test('a message whose answer was lost is retried under the same client_id and st
     await route.fetch();
     await route.abort('connectionreset');
   });
-  await page.getByRole('button', { name: 'Retry' }).click();
-  await mechanic.next((e) => e.event === 'message' && e.body === 'Can you hear me?', { what: 'the stored message' });
+  await mechanic.next((e) => e.event === 'message' && e.body === 'Can you hear me?', { what: 'the stored message', timeout: 30000 });
 
   // The page learns of the stored message from realtime and shows it as sent, once.
   await waitForText(log, /Sent/);
   await page.unroute('**/messages');
-  assert.deepEqual(clientIds, [firstClientId], 'the retry used the first client_id');
+  assert.ok(clientIds.length >= 1);
+  assert.deepEqual([...new Set(clientIds)], [firstClientId], 'every attempt used the first client_id');
   assert.deepEqual(await page.locator('.message .body').allTextContents(), ['Can you hear me?']);
   assert.equal(await page.getByRole('button', { name: 'Retry' }).count(), 0);
 

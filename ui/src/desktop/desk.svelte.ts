@@ -3,6 +3,7 @@
 // only through the backend's commands; views read it and call its methods.
 
 import { BackendError, type Session } from '../lib/backend';
+import { memoryOutbox } from '../lib/chat/outbox';
 import {
   TauriBackend,
   toBackendError,
@@ -27,6 +28,8 @@ const NOTICE_MS = 8_000;
 
 export class Desk {
   readonly backend = new TauriBackend();
+  /** Messages not yet acknowledged, per session: closing a chat and opening it again keeps them. */
+  readonly outbox = memoryOutbox();
 
   loaded = $state(false);
   auth = $state<AuthView>({ state: 'restoring', server_url: '', error: null });

@@ -1,6 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import type { Message } from './backend';
-import { lastSeq, markFailed, markSending, mergeMessages, newClientId, pendingEntry } from './messages';
+import {
+  isStored,
+  lastSeq,
+  markFailed,
+  markQueued,
+  markSending,
+  mergeMessages,
+  newClientId,
+  pendingEntry,
+} from './messages';
 
 const me = { id: 'cust-1', role: 'customer' as const };
 
@@ -78,6 +87,25 @@ describe('sending and retry', () => {
     list = markSending(list, pendingEntry('c-9', 'are you there?', me));
     expect(list).toHaveLength(1);
     expect(list[0]).toMatchObject({ delivery: 'sending', client_id: 'c-9', error: undefined });
+  });
+
+  it('marks messages as queued with why, leaving stored and other entries alone', () => {
+    let list = mergeMessages([], [msg(1)]);
+    list = markSending(list, pendingEntry('q-1', 'one', me));
+    list = markSending(list, pendingEntry('q-2', 'two', me));
+    list = markQueued(list, ['q-1', 'c1'], 'Waiting for connection');
+    expect(list.map((e) => [e.client_id, e.delivery, e.error])).toEqual([
+      ['c1', 'sent', undefined],
+      ['q-1', 'queued', 'Waiting for connection'],
+      ['q-2', 'sending', undefined],
+    ]);
+  });
+
+  it('knows a message is stored only from the same sender', () => {
+    const list = mergeMessages([], [msg(1, { client_id: 'x', sender_id: 'cust-1' })]);
+    expect(isStored(list, 'cust-1', 'x')).toBe(true);
+    expect(isStored(list, 'mech-1', 'x')).toBe(false);
+    expect(isStored(markSending(list, pendingEntry('y', 'y', me)), 'cust-1', 'y')).toBe(false);
   });
 
   it('computes the last stored seq', () => {

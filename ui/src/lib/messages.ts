@@ -1,12 +1,16 @@
 // The chat's message list: messages stored by the server (they have an `id` and a `seq`) and this
-// client's own messages still on their way (they have only a `client_id`). Messages arrive from
-// three places — history, realtime inserts, the answer to a post — in any order and more than
-// once; merging keeps one entry per id, orders by seq, and lets a stored message replace the
-// optimistic entry with the same client_id.
+// client's own messages still on their way (they have only a `client_id`): being sent, queued
+// until the connection is back, or refused. Messages arrive from three places — history, realtime
+// inserts, the answer to a post — in any order and more than once; merging keeps one entry per id,
+// orders by seq, and lets a stored message replace the optimistic entry with the same client_id.
 
 import type { Message, Role } from './backend';
 
-export type Delivery = 'sending' | 'sent' | 'failed';
+/**
+ * `queued`: a send failed for a reason that passes (no connection, server busy) and the room sends
+ * it again by itself; `failed`: the server refused it, and only a Retry sends it again.
+ */
+export type Delivery = 'sending' | 'queued' | 'sent' | 'failed';
 
 export type ChatEntry = {
   /** Stable key for rendering: the message id once stored, else `local:` + client_id. */
@@ -19,7 +23,7 @@ export type ChatEntry = {
   body: string;
   created_at: string;
   delivery: Delivery;
-  /** Why the last send failed, for people. */
+  /** Why the last send failed or is waiting, for people. */
   error?: string;
 };
 
@@ -56,7 +60,8 @@ export function pendingEntry(
   };
 }
 
-function isMessage(value: unknown): value is Message {
+/** Whether a record has what the list needs of a stored message. */
+export function isMessage(value: unknown): value is Message {
   if (typeof value !== 'object' || value === null) return false;
   const m = value as Record<string, unknown>;
   return (
@@ -108,6 +113,19 @@ export function markFailed(entries: readonly ChatEntry[], clientId: string, erro
   return entries.map((e) =>
     e.id === null && e.client_id === clientId ? { ...e, delivery: 'failed', error } : e,
   );
+}
+
+/** Marks optimistic entries as waiting to be sent again by themselves, with why, for people. */
+export function markQueued(entries: readonly ChatEntry[], clientIds: Iterable<string>, reason: string): ChatEntry[] {
+  const ids = new Set(clientIds);
+  return entries.map((e) =>
+    e.id === null && ids.has(e.client_id) ? { ...e, delivery: 'queued', error: reason } : e,
+  );
+}
+
+/** Whether the server has stored the message this sender wrote under this client_id. */
+export function isStored(entries: readonly ChatEntry[], senderId: string, clientId: string): boolean {
+  return entries.some((e) => e.id !== null && e.client_id === clientId && e.sender_id === senderId);
 }
 
 /** A fresh client_id (letters, digits and dashes, as the server requires). */

@@ -28,22 +28,46 @@ const TYPING_EVERY_MS = 2_000;
 /** After the server closed a channel for good (expired token, …), start over after this long. */
 const RESTART_AFTER_MS = 2_000;
 
+/**
+ * A request with no answer after this long is given up as a `timeout` (status 0). A connection
+ * that died without a reset never fails by itself, and a chat message stuck on one would hold
+ * back every message typed after it; posting again is safe, the server dedupes by client_id.
+ */
+const REQUEST_TIMEOUT_MS = 20_000;
+
 const NETWORK_MESSAGE = 'Could not reach Wrenchline. Check your connection and try again.';
+const TIMEOUT_MESSAGE = 'Wrenchline took too long to answer. Check your connection and try again.';
 
 async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), REQUEST_TIMEOUT_MS);
   let response: Response;
+  let text: string;
   try {
-    response = await fetch(path, {
-      method,
-      credentials: 'same-origin',
-      headers: body === undefined ? { accept: 'application/json' } : { accept: 'application/json', 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch {
-    throw new BackendError(0, 'network', NETWORK_MESSAGE);
+    try {
+      response = await fetch(path, {
+        method,
+        credentials: 'same-origin',
+        headers: body === undefined ? { accept: 'application/json' } : { accept: 'application/json', 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: abort.signal,
+      });
+    } catch {
+      if (abort.signal.aborted) throw new BackendError(0, 'timeout', TIMEOUT_MESSAGE);
+      throw new BackendError(0, 'network', NETWORK_MESSAGE);
+    }
+    try {
+      text = await response.text();
+    } catch {
+      // The answer was cut off on its way: whether the server acted is unknown, which is a
+      // failure to try again, not an answer (an empty one would pass for success).
+      if (abort.signal.aborted) throw new BackendError(0, 'timeout', TIMEOUT_MESSAGE);
+      throw new BackendError(0, 'network', NETWORK_MESSAGE);
+    }
+  } finally {
+    clearTimeout(timer);
   }
   let parsed: unknown = null;
-  const text = await response.text().catch(() => '');
   if (text) {
     try {
       parsed = JSON.parse(text);

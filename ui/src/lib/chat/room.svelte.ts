@@ -1,6 +1,7 @@
 // The state of one chat room, shared by both shells: the session as the server last told it,
 // the message list, who is present (by payload user_id, lib/presence.ts), the countdown on the
-// server's clock, typing and the realtime link's health. It talks only to a `Backend`, so the
+// server's clock, typing, the realtime link's health and the outbox of messages typed here that
+// the server has not acknowledged yet. It talks only to a `Backend` and an `OutboxStore`, so the
 // customer's web page and the mechanics' desktop app drive the same room.
 
 import {
@@ -15,8 +16,11 @@ import {
 } from '../backend';
 import { parseTime, remainingMs } from '../countdown';
 import {
+  isMessage,
+  isStored,
   lastSeq,
   markFailed,
+  markQueued,
   markSending,
   mergeMessages,
   newClientId,
@@ -24,6 +28,7 @@ import {
   type ChatEntry,
 } from '../messages';
 import { participants } from '../presence';
+import { isTransient, memoryOutbox, queuedReason, retryDelay, type OutboxStore, type QueuedMessage } from './outbox';
 
 /** Statuses only move forward; a stale copy (an old row change, a slow fetch) never wins. */
 const RANK: Record<SessionStatus, number> = { pending: 0, waiting: 1, live: 2, completed: 3, cancelled: 3 };
@@ -48,17 +53,14 @@ export type Phase =
   | 'cancelled'
   | 'unavailable';
 
+/** Why the server refused a message for good, for people (passing failures only queue it). */
 function sendError(e: unknown): string {
   if (e instanceof BackendError) {
     switch (e.code) {
-      case 'network':
-        return 'Not sent: no connection.';
       case 'not_accepted':
         return 'Not sent: you can chat once a mechanic has accepted.';
       case 'session_ended':
         return 'Not sent: this session has ended.';
-      case 'rate_limited':
-        return 'Not sent: too many messages at once. Wait a moment.';
       default:
         return `Not sent: ${e.message}`;
     }
@@ -116,6 +118,9 @@ export class ChatRoom {
 
   readonly otherTyping = $derived(this.now < this.typingUntil);
 
+  /** My messages waiting to be sent again by themselves (no connection, server busy). */
+  readonly queuedCount = $derived(this.entries.filter((e) => e.id === null && e.delivery === 'queued').length);
+
   readonly reconnecting = $derived(
     this.everSubscribed && (this.link === 'reconnecting' || this.link === 'connecting'),
   );
@@ -128,10 +133,20 @@ export class ChatRoom {
   private stopped = false;
   private catchingUp: Promise<void> | null = null;
   private catchUpAgain = false;
+  /**
+   * The outbox: my messages not yet acknowledged, in the order they were typed. They are sent one
+   * at a time from its head, so the server numbers them in that order.
+   */
+  private queue: QueuedMessage[] = [];
+  private sendingNow = false;
+  private retries = 0;
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly onOnline = () => this.sendQueuedNow();
 
   constructor(
     private readonly backend: Backend,
     readonly sessionId: string,
+    private readonly outbox: OutboxStore = memoryOutbox(),
   ) {}
 
   /** Loads the session, then (unless it is over) joins it in realtime. */
@@ -148,24 +163,32 @@ export class ChatRoom {
       if (this.stopped) return;
       this.me = me;
       this.applySession(session);
+      this.restoreOutbox(me);
     } catch (e) {
       this.failure =
         e instanceof BackendError ? e : new BackendError(0, 'unexpected', 'Something went wrong; please try again');
       return;
     }
     this.ticker = setInterval(() => this.tick(), 500);
+    if (this.queue.length > 0) {
+      // Restored from before a reload: what was stored meanwhile comes with the history and is
+      // not sent again; the server answers the rest (a session that ended refuses them).
+      void this.catchUp().then(() => this.sendQueuedNow());
+    }
     if (this.phase === 'completed' || this.phase === 'cancelled') {
       await this.catchUp();
       this.link = 'closed';
       return;
     }
+    if (typeof window !== 'undefined') window.addEventListener('online', this.onOnline);
     this.subscription = this.backend.subscribeSession(this.sessionId, {
       status: (status, detail) => {
         this.link = status;
         this.linkDetail = detail ?? '';
         if (status === 'subscribed') this.everSubscribed = true;
       },
-      subscribed: () => void this.catchUp(),
+      // Back in touch with the server: first learn what it stored meanwhile, then send the rest.
+      subscribed: () => void this.catchUp().then(() => this.sendQueuedNow()),
       session: (s) => this.applySession(s),
       message: (m) => this.applyMessages([m]),
       presence: (state) => (this.presenceState = state),
@@ -179,6 +202,8 @@ export class ChatRoom {
   stop(): void {
     this.stopped = true;
     clearInterval(this.ticker);
+    clearTimeout(this.retryTimer);
+    if (typeof window !== 'undefined') window.removeEventListener('online', this.onOnline);
     this.subscription?.close();
     this.subscription = null;
   }
@@ -197,6 +222,7 @@ export class ChatRoom {
 
   private applyMessages(messages: readonly Message[]): void {
     this.entries = mergeMessages(this.entries, messages);
+    this.dropStored();
   }
 
   /**
@@ -254,31 +280,132 @@ export class ChatRoom {
     }
   }
 
-  /** Sends a new message; it shows at once as "sending". */
+  /** Sends a new message; it shows at once, as "sending" or, behind waiting ones, as queued. */
   send(text: string): boolean {
     const body = text.trim();
     const me = this.me;
     if (!body || !me || !this.canSend || [...body].length > MAX_MESSAGE_CHARS) return false;
-    const entry = pendingEntry(newClientId(), body, me);
-    void this.deliver(entry);
+    this.enqueue(pendingEntry(newClientId(), body, me));
     return true;
   }
 
-  /** Sends a failed message again under the same client_id, so it can never be stored twice. */
+  /** Sends a refused message again under the same client_id, so it can never be stored twice. */
   retry(clientId: string): void {
-    const entry = this.entries.find((e) => e.id === null && e.client_id === clientId);
-    if (entry) void this.deliver(entry);
+    const entry = this.entries.find((e) => e.id === null && e.client_id === clientId && e.delivery === 'failed');
+    if (entry && !this.queue.some((q) => q.client_id === clientId)) this.enqueue(entry);
   }
 
-  private async deliver(entry: ChatEntry): Promise<void> {
+  private enqueue(entry: ChatEntry): void {
+    const waiting = this.entries.find((e) => e.id === null && e.delivery === 'queued');
     this.entries = markSending(this.entries, entry);
-    try {
-      const stored = await this.backend.sendMessage(this.sessionId, entry.body, entry.client_id);
-      this.applyMessages([stored]);
-    } catch (e) {
-      this.entries = markFailed(this.entries, entry.client_id, sendError(e));
-      if (e instanceof BackendError && e.session) this.applySession(e.session);
+    // It cannot overtake the messages already waiting, so it says it waits too.
+    if (waiting) this.entries = markQueued(this.entries, [entry.client_id], waiting.error ?? queuedReason(null));
+    this.queue = [
+      ...this.queue,
+      {
+        client_id: entry.client_id,
+        body: entry.body,
+        created_at: entry.created_at,
+        sender_id: entry.sender_id,
+        sender_role: entry.sender_role,
+      },
+    ];
+    this.outbox.save(this.sessionId, this.queue);
+    void this.flush();
+  }
+
+  /** Takes back the messages a previous page left unacknowledged (only the ones this user wrote). */
+  private restoreOutbox(me: User): void {
+    const mine = this.outbox.load(this.sessionId).filter((m) => m.sender_id === me.id);
+    const known = new Set(this.entries.map((e) => e.client_id));
+    const fresh = mine.filter((m) => !known.has(m.client_id));
+    if (fresh.length === 0) return;
+    for (const m of fresh) {
+      const entry = pendingEntry(m.client_id, m.body, { id: m.sender_id, role: m.sender_role });
+      this.entries = markSending(this.entries, { ...entry, created_at: m.created_at });
     }
+    this.queue = [...this.queue, ...fresh];
+    this.outbox.save(this.sessionId, this.queue);
+  }
+
+  /** The connection is back (or may be): send the queue now and start the backoff over. */
+  private sendQueuedNow(): void {
+    this.retries = 0;
+    void this.flush();
+  }
+
+  /** Forgets queued messages the server is known to have stored, whoever told us. */
+  private dropStored(): void {
+    if (this.queue.length === 0) return;
+    const left = this.queue.filter((q) => !isStored(this.entries, q.sender_id, q.client_id));
+    if (left.length === this.queue.length) return;
+    this.queue = left;
+    this.outbox.save(this.sessionId, this.queue);
+  }
+
+  private forget(clientId: string): void {
+    this.queue = this.queue.filter((q) => q.client_id !== clientId);
+    this.outbox.save(this.sessionId, this.queue);
+  }
+
+  /**
+   * Sends the queue from its head, one message at a time (never two in flight), until it is empty
+   * or a send fails for a passing reason; then the whole queue waits for the next attempt: the
+   * backoff timer, a resubscription or the browser coming online.
+   */
+  private async flush(): Promise<void> {
+    if (this.sendingNow || this.stopped) return;
+    this.sendingNow = true;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    try {
+      for (;;) {
+        this.dropStored();
+        const next = this.queue[0];
+        if (!next || this.stopped) return;
+        let stored: Message;
+        try {
+          stored = await this.backend.sendMessage(this.sessionId, next.body, next.client_id);
+        } catch (e) {
+          // Stored after all, and told so by realtime or history while the answer was lost.
+          if (isStored(this.entries, next.sender_id, next.client_id)) continue;
+          if (isTransient(e)) {
+            this.entries = markQueued(
+              this.entries,
+              this.queue.map((q) => q.client_id),
+              queuedReason(e),
+            );
+            this.scheduleRetry();
+            return;
+          }
+          this.forget(next.client_id);
+          this.entries = markFailed(this.entries, next.client_id, sendError(e));
+          if (e instanceof BackendError && e.session) this.applySession(e.session);
+          continue;
+        }
+        if (!isMessage(stored)) {
+          // Not the stored message the API promises: nothing is known, so try again later.
+          this.entries = markQueued(this.entries, this.queue.map((q) => q.client_id), queuedReason(null));
+          this.scheduleRetry();
+          return;
+        }
+        this.retries = 0;
+        this.forget(next.client_id);
+        this.applyMessages([stored]);
+      }
+    } finally {
+      this.sendingNow = false;
+    }
+  }
+
+  private scheduleRetry(): void {
+    if (this.stopped) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      void this.flush();
+    }, retryDelay(this.retries));
+    this.retries += 1;
   }
 
   typing(): void {
