@@ -1247,7 +1247,14 @@ impl HeapReading {
     }
 
     async fn read(client: &reqwest::Client, base: &str) -> Self {
-        let text = async { client.get(format!("{base}/metrics")).send().await?.text().await };
+        let text = async {
+            client
+                .get(format!("{base}/metrics"))
+                .send()
+                .await?
+                .text()
+                .await
+        };
         match tokio::time::timeout(Duration::from_secs(5), text).await {
             Ok(Ok(text)) => Self::parse(&text),
             _ => Self::default(),

@@ -58,6 +58,9 @@ mod tests {
         assert!(during.resident >= during.allocated / 2, "{during:?}");
         drop(std::hint::black_box(block));
         let after = heap().expect("jemalloc statistics");
-        assert!(after.allocated + (60 << 20) <= during.allocated, "{during:?} → {after:?}");
+        assert!(
+            after.allocated + (60 << 20) <= during.allocated,
+            "{during:?} → {after:?}"
+        );
     }
 }

@@ -100,7 +100,8 @@ impl Metrics {
     /// Refreshes the gauges that are read rather than counted.
     pub fn read_heap(&self) {
         if let Some(heap) = crate::memory::heap() {
-            let set = |gauge: &Gauge, bytes: u64| gauge.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            let set =
+                |gauge: &Gauge, bytes: u64| gauge.set(i64::try_from(bytes).unwrap_or(i64::MAX));
             set(&self.heap_allocated, heap.allocated);
             set(&self.heap_resident, heap.resident);
             set(&self.c_malloc_in_use, heap.c_malloc_in_use);
