@@ -109,6 +109,25 @@ async fn intakes_are_limited_per_address() {
     assert_eq!(app.session_count().await, 2);
 }
 
+/// A 429 with a `Retry-After` of at least a second and the error body, whose message says what
+/// was limited.
+pub async fn assert_rate_limited(response: reqwest::Response, what: &str) {
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .expect("a Retry-After header")
+        .to_str()
+        .unwrap()
+        .parse::<u64>()
+        .unwrap();
+    assert!(retry_after >= 1, "Retry-After: {retry_after}");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "rate_limited", "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains(what), "{body}");
+}
+
 #[tokio::test]
 async fn messages_are_limited_per_user() {
     let app = spawn_app_with(|s| s.limits.messages_per_user_per_minute = 3).await;
@@ -124,14 +143,15 @@ async fn messages_are_limited_per_user() {
             .await;
         assert_eq!(status, StatusCode::CREATED);
     }
-    let (status, _) = app
-        .post(
+    let refused = app
+        .send(
+            reqwest::Method::POST,
             &path,
             &customer,
             Some(&json!({"body": "hi", "client_id": "c9"})),
         )
         .await;
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_rate_limited(refused, "messages").await;
     let (status, _) = app
         .post(
             &path,

@@ -15,6 +15,7 @@ mod meta;
 mod realtime;
 mod reliability;
 mod secrets;
+mod security;
 mod sign_in;
 mod updates;
 mod validation;

@@ -377,25 +377,94 @@ async fn outsiders_are_refused_and_row_changes_reach_only_participants() {
         .unwrap()
         .starts_with("InvalidJWTToken"));
 
-    // A subscriber of another session with a filter naming this one is refused the binding.
+    // A participant of another session asks for rows it may not see, one binding per join, so
+    // that each refusal is seen on its own and no accepted binding hides behind another's error.
     let (c2, _m2, s2) = app.waiting_session().await;
-    let mut spy = Client::connect(&app).await;
-    let spy_binding = json!([
-        {"event": "*", "schema": "public", "table": "messages", "filter": format!("session_id=eq.{session}")},
-        {"event": "*", "schema": "public", "table": "messages", "filter": "session_id=eq.1) OR (1=1"},
-        {"event": "*", "schema": "public", "table": "users", "filter": "id=eq.1"}
+    let c2_token = token(&app, &c2).await;
+    let c2_chat = format!("realtime:chat:session-{s2}");
+    let c2_id = c2.id().unwrap();
+    let binding = |schema: &str, table: &str, filter: Option<String>| {
+        let mut binding = json!({"event": "*", "schema": schema, "table": table});
+        if let Some(filter) = filter {
+            binding["filter"] = json!(filter);
+        }
+        binding
+    };
+    let forbidden = [
+        (
+            "another session's messages",
+            binding(
+                "public",
+                "messages",
+                Some(format!("session_id=eq.{session}")),
+            ),
+            "is not allowed on this channel",
+        ),
+        (
+            "an injected OR",
+            binding("public", "sessions", Some("id=eq.1) OR (1=1".into())),
+            "is not allowed on this channel",
+        ),
+        (
+            "an injected OR after its own id",
+            binding("public", "sessions", Some(format!("id=eq.{s2}) OR (1=1"))),
+            "is not allowed on this channel",
+        ),
+        (
+            "an unknown column",
+            binding("public", "messages", Some(format!("nope=eq.{s2}"))),
+            "is not allowed on this channel",
+        ),
+        (
+            "another operator",
+            binding("public", "messages", Some(format!("session_id=neq.{s2}"))),
+            "Error parsing `filter` params",
+        ),
+        (
+            "no filter",
+            binding("public", "messages", None),
+            "a filter is required",
+        ),
+        (
+            "another table",
+            binding("public", "users", Some(format!("id=eq.{c2_id}"))),
+            "table \"users\" is not available",
+        ),
+        (
+            "another schema",
+            binding("auth", "messages", Some(format!("session_id=eq.{s2}"))),
+            "schema \"auth\" is not available",
+        ),
+    ];
+    let mut spies = Vec::new();
+    for (what, binding, reason) in forbidden {
+        let mut spy = Client::connect(&app).await;
+        let reply = spy
+            .join(&c2_chat, &c2_token, config(json!([binding])))
+            .await;
+        assert_eq!(reply[4]["status"], "ok", "{what}: the join itself succeeds");
+        let system = spy
+            .expect(&format!("{what}: a refusal"), |f| {
+                f[3] == "system" && f[4]["extension"] == "postgres_changes"
+            })
+            .await;
+        assert_eq!(system[4]["status"], "error", "{what}: {system}");
+        assert!(
+            system[4]["message"].as_str().unwrap().contains(reason),
+            "{what}: {system}"
+        );
+        spies.push((what, spy));
+    }
+    // The same participant with the bindings its session allows: proof that the changes below
+    // are published, so that the spies' silence means something.
+    let mut own = Client::connect(&app).await;
+    let own_bindings = json!([
+        binding("public", "messages", Some(format!("session_id=eq.{s2}"))),
+        binding("public", "sessions", Some(format!("id=eq.{s2}"))),
     ]);
-    let reply = spy
-        .join(
-            &format!("realtime:chat:session-{s2}"),
-            &token(&app, &c2).await,
-            config(spy_binding),
-        )
-        .await;
-    assert_eq!(reply[4]["status"], "ok");
-    let system = spy.expect("system error", |f| f[3] == "system").await;
-    assert_eq!(system[4]["status"], "error");
-    assert_eq!(system[4]["extension"], "postgres_changes");
+    own.join(&c2_chat, &c2_token, config(own_bindings)).await;
+    let subscribed = own.expect("subscribed", |f| f[3] == "system").await;
+    assert_eq!(subscribed[4]["status"], "ok", "{subscribed}");
 
     let mut cust = Client::connect(&app).await;
     cust.join(
@@ -427,11 +496,33 @@ async fn outsiders_are_refused_and_row_changes_reach_only_participants() {
         assert_eq!(change[4]["data"]["record"]["id"], posted["id"]);
         assert_eq!(change[4]["data"]["record"]["seq"], 1);
     }
-    let leaked = spy.drain(Duration::from_millis(500)).await;
-    assert!(
-        leaked.iter().all(|f| f[3] != "postgres_changes"),
-        "{leaked:?}"
-    );
+    let (status, _) = app
+        .post(
+            &format!("/api/sessions/{s2}/messages"),
+            &c2,
+            Some(&json!({"body": "mine", "client_id": "c2"})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED);
+    let (status, _) = app
+        .post(&format!("/api/sessions/{s2}/end"), &c2, None)
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    for table in ["messages", "sessions"] {
+        own.expect(&format!("{table} change of its own session"), |f| {
+            f[3] == "postgres_changes" && f[4]["data"]["table"] == table
+        })
+        .await;
+    }
+    for (what, mut spy) in spies {
+        let leaked = spy.drain(Duration::from_millis(300)).await;
+        assert!(
+            leaked.iter().all(
+                |f| f[3] != "postgres_changes" && !(f[3] == "system" && f[4]["status"] == "ok")
+            ),
+            "{what}: {leaked:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -529,7 +620,25 @@ async fn connections_per_address_are_limited() {
         app.base.replace("http://", "ws://")
     );
     let refused = tokio_tungstenite::connect_async(&url).await.unwrap_err();
-    assert!(refused.to_string().contains("429"), "{refused}");
+    let tokio_tungstenite::tungstenite::Error::Http(refused) = refused else {
+        panic!("refused with an HTTP answer, not {refused}");
+    };
+    assert_eq!(refused.status(), reqwest::StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1, "Retry-After: {retry_after}");
+    let body: Value = serde_json::from_slice(refused.body().as_deref().unwrap_or_default())
+        .expect("a JSON error body");
+    assert_eq!(body["error"], "rate_limited", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("connections")),
+        "{body}"
+    );
     drop(b);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while tokio_tungstenite::connect_async(&url).await.is_err() {
