@@ -116,4 +116,18 @@ mod tests {
         );
         assert_eq!(escape_markup("Brakes squeal"), "Brakes squeal");
     }
+
+    #[cfg(all(unix, not(target_os = "macos")))]
+    #[test]
+    fn the_sound_is_asked_for_by_name_or_suppressed() {
+        use notify_rust::Hint;
+        let mut on = Notification::new();
+        with_sound(&mut on, true);
+        assert!(on.hints.contains(&Hint::SoundName(SOUND.into())));
+        assert!(!on.hints.contains(&Hint::SuppressSound(true)));
+        let mut off = Notification::new();
+        with_sound(&mut off, false);
+        assert!(off.hints.contains(&Hint::SuppressSound(true)));
+        assert!(!off.hints.iter().any(|h| matches!(h, Hint::SoundName(_))));
+    }
 }

@@ -389,6 +389,18 @@ export function pixelOf(file, x, y) {
   return r.stdout.trim().split(',').map(Number)
 }
 
+/** Whether a top-level X window with this title is mapped (shown), per xwininfo. */
+export function windowShown(title) {
+  const r = spawnSync('xwininfo', ['-name', title], { encoding: 'utf8' })
+  return r.status === 0 && /Map State: IsViewable/.test(r.stdout)
+}
+
+/** Closes a window as its title bar's close button would (close-window.py). */
+export function closeWindow(title) {
+  const r = spawnSync('/usr/bin/python3', [path.join(here, 'close-window.py'), title], { encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`close-window.py ${title}: ${r.status} ${r.stderr}`)
+}
+
 /** Chooses an action of a shown notification from dunst's context menu (see pick-action.sh). */
 export function chooseNotificationAction(label, summary) {
   writeFileSync(path.join(process.env.HOME, 'dunst-pick'), `#${label} (${summary})`)

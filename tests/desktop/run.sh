@@ -23,6 +23,7 @@ for pair in Xvfb:xvfb dbus-run-session:dbus-x11 dbus-monitor:dbus-x11 dunst:duns
   command -v "${pair%%:*}" >/dev/null 2>&1 || need_apt+=("${pair#*:}")
 done
 pkg-config --exists dbus-1 2>/dev/null || need_apt+=(libdbus-1-dev)
+/usr/bin/python3 -c 'import Xlib' 2>/dev/null || need_apt+=(python3-xlib)
 pkg-config --exists webkit2gtk-4.1 2>/dev/null || need_apt+=(libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev)
 if ((${#need_apt[@]})); then
   echo "installing: ${need_apt[*]}"
@@ -46,8 +47,9 @@ fi
 run_home="$(mktemp -d /tmp/wl-desktop-home.XXXXXX)"
 cleanup() { rm -rf "$run_home" 2>/dev/null || { sleep 2; rm -rf "$run_home"; }; }
 trap cleanup EXIT
-# The IT-managed settings file the test expects to see locked.
-printf 'notification_sound = true\n' > "$run_home/desk.toml"
+# The IT-managed settings file: its value differs from the default, so the test sees it win
+# (notifications without sound) and shown locked.
+printf 'notification_sound = false\n' > "$run_home/desk.toml"
 # The session's runtime dir (the tray icon's image files land there).
 mkdir -m 700 "$run_home/runtime"
 

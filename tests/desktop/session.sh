@@ -44,7 +44,7 @@ for _ in $(seq 50); do
 done
 
 cd "$here"
-node --test --test-concurrency=1 --test-timeout=600000 --test-reporter=spec test/
+node --test --test-concurrency=1 --test-timeout=600000 --test-reporter=spec test/*.test.mjs
 status=$?
 # The app's own log, for a failing run.
 cp "$HOME"/.local/share/dev.wrenchline.desk/logs/*.log "$ARTIFACTS_DIR/" 2>/dev/null

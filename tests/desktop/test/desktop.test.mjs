@@ -19,6 +19,7 @@ import {
   api,
   appPids,
   chooseNotificationAction,
+  closeWindow,
   eventually,
   filesContaining,
   find,
@@ -36,6 +37,7 @@ import {
   startServer,
   textContains,
   trayIconFile,
+  windowShown,
 } from '../harness.mjs'
 
 // A point inside the tray badge's red disc (src-tauri/badge.rs: 64 px icon, disc of radius 19
@@ -129,7 +131,9 @@ describe('Wrenchline desktop app', { concurrency: false }, () => {
     assert.match(notice.body, /^Grinding noise from the front/)
     assert.match(notice.body, /Plan: trial/)
     assert.ok(notice.strings.includes('accept') && notice.strings.includes('Accept'), 'an Accept action')
-    assert.match(notice.raw, /"sound-name"\s+variant\s+string "message-new-instant"/, 'with the sound on')
+    // IT turned the sound off (tests/desktop/run.sh writes the managed file), and that wins.
+    assert.match(notice.raw, /"suppress-sound"\s+variant\s+boolean true/, 'the sound suppressed, as IT set it')
+    assert.doesNotMatch(notice.raw, /"sound-name"/, 'no sound asked for')
     const row = await find(driver, `[data-testid="request"][data-session-id="${first.sessionId}"]`)
     const rowText = await row.getText()
     assert.match(rowText, /2018 Honda Civic/)
@@ -247,6 +251,29 @@ describe('Wrenchline desktop app', { concurrency: false }, () => {
     await eventually('the server to count the mechanic again', async () => (await online()) === 1)
   })
 
+  it('keeps notifying from the tray with the window closed, and a click brings it back on the request', async () => {
+    assert.ok(windowShown('Wrenchline'), 'the window is shown to begin with')
+    closeWindow('Wrenchline')
+    await eventually('the window to be hidden', () => !windowShown('Wrenchline'))
+    assert.equal(appPids().length, 1, 'closing the window keeps the app running')
+    spawnSync('dunstctl', ['close-all'])
+    const quiet = await offeredRequest(server.base, {
+      name: 'Pat Parked',
+      vehicle: { year: 2019, make: 'Kia', model: 'Soul', vin: null, mileage: 41000 },
+      concern: 'Clicking from the steering column when turning',
+    })
+    await eventually('the Notify call with the window hidden', () =>
+      notifications().find((n) => n.summary === 'New request: 2019 Kia Soul'),
+    )
+    await sleep(500) // let dunst show it before its default action is invoked
+    const r = spawnSync('dunstctl', ['action', '0'], { encoding: 'utf8' })
+    assert.equal(r.status, 0, r.stderr)
+    await eventually('the window to be shown again', () => windowShown('Wrenchline'))
+    await eventually('the row to be focused', async () =>
+      (await (await find(driver, `#request-${quiet.sessionId}`)).getAttribute('class')).includes('focused'),
+    )
+  })
+
   it("shows a customer's markup as text everywhere, and accepts from the notification's Accept action", async () => {
     await (await find(driver, '[data-testid="nav-requests"]')).click()
     const hostile = await offeredRequest(server.base, {
@@ -291,7 +318,9 @@ describe('Wrenchline desktop app', { concurrency: false }, () => {
     await (await find(driver, '[data-testid="nav-settings"]')).click()
     const sound = await find(driver, '[data-testid="setting-notification_sound"]')
     assert.equal(await sound.getAttribute('data-locked'), 'true')
-    assert.equal(await sound.findElement(By.css('input')).isEnabled(), false)
+    const box = await sound.findElement(By.css('input'))
+    assert.equal(await box.isEnabled(), false)
+    assert.equal(await box.isSelected(), false, "IT's value (off) wins over the default (on)")
     const notify = await find(driver, '[data-testid="setting-notifications"]')
     assert.equal(await notify.getAttribute('data-locked'), 'false')
     await textContains(driver, '[data-testid="managed-note"]', 'managed by your IT department')
