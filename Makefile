@@ -10,7 +10,7 @@ BIND ?= 127.0.0.1:8080
 # The Chromium the test suites drive headless (Debian's: Playwright's download does not work here).
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup ui run serve test test-rust test-postgres test-realtime test-browser test-desktop test-fuzz test-schemathesis test-bundle bundle bench bench-quick soak lint ui-check browser-deps
+.PHONY: setup ui run serve test test-rust test-postgres test-realtime test-browser test-desktop test-fuzz test-schemathesis test-bundle bundle bench bench-quick soak measure-desk lint ui-check browser-deps
 
 setup:
 	@scripts/setup.sh
@@ -108,3 +108,8 @@ bench-quick: ui
 # Smaller or longer: make soak SOAK_ARGS="--connections 2000 --duration 5m".
 soak: ui
 	scripts/soak.sh $(SOAK_ARGS)
+
+# Not part of `test`: the release desktop app beside a bare Tauri window built the same way, under
+# Xvfb: launch to interactive, idle memory of the app and its WebKit processes, binary and .deb size.
+measure-desk: ui
+	scripts/measure-desk.sh
