@@ -7,7 +7,8 @@ use time::OffsetDateTime;
 
 use crate::model::{Role, Session, User};
 
-/// Longest accepted chat message, in characters.
+/// Longest chat message, in characters, unless the server is configured with another length
+/// (its API document states the one it applies).
 pub const MAX_MESSAGE_CHARS: usize = 4000;
 /// Longest accepted `client_id`.
 pub const MAX_CLIENT_ID_CHARS: usize = 64;
@@ -123,7 +124,12 @@ pub mod schema {
     }
 
     pub fn message_body() -> Object {
-        trimmed_text(1, MAX_MESSAGE_CHARS, Lines::Many, "The message")
+        message_body_up_to(MAX_MESSAGE_CHARS)
+    }
+
+    /// A message body on a server that accepts at most `max_chars` characters.
+    pub fn message_body_up_to(max_chars: usize) -> Object {
+        trimmed_text(1, max_chars, Lines::Many, "The message")
     }
 
     pub fn client_id() -> Object {

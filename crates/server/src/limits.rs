@@ -1,6 +1,7 @@
 //! Abuse limits: how often an address may try to sign in or file intakes, how many messages a
-//! user may post, how many joins and presence events a connection may send, and how many
-//! connections one address may hold. The numbers come from configuration (`--limits-file`).
+//! user may post, how many joins and presence events a connection may send, how many
+//! connections one address may hold, and how large a chat message, a presence payload and a
+//! broadcast may be. The numbers come from configuration (`--limits-file`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -26,7 +27,17 @@ pub struct Limits {
     pub joins_per_connection_per_second: u32,
     pub presence_per_connection_per_second: u32,
     pub connections_per_address: u32,
+    /// Longest chat message, in characters once trimmed.
+    pub message_max_chars: usize,
+    /// Largest presence track, in bytes of the whole frame.
+    pub presence_payload_max_bytes: usize,
+    /// Largest broadcast, in bytes of the whole frame.
+    pub broadcast_payload_max_bytes: usize,
 }
+
+/// Most characters `message_max_chars` may allow: at up to 4 bytes each in UTF-8 they still fit
+/// the 64 KiB request body limit, so a long message is a field error rather than a refused body.
+pub const MESSAGE_MAX_CHARS_CEILING: usize = 16_000;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -38,6 +49,9 @@ impl Default for Limits {
             joins_per_connection_per_second: 20,
             presence_per_connection_per_second: 20,
             connections_per_address: 500,
+            message_max_chars: wrenchline_protocol::MAX_MESSAGE_CHARS,
+            presence_payload_max_bytes: 4 * 1024,
+            broadcast_payload_max_bytes: 64 * 1024,
         }
     }
 }
@@ -56,6 +70,12 @@ pub enum LimitsError {
     },
     #[error("{path}: every limit must be at least 1")]
     Zero { path: String },
+    #[error("{path}: {key} may be at most {max}")]
+    TooLarge {
+        path: String,
+        key: &'static str,
+        max: usize,
+    },
 }
 
 impl Limits {
@@ -79,8 +99,40 @@ impl Limits {
             limits.presence_per_connection_per_second,
             limits.connections_per_address,
         ];
-        if all.contains(&0) {
+        let sizes = [
+            limits.message_max_chars,
+            limits.presence_payload_max_bytes,
+            limits.broadcast_payload_max_bytes,
+        ];
+        if all.contains(&0) || sizes.contains(&0) {
             return Err(LimitsError::Zero { path: name });
+        }
+        // A realtime frame larger than the socket accepts never reaches the payload check.
+        let frame_max = crate::realtime::MAX_FRAME_BYTES;
+        for (key, value, max) in [
+            (
+                "message_max_chars",
+                limits.message_max_chars,
+                MESSAGE_MAX_CHARS_CEILING,
+            ),
+            (
+                "presence_payload_max_bytes",
+                limits.presence_payload_max_bytes,
+                frame_max,
+            ),
+            (
+                "broadcast_payload_max_bytes",
+                limits.broadcast_payload_max_bytes,
+                frame_max,
+            ),
+        ] {
+            if value > max {
+                return Err(LimitsError::TooLarge {
+                    path: name,
+                    key,
+                    max,
+                });
+            }
         }
         Ok(limits)
     }
@@ -266,6 +318,36 @@ mod tests {
         ));
         std::fs::write(&path, "connections_per_address = 0\n").unwrap();
         assert!(matches!(Limits::load(&path), Err(LimitsError::Zero { .. })));
+        std::fs::write(
+            &path,
+            "message_max_chars = 500\npresence_payload_max_bytes = 1024\n\
+             broadcast_payload_max_bytes = 2048\n",
+        )
+        .unwrap();
+        let limits = Limits::load(&path).unwrap();
+        assert_eq!(
+            (
+                limits.message_max_chars,
+                limits.presence_payload_max_bytes,
+                limits.broadcast_payload_max_bytes
+            ),
+            (500, 1024, 2048)
+        );
+        std::fs::write(&path, "presence_payload_max_bytes = 0\n").unwrap();
+        assert!(matches!(Limits::load(&path), Err(LimitsError::Zero { .. })));
+        for too_large in [
+            format!("message_max_chars = {}\n", MESSAGE_MAX_CHARS_CEILING + 1),
+            format!(
+                "broadcast_payload_max_bytes = {}\n",
+                crate::realtime::MAX_FRAME_BYTES + 1
+            ),
+        ] {
+            std::fs::write(&path, too_large).unwrap();
+            assert!(matches!(
+                Limits::load(&path),
+                Err(LimitsError::TooLarge { .. })
+            ));
+        }
         let _ = std::fs::remove_file(&path);
     }
 }

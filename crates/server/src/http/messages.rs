@@ -12,7 +12,7 @@ use utoipa::openapi::KnownFormat;
 use uuid::Uuid;
 use wrenchline_protocol::text::{Lines, CONTROL_CHARACTER_MESSAGE};
 use wrenchline_protocol::{
-    ErrorBody, FieldErrors, Message, PostMessageRequest, MAX_CLIENT_ID_CHARS, MAX_MESSAGE_CHARS,
+    ErrorBody, FieldErrors, Message, PostMessageRequest, MAX_CLIENT_ID_CHARS,
 };
 
 use crate::error::ApiError;
@@ -95,16 +95,17 @@ pub(crate) fn client_id_is_valid(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
 }
 
-/// What is wrong with a posted message, per field; empty when it can be stored (its body trimmed).
-pub(crate) fn message_problems(body: &PostMessageRequest) -> FieldErrors {
+/// What is wrong with a posted message, per field, when bodies may have `max_chars` characters;
+/// empty when it can be stored (its body trimmed).
+pub(crate) fn message_problems(body: &PostMessageRequest, max_chars: usize) -> FieldErrors {
     let mut fields = FieldErrors::new();
     let text = body.body.trim();
     if text.is_empty() {
         fields.insert("body".into(), "Write a message first".into());
-    } else if text.chars().count() > MAX_MESSAGE_CHARS {
+    } else if text.chars().count() > max_chars {
         fields.insert(
             "body".into(),
-            format!("Messages are limited to {MAX_MESSAGE_CHARS} characters"),
+            format!("Messages are limited to {max_chars} characters"),
         );
     } else if !Lines::Many.allows(text) {
         fields.insert("body".into(), CONTROL_CHARACTER_MESSAGE.into());
@@ -141,7 +142,7 @@ pub async fn post(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<PostMessageRequest>,
 ) -> Result<(StatusCode, Json<Message>), ApiError> {
-    let fields = message_problems(&body);
+    let fields = message_problems(&body, state.settings.limits.message_max_chars);
     if !fields.is_empty() {
         return Err(ApiError::validation(fields));
     }
@@ -168,6 +169,7 @@ mod tests {
     use super::*;
     use crate::config::default_plans;
     use crate::http::intake::waiver_problems;
+    use crate::limits::Limits;
 
     fn intake_with(name: &str, concern: &str) -> IntakeRequest {
         IntakeRequest {
@@ -190,6 +192,7 @@ mod tests {
     fn control_characters_are_refused_as_documented() {
         let doc = serde_json::to_value(crate::http::meta::document(
             &default_plans(),
+            &Limits::default(),
             OffsetDateTime::now_utc(),
         ))
         .unwrap();
@@ -205,10 +208,13 @@ mod tests {
         for c in (0..=0x1f).filter_map(char::from_u32) {
             let line_break = matches!(c, '\t' | '\n' | '\r');
             let text = format!("Grinding{c}noise");
-            let message_ok = message_problems(&PostMessageRequest {
-                body: text.clone(),
-                client_id: "c1".into(),
-            })
+            let message_ok = message_problems(
+                &PostMessageRequest {
+                    body: text.clone(),
+                    client_id: "c1".into(),
+                },
+                wrenchline_protocol::MAX_MESSAGE_CHARS,
+            )
             .is_empty();
             assert_eq!(message_ok, line_break, "body U+{:04X}", c as u32);
             assert_eq!(body.is_match(&text), message_ok, "body U+{:04X}", c as u32);

@@ -14,6 +14,7 @@ use utoipa::OpenApi;
 use wrenchline_protocol::{schema, Health, Plan, ServerTime};
 
 use crate::http::ApiDoc;
+use crate::limits::Limits;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -70,12 +71,14 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 #[utoipa::path(get, path = "/api/openapi.json", tag = "meta", security(()),
     responses((status = 200, description = "This document", content_type = "application/json", body = Object)))]
 pub async fn openapi(State(state): State<AppState>) -> Json<utoipa::openapi::OpenApi> {
-    Json(document(&state.settings.plans, state.now()))
+    let settings = &state.settings;
+    Json(document(&settings.plans, &settings.limits, state.now()))
 }
 
-/// `ApiDoc` with what only the running server knows: the plans it offers and the latest model
-/// year it accepts today, the same facts `POST /api/intake` checks against.
-pub fn document(plans: &[Plan], now: OffsetDateTime) -> utoipa::openapi::OpenApi {
+/// `ApiDoc` with what only the running server knows: the plans it offers, the latest model year
+/// it accepts today and the longest message it takes, the same facts `POST /api/intake` and
+/// `POST /api/sessions/{id}/messages` check against.
+pub fn document(plans: &[Plan], limits: &Limits, now: OffsetDateTime) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     let schemas = doc
         .components
@@ -87,6 +90,9 @@ pub fn document(plans: &[Plan], now: OffsetDateTime) -> utoipa::openapi::OpenApi
         }
         if let Some(year) = property(schemas, "VehicleInput", "year") {
             year.maximum = Some((now.year() + 1).into());
+        }
+        if let Some(body) = property(schemas, "PostMessageRequest", "body") {
+            *body = schema::message_body_up_to(limits.message_max_chars);
         }
     }
     doc
@@ -136,7 +142,7 @@ mod tests {
     const NOW: OffsetDateTime = datetime!(2026-06-01 12:00 UTC);
 
     fn doc() -> Value {
-        serde_json::to_value(document(&default_plans(), NOW)).unwrap()
+        serde_json::to_value(document(&default_plans(), &Limits::default(), NOW)).unwrap()
     }
 
     fn property(doc: &Value, component: &str, name: &str) -> Value {
@@ -240,10 +246,29 @@ mod tests {
         let doc = doc();
         let body = property(&doc, "PostMessageRequest", "body");
         assert_agree("message body", &body, &around(1, MAX_MESSAGE_CHARS), |s| {
-            message_problems(&PostMessageRequest {
-                body: s.into(),
-                client_id: "c1".into(),
-            })
+            message_problems(
+                &PostMessageRequest {
+                    body: s.into(),
+                    client_id: "c1".into(),
+                },
+                MAX_MESSAGE_CHARS,
+            )
+            .is_empty()
+        });
+        let limits = Limits {
+            message_max_chars: 12,
+            ..Limits::default()
+        };
+        let configured = serde_json::to_value(document(&default_plans(), &limits, NOW)).unwrap();
+        let body = property(&configured, "PostMessageRequest", "body");
+        assert_agree("configured message body", &body, &around(1, 12), |s| {
+            message_problems(
+                &PostMessageRequest {
+                    body: s.into(),
+                    client_id: "c1".into(),
+                },
+                12,
+            )
             .is_empty()
         });
         let signed = property(&doc, "WaiverRequest", "signed_name");
@@ -289,10 +314,13 @@ mod tests {
     }
 
     fn messages_accepts_client_id(id: &str) -> bool {
-        message_problems(&PostMessageRequest {
-            body: "hello".into(),
-            client_id: id.into(),
-        })
+        message_problems(
+            &PostMessageRequest {
+                body: "hello".into(),
+                client_id: id.into(),
+            },
+            MAX_MESSAGE_CHARS,
+        )
         .is_empty()
     }
 

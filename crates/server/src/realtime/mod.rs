@@ -31,7 +31,8 @@ use crate::state::AppState;
 const READ_BUFFER: usize = 4 * 1024;
 const WRITE_BUFFER: usize = 4 * 1024;
 const MAX_WRITE_BUFFER: usize = 512 * 1024;
-const MAX_MESSAGE: usize = 256 * 1024;
+/// Largest WebSocket message (and frame) a client may send; payload limits sit below it.
+pub const MAX_FRAME_BYTES: usize = 256 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/realtime/v1/websocket", get(upgrade))
@@ -76,8 +77,8 @@ async fn upgrade(
     ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(MAX_WRITE_BUFFER)
-        .max_message_size(MAX_MESSAGE)
-        .max_frame_size(MAX_MESSAGE)
+        .max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
         .on_upgrade(move |socket| async move {
             socket::run(socket, state, vsn, query.apikey).await;
             drop(slot);

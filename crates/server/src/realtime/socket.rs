@@ -33,10 +33,6 @@ pub const PING_AFTER: Duration = Duration::from_secs(10);
 /// A connection that sends nothing, not even a pong, for this long is closed: its network is gone
 /// without a word (a cut cable, a suspended laptop), and its presence leaves with it.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(25);
-/// Largest broadcast accepted, in bytes of the frame.
-pub const MAX_BROADCAST_BYTES: usize = 64 * 1024;
-/// Largest tracked presence payload, in bytes of JSON.
-pub const MAX_PRESENCE_BYTES: usize = 4 * 1024;
 
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_INVALID_DATA: u16 = 1007;
@@ -356,9 +352,10 @@ impl Connection {
         if channel.topic == Topic::Requests {
             return Err("Unauthorized: broadcasts are not allowed on this channel".into());
         }
-        if size > MAX_BROADCAST_BYTES {
+        let max = self.state.limiters.limits.broadcast_payload_max_bytes;
+        if size > max {
             return Err(format!(
-                "payload_size_exceeded: broadcasts are limited to {MAX_BROADCAST_BYTES} bytes"
+                "payload_size_exceeded: broadcasts are limited to {max} bytes"
             ));
         }
         Ok(())
@@ -408,7 +405,7 @@ impl Connection {
                     self.send(&error_reply(frame, "Presence track payload must be a map"));
                     return;
                 };
-                if size > MAX_PRESENCE_BYTES {
+                if size > self.state.limiters.limits.presence_payload_max_bytes {
                     self.send(&error_reply(frame, "Track message size exceeded"));
                     return;
                 }

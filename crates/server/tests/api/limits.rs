@@ -282,3 +282,51 @@ async fn the_request_log_names_the_forwarded_client() {
         .unwrap_or_else(|| panic!("no request line in:\n{written}"));
     assert!(line.contains("client=203.0.113.9"), "{line}");
 }
+
+#[tokio::test]
+async fn the_message_length_comes_from_configuration() {
+    let app = spawn_app_with(|s| s.limits.message_max_chars = 10).await;
+    let (customer, _mechanic, session) = app.waiting_session().await;
+    let path = format!("/api/sessions/{session}/messages");
+    // Characters, not bytes: ten of them, twenty bytes in UTF-8, with white space around.
+    let at_limit = "é".repeat(10);
+    let over = "é".repeat(11);
+    let (status, body) = app
+        .post(
+            &path,
+            &customer,
+            Some(&json!({"body": format!(" {at_limit}\n"), "client_id": "at"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["body"], at_limit.as_str());
+    let (status, body) = app
+        .post(
+            &path,
+            &customer,
+            Some(&json!({"body": over, "client_id": "over"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"], "validation_failed");
+    assert_eq!(
+        body["fields"]["body"],
+        "Messages are limited to 10 characters"
+    );
+    assert_eq!(app.message_count().await, 1);
+
+    // The API document states the length this server applies, not the default.
+    let (status, doc) = app.get("/api/openapi.json", &Actor::Anonymous).await;
+    assert_eq!(status, StatusCode::OK);
+    let schema = &doc["components"]["schemas"]["PostMessageRequest"]["properties"]["body"];
+    assert!(
+        schema["description"]
+            .as_str()
+            .unwrap()
+            .contains("1 to 10 characters"),
+        "{schema}"
+    );
+    let pattern = regex::Regex::new(schema["pattern"].as_str().unwrap()).unwrap();
+    assert!(pattern.is_match(&format!(" {at_limit}\n")));
+    assert!(!pattern.is_match(&over));
+}

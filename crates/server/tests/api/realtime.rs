@@ -752,6 +752,83 @@ async fn oversized_presence_and_broadcasts_are_refused() {
         .starts_with("payload_size_exceeded"));
 }
 
+/// A text frame of exactly `size` bytes: `payload` is given the padding that makes it so.
+fn frame_of_size(
+    size: usize,
+    join_ref: &str,
+    r: &str,
+    topic: &str,
+    event: &str,
+    payload: impl Fn(String) -> Value,
+) -> String {
+    let bare = json!([join_ref, r, topic, event, payload(String::new())]).to_string();
+    let frame = json!([
+        join_ref,
+        r,
+        topic,
+        event,
+        payload("x".repeat(size - bare.len()))
+    ])
+    .to_string();
+    assert_eq!(frame.len(), size);
+    frame
+}
+
+#[tokio::test]
+async fn presence_and_broadcast_sizes_come_from_configuration() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.limits.presence_payload_max_bytes = 400;
+        s.limits.broadcast_payload_max_bytes = 600;
+    })
+    .await;
+    let (customer, _mechanic, session) = app.waiting_session().await;
+    let t = token(&app, &customer).await;
+    let topic = presence_topic(session);
+    let mut c = Client::connect(&app).await;
+    let joined = c.join(&topic, &t, config(json!([]))).await;
+    let jref = joined[0].as_str().unwrap().to_string();
+    let user_id = customer.id().unwrap().to_string();
+    let track = |pad: String| json!({"type": "presence", "event": "track", "payload": {"user_id": user_id, "role": "customer", "pad": pad}});
+    let typing =
+        |pad: String| json!({"type": "broadcast", "event": "typing", "payload": {"pad": pad}});
+
+    for (size, r, event, payload, expected) in [
+        (
+            400,
+            "p-at",
+            "presence",
+            &track as &dyn Fn(String) -> Value,
+            None,
+        ),
+        (
+            401,
+            "p-over",
+            "presence",
+            &track,
+            Some("Track message size exceeded"),
+        ),
+        (600, "b-at", "broadcast", &typing, None),
+        (
+            601,
+            "b-over",
+            "broadcast",
+            &typing,
+            Some("payload_size_exceeded: broadcasts are limited to 600 bytes"),
+        ),
+    ] {
+        let frame = frame_of_size(size, &jref, r, &topic, event, payload);
+        c.ws.send(Message::text(frame)).await.unwrap();
+        let reply = c.reply(r).await;
+        match expected {
+            None => assert_eq!(reply[4]["status"], "ok", "{event} of {size} bytes: {reply}"),
+            Some(reason) => {
+                assert_eq!(reply[4]["status"], "error", "{event} of {size} bytes");
+                assert_eq!(reply[4]["response"]["reason"], reason);
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn binary_broadcasts_reach_realtime_js_readers_without_client_metadata() {
     let app = spawn_app().await;
