@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Property-based tests of the HTTP API against its own OpenAPI document: builds and starts the
-# server on a fresh SQLite database, signs a mechanic in, seeds a few real sessions
+# server on a fresh SQLite database (or on the PostgreSQL database named by
+# WRENCHLINE_TEST_POSTGRES_URL, as scripts/with-postgres.sh provides), signs a mechanic in, seeds a few real sessions
 # (tests/schemathesis/seed.py), then lets schemathesis generate requests for every operation of
 # /api/openapi.json. Fails on any 5xx, any response that contradicts the document (schema,
 # status code, content type, headers), any schema-valid request the server refuses with a 4xx
@@ -41,7 +42,7 @@ cargo build --locked -p wrenchline-server --quiet
 # --- the server -----------------------------------------------------------------------------------
 work=$(mktemp -d /tmp/wrenchline-schemathesis.XXXXXX)
 reports=${SCHEMATHESIS_REPORT_DIR:-$work/report}
-database_url="sqlite://$work/wrenchline.db"
+database_url="${WRENCHLINE_TEST_POSTGRES_URL:-sqlite://$work/wrenchline.db}"
 server_pid=""
 cleanup() {
   if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then

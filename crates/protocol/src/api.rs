@@ -178,6 +178,24 @@ pub mod schema {
             .build()
     }
 
+    /// A sign-in email: any text without control characters once trimmed (a wrong address is a
+    /// 401, not a 422, so that sign-in says nothing about which accounts exist).
+    pub fn login_email_pattern() -> String {
+        let ws = format!("[{WHITE_SPACE}]*");
+        format!("^{ws}(?:[^{C0}]*[^{WHITE_SPACE}{C0}])?{ws}$")
+    }
+
+    pub fn login_email() -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "The mechanic's email address; no control characters (U+0000 to U+001F) once \
+                 leading and trailing white space is trimmed.",
+            ))
+            .pattern(Some(login_email_pattern()))
+            .build()
+    }
+
     pub fn phone() -> Object {
         ObjectBuilder::new()
             .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
@@ -316,6 +334,7 @@ pub struct Waiver {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginRequest {
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::login_email))]
     pub email: String,
     pub password: String,
 }

@@ -66,6 +66,13 @@ async fn issue(
     })
 }
 
+/// The address a sign-in looks up: trimmed and in lower case; `None` when it holds control
+/// characters (any other text is a 401 when no account has it).
+pub(crate) fn login_email(sent: &str) -> Option<String> {
+    let email = sent.trim().to_lowercase();
+    Lines::One.allows(&email).then_some(email)
+}
+
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest, security(()),
     responses(
         (status = 200, description = "Signed in", body = AuthTokens),
@@ -83,12 +90,11 @@ pub async fn login(
     ClientAddr(client): ClientAddr,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<AuthTokens>, ApiError> {
-    let email = body.email.trim().to_lowercase();
-    if !Lines::One.allows(&email) {
+    let Some(email) = login_email(&body.email) else {
         let mut fields = FieldErrors::new();
         fields.insert("email".into(), CONTROL_CHARACTER_MESSAGE.into());
         return Err(ApiError::validation(fields));
-    }
+    };
     state.limiters.login(client, &email)?;
     let record = state.store.mechanic_by_email(&email).await?;
     let hash = record

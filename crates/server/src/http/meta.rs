@@ -229,6 +229,31 @@ mod tests {
     }
 
     #[test]
+    fn sign_in_emails_are_the_validator() {
+        let emails: Vec<String> = [
+            "sam@garage.example",
+            " Sam@Garage.Example\t\r\n",
+            "",
+            "   ",
+            "not an address",
+            "sam@garage.example\u{0}",
+            "sam\u{17}@garage.example",
+            "\u{1d}sam",
+            "sam\tsmith@garage.example",
+            "\u{85}sam\u{85}",
+            "sam\u{99}@garage.example",
+        ]
+        .map(String::from)
+        .into_iter()
+        .chain(around(1, 20))
+        .collect();
+        let email = property(&doc(), "LoginRequest", "email");
+        assert_agree("login email", &email, &emails, |s| {
+            crate::http::auth::login_email(s).is_some()
+        });
+    }
+
+    #[test]
     fn the_white_space_class_is_what_trim_removes() {
         let class = Regex::new(&format!("^[{}]$", schema::WHITE_SPACE)).unwrap();
         for c in (0..=0x10ffff).filter_map(char::from_u32) {
