@@ -185,6 +185,15 @@ check "dpkg-deb -x unpacks the .deb" dpkg-deb -x "$deb" "$unpacked"
 version=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' "$out/release.json")
 check "wrenchline-desk --version prints 'wrenchline-desk $version'" bash -c \
   "out=\$(env -u DISPLAY -u WAYLAND_DISPLAY '$unpacked/usr/bin/wrenchline-desk' --version); echo \"\$out\"; [ \"\$out\" = 'wrenchline-desk $version' ]"
+# The app verifies updates against the public key built into it: the packaged binary must hold
+# the one the release was signed for, not the overlay's placeholder. (Packages passed with
+# --prebuilt were built for another key, so there only the placeholder is looked for.)
+if [ ${#bundle_args[@]} -eq 0 ]; then
+  check "the packaged binary trusts this release's updater key" \
+    grep -qaF "$(cat "$keys/updater.key.pub")" "$unpacked/usr/bin/wrenchline-desk"
+fi
+reject "the packaged binary holds no placeholder updater key" \
+  grep -qaF REPLACE_WITH_RELEASE_UPDATER_PUBKEY "$unpacked/usr/bin/wrenchline-desk"
 check "the .deb carries a .desktop entry and an icon" bash -c \
   "ls '$unpacked'/usr/share/applications/*.desktop && ls '$unpacked'/usr/share/icons/hicolor/*/apps/*.png"
 check "the .rpm lists /usr/bin/wrenchline-desk" bash -c "rpm -qlp '$rpm_file' 2>/dev/null | grep -qx /usr/bin/wrenchline-desk"
