@@ -192,6 +192,12 @@ impl TestApp {
         }
     }
 
+    /// The email address an actor signed up or in with.
+    pub async fn email_of(&self, actor: &Actor) -> String {
+        let id = actor.id().expect("a customer or a mechanic");
+        self.state.store.user(id).await.unwrap().unwrap().email
+    }
+
     /// A session accepted by a new mechanic: (customer, mechanic, session).
     pub async fn waiting_session(&self) -> (Actor, Actor, Uuid) {
         let (customer, session) = self.offered_session().await;

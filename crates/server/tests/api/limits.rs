@@ -13,14 +13,7 @@ use crate::helpers::{
 async fn sign_in_attempts_are_limited_per_account() {
     let app = spawn_app_with(|s| s.limits.login_per_account_per_minute = 3).await;
     let mechanic = app.mechanic("Sam").await; // one successful login
-    let email = app
-        .state
-        .store
-        .user(mechanic.id().unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-        .email;
+    let email = app.email_of(&mechanic).await;
     for _ in 0..2 {
         let (status, _) = app
             .post(

@@ -16,14 +16,7 @@ fn refresh_of(actor: &Actor) -> String {
 async fn wrong_passwords_and_unknown_accounts_get_the_same_answer() {
     let app = spawn_app().await;
     let mechanic = app.mechanic("Sam").await;
-    let email = app
-        .state
-        .store
-        .user(mechanic.id().unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-        .email;
+    let email = app.email_of(&mechanic).await;
     let (s1, wrong) = app
         .post(
             "/api/auth/login",
@@ -127,14 +120,7 @@ async fn logout_revokes_the_sign_in() {
 async fn a_disabled_mechanic_loses_access() {
     let app = spawn_app().await;
     let mechanic = app.mechanic("Sam").await;
-    let email = app
-        .state
-        .store
-        .user(mechanic.id().unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-        .email;
+    let email = app.email_of(&mechanic).await;
     assert!(app
         .state
         .store

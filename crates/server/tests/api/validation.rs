@@ -369,14 +369,7 @@ async fn control_characters_in_messages_are_refused() {
 async fn control_characters_in_a_login_email_are_refused() {
     let app = spawn_app().await;
     let mechanic = app.mechanic("Sam").await;
-    let email = app
-        .state
-        .store
-        .user(mechanic.id().unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-        .email;
+    let email = app.email_of(&mechanic).await;
     for sent in [
         format!("{email}\u{0}"),
         format!("\u{0}{email}"),
