@@ -401,20 +401,26 @@ impl Desk {
         }
         let realtime = RealtimeClient::connect(&server, tokens.access_token.clone())?;
         let user = tokens.user.clone();
-        let tasks = vec![
-            tauri::async_runtime::spawn(run_feed(app.clone(), realtime.clone())),
-            tauri::async_runtime::spawn(run_refresh(app.clone())),
-        ];
-        *write(&self.account) = Some(Account {
+        let mut account = Account {
             server: server.clone(),
             user: user.clone(),
             api: ApiClient::new(&server)?.with_token(tokens.access_token),
             refresh,
             generation: 0,
             expires_at: Instant::now() + Duration::from_secs(tokens.expires_in),
-            realtime,
-            tasks,
-        });
+            realtime: realtime.clone(),
+            tasks: Vec::new(),
+        };
+        {
+            // The tasks read the account as they start, so they start under the write lock:
+            // the refresh timer would otherwise find no account and end at once.
+            let mut slot = write(&self.account);
+            account.tasks = vec![
+                tauri::async_runtime::spawn(run_feed(app.clone(), realtime)),
+                tauri::async_runtime::spawn(run_refresh(app.clone())),
+            ];
+            *slot = Some(account);
+        }
         log::info!("signed in to {server} as {}", user.email);
         self.set_auth(
             app,
@@ -535,7 +541,10 @@ impl Desk {
     }
 
     fn set_feed_status(&self, app: &AppHandle, status: &str) {
-        *lock(&self.feed_status) = status.to_string();
+        let previous = std::mem::replace(&mut *lock(&self.feed_status), status.to_string());
+        if previous != status {
+            log::info!("request feed: {status}");
+        }
         let _ = app.emit("feed-status", status);
     }
 

@@ -12,6 +12,7 @@ mod desk;
 mod error;
 mod feed;
 mod notify;
+mod relaunch;
 mod sensitive;
 mod settings;
 mod tray;
@@ -58,14 +59,16 @@ pub fn run() {
     STARTED.get_or_init(std::time::Instant::now);
     match Launch::from_args(std::env::args_os()) {
         Launch::PrintVersion => println!("{}", version_line()),
-        Launch::App => app(),
+        Launch::App => app(relaunch::take_attempt()),
     }
 }
 
-fn app() {
+/// `attempt`: how many times this launch has started again after a failed handoff to an
+/// instance that was quitting (see [`relaunch`]).
+fn app(attempt: u32) {
     use tauri::Manager;
 
-    tauri::Builder::default()
+    let result = tauri::Builder::default()
         // First, so that a second launch hands its arguments over and exits before anything else.
         .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
             log::info!("second launch: focusing this instance");
@@ -86,6 +89,8 @@ fn app() {
                 ))
                 .level(log::LevelFilter::Info)
                 .level_for("zbus", log::LevelFilter::Warn)
+                // Connection attempts, joins and losses of the realtime socket.
+                .level_for("wrenchline_client", log::LevelFilter::Debug)
                 .build(),
         )
         .plugin(tauri_plugin_window_state::Builder::default().build())
@@ -94,7 +99,7 @@ fn app() {
             tauri_plugin_autostart::MacosLauncher::LaunchAgent,
             None,
         ))
-        .setup(|app| {
+        .setup(move |app| {
             let handle = app.handle().clone();
             let config_dir = app.path().app_config_dir()?;
             app.manage(desk::Desk::new(config_dir));
@@ -110,7 +115,15 @@ fn app() {
             tauri::async_runtime::spawn(async move {
                 desk::desk(&handle).restore(&handle).await;
             });
-            log::info!("{} started", version_line());
+            if attempt > 0 {
+                log::info!(
+                    "{} started again after the previous instance went away during the handoff \
+                     (restart {attempt})",
+                    version_line()
+                );
+            } else {
+                log::info!("{} started", version_line());
+            }
             Ok(())
         })
         .on_window_event(|window, event| {
@@ -146,8 +159,14 @@ fn app() {
             commands::install_update,
             commands::restart_app,
         ])
-        .run(tauri::generate_context!())
-        .expect("the Tauri application failed to start");
+        .run(tauri::generate_context!());
+    match result {
+        Ok(()) => {}
+        Err(tauri::Error::PluginInitialization(plugin, reason)) if plugin == "single-instance" => {
+            relaunch::after_failed_handoff(attempt, &reason)
+        }
+        Err(e) => panic!("the Tauri application failed to start: {e}"),
+    }
 }
 
 /// `wrenchline://session/{id}`: registered at run time on Linux and Windows (an installed

@@ -6,7 +6,7 @@
 
 import { spawn, spawnSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { readFileSync, readdirSync, readlinkSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs'
+import { createWriteStream, mkdtempSync, readFileSync, readdirSync, readlinkSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -63,6 +63,10 @@ export async function startServer(dir, { releasesDir } = {}) {
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   const logs = []
+  // Kept with the artifacts, for a failing run.
+  const file = createWriteStream(path.join(ARTIFACTS, 'server.log'), { flags: 'a' })
+  child.stdout.pipe(file, { end: false })
+  child.stderr.pipe(file, { end: false })
   const base = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${logs.join('')}`)), 30000)
     const onData = (chunk) => {
@@ -286,14 +290,22 @@ export async function startProxy(target) {
 /** Starts the app through tauri-driver; WebDriver classic (the WebKitWebDriver protocol). */
 /** Starts the app (or another copy of its binary) through tauri-driver. */
 export async function launchApp(application = APP) {
-  const driver = await new Builder()
-    .usingServer(DRIVER_URL)
-    .withCapabilities({
-      browserName: 'wry',
-      'tauri:options': { application },
-      'wdio:enforceWebDriverClassic': true,
-    })
-    .build()
+  // Without a limit, a launch whose app dies before its window opens would hang the suite.
+  let timer
+  const limit = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${application} did not open its window within 60 s`)), 60000)
+  })
+  const driver = await Promise.race([
+    new Builder()
+      .usingServer(DRIVER_URL)
+      .withCapabilities({
+        browserName: 'wry',
+        'tauri:options': { application },
+        'wdio:enforceWebDriverClassic': true,
+      })
+      .build(),
+    limit,
+  ]).finally(() => clearTimeout(timer))
   await driver.manage().setTimeouts({ implicit: 0, script: 20000 })
   return driver
 }
@@ -319,6 +331,56 @@ export async function quitApp(driver, application = APP) {
     await driver.quit()
   } catch {}
   await eventually('the app process to exit', () => appPids(application).length === 0, { timeout: 15000 })
+}
+
+/** The single-instance plugin's name on the session bus: `{identifier}.SingleInstance`. */
+export const SINGLE_INSTANCE_NAME = 'dev.wrenchline.desk.SingleInstance'
+
+/** Whether someone owns `name` on the session bus. */
+export function busNameOwned(name) {
+  const r = spawnSync(
+    'dbus-send',
+    ['--session', '--print-reply', '--dest=org.freedesktop.DBus', '/org/freedesktop/DBus',
+      'org.freedesktop.DBus.NameHasOwner', `string:${name}`],
+    { encoding: 'utf8' },
+  )
+  if (r.status !== 0) throw new Error(`dbus-send failed: ${r.stderr}`)
+  return /boolean true/.test(r.stdout)
+}
+
+/** Records the method calls named `member` on the session bus; `seen()` tells if one went by. */
+export function watchMethodCalls(member) {
+  const monitor = spawn('dbus-monitor', ['--session', `type='method_call',member='${member}'`], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  })
+  let out = ''
+  monitor.stdout.on('data', (chunk) => (out += chunk.toString()))
+  return {
+    // dbus-monitor gives up its unique name once it is a monitor.
+    ready: () => out.includes('member=NameLost'),
+    seen: () => out.includes(`member=${member}`),
+    stop: () => monitor.kill('SIGTERM'),
+  }
+}
+
+/**
+ * The app started outside WebDriver with a home of its own (so it touches neither the test's
+ * settings nor its sign-in): another instance, for tests of what a second launch meets.
+ */
+export function startStandIn(application = APP) {
+  const home = mkdtempSync(path.join(process.env.HOME, 'standin-'))
+  mkdirSync(path.join(home, 'runtime'), { mode: 0o700 })
+  const child = spawn(application, [], {
+    env: { ...process.env, HOME: home, XDG_RUNTIME_DIR: path.join(home, 'runtime') },
+    stdio: 'ignore',
+  })
+  return { pid: child.pid, signal: (sig) => child.kill(sig), home }
+}
+
+/** The desktop app's own log file in this run's home. */
+export function appLog() {
+  const file = path.join(process.env.HOME, '.local', 'share', 'dev.wrenchline.desk', 'logs', 'Wrenchline.log')
+  return existsSync(file) ? readFileSync(file, 'utf8') : ''
 }
 
 /** Waits for an element and returns it. */

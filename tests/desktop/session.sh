@@ -43,9 +43,15 @@ for _ in $(seq 50); do
   sleep 0.2
 done
 
+rm -f "$ARTIFACTS_DIR/server.log" "$ARTIFACTS_DIR"/Wrenchline*.log
 cd "$here"
 node --test --test-concurrency=1 --test-timeout=600000 --test-reporter=spec test/*.test.mjs
 status=$?
-# The app's own log, for a failing run.
+# The app's own log, for a failing run, whose output ends with both logs' last lines.
 cp "$HOME"/.local/share/dev.wrenchline.desk/logs/*.log "$ARTIFACTS_DIR/" 2>/dev/null
+if [ "$status" != 0 ]; then
+  for log in "$ARTIFACTS_DIR"/Wrenchline*.log "$ARTIFACTS_DIR/server.log"; do
+    [ -f "$log" ] && { echo "--- the last lines of $log"; tail -n 80 "$log"; }
+  done
+fi
 exit $status

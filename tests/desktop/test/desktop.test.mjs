@@ -17,7 +17,10 @@ import {
   Customer,
   addMechanic,
   api,
+  SINGLE_INSTANCE_NAME,
+  appLog,
   appPids,
+  busNameOwned,
   chooseNotificationAction,
   closeWindow,
   eventually,
@@ -35,8 +38,10 @@ import {
   sleep,
   startProxy,
   startServer,
+  startStandIn,
   textContains,
   trayIconFile,
+  watchMethodCalls,
   windowShown,
 } from '../harness.mjs'
 
@@ -117,6 +122,33 @@ describe('Wrenchline desktop app', { concurrency: false }, () => {
     assert.equal(forms.length, 0, 'no sign-in form after the restart')
     await textContains(driver, '[data-testid="feed-status"]', 'Connected')
     await find(driver, '[data-testid="no-requests"]')
+  })
+
+  it('starts when launched while the previous instance is quitting', async () => {
+    // The previous instance holds the single-instance name but answers nothing (stopped), so the
+    // new launch's handoff waits on it; it then dies without replying, as a quitting app does.
+    const restarts = () => appLog().match(/started again after the previous instance went away/g)?.length ?? 0
+    await quitApp(driver)
+    await eventually('the quit app to give up the single-instance name', () => !busNameOwned(SINGLE_INSTANCE_NAME))
+    const restartsBefore = restarts()
+    const standIn = startStandIn()
+    const handoffs = watchMethodCalls('ExecuteCallback')
+    try {
+      await eventually('the other instance to hold the single-instance name', () => busNameOwned(SINGLE_INSTANCE_NAME))
+      standIn.signal('SIGSTOP')
+      await eventually('the bus monitor', () => handoffs.ready())
+      const launching = launchApp()
+      launching.catch(() => undefined)
+      await eventually('the new launch to hand its arguments over', () => handoffs.seen())
+      standIn.signal('SIGKILL')
+      driver = await launching
+    } finally {
+      handoffs.stop()
+      standIn.signal('SIGKILL')
+    }
+    await textContains(driver, '[data-testid="signed-in-as"]', SAM.name, 30000)
+    await textContains(driver, '[data-testid="feed-status"]', 'Connected')
+    assert.equal(restarts(), restartsBefore + 1, 'the launch started again once, by itself')
   })
 
   it('shows a new request as a native notification and a live row', async () => {
