@@ -287,8 +287,10 @@ export async function startProxy(target) {
 // The app
 // ---------------------------------------------------------------------------------------------
 
-/** Starts the app through tauri-driver; WebDriver classic (the WebKitWebDriver protocol). */
-/** Starts the app (or another copy of its binary) through tauri-driver. */
+/**
+ * Starts the app (or another copy of its binary) through tauri-driver; WebDriver classic (the
+ * WebKitWebDriver protocol).
+ */
 export async function launchApp(application = APP) {
   // Without a limit, a launch whose app dies before its window opens would hang the suite.
   let timer
@@ -374,7 +376,7 @@ export function startStandIn(application = APP) {
     env: { ...process.env, HOME: home, XDG_RUNTIME_DIR: path.join(home, 'runtime') },
     stdio: 'ignore',
   })
-  return { pid: child.pid, signal: (sig) => child.kill(sig), home }
+  return { signal: (sig) => child.kill(sig) }
 }
 
 /** The desktop app's own log file in this run's home. */
