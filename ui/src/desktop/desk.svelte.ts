@@ -4,6 +4,7 @@
 
 import { BackendError, type Session } from '../lib/backend';
 import { memoryOutbox } from '../lib/chat/outbox';
+import { Heard } from './snapshot';
 import {
   TauriBackend,
   toBackendError,
@@ -51,28 +52,37 @@ export class Desk {
   chats = $state<OpenChat[]>([]);
 
   private noticeTimer: ReturnType<typeof setTimeout> | undefined;
+  /** How many request lists the feed has sent. */
+  private requestsTold = 0;
 
-  /** Listens to every event first, then reads the state once, so nothing falls in between. */
+  /**
+   * Listens to every event first, then reads the state once, so nothing falls in between; what an
+   * event told meanwhile is newer than the state read (see `snapshot.ts`).
+   */
   async start(): Promise<void> {
     const b = this.backend;
+    const heard = new Heard<keyof AppState>();
     await Promise.all([
-      b.onAuth((auth) => this.applyAuth(auth)),
-      b.onRequests((rows) => (this.requests = rows)),
-      b.onFeedStatus((status) => (this.feedStatus = status)),
-      b.onAvailability((a) => (this.availability = a)),
-      b.onSettings((s) => (this.settings = s)),
-      b.onUpdate((u) => (this.update = u)),
+      b.onAuth(heard.on('auth', (auth: AuthView) => this.applyAuth(auth))),
+      b.onRequests((rows) => {
+        this.requestsTold += 1;
+        this.requests = rows;
+      }),
+      b.onFeedStatus(heard.on('feed_status', (status: FeedStatus) => (this.feedStatus = status))),
+      b.onAvailability(heard.on('availability', (a: Availability) => (this.availability = a))),
+      b.onSettings(heard.on('settings', (s: SettingsView) => (this.settings = s))),
+      b.onUpdate(heard.on('update', (u: UpdateView) => (this.update = u))),
       b.onNotice((message) => this.say(message)),
       b.onNavigate(() => void this.navigate()),
     ]);
-    const state: AppState = await b.appState();
-    this.credentialStore = state.credential_store;
-    this.availability = state.availability;
-    this.feedStatus = state.feed_status;
-    this.settings = state.settings;
-    this.update = state.update;
-    this.version = state.version;
-    this.applyAuth(state.auth);
+    const state = heard.untold(await b.appState());
+    if (state.credential_store) this.credentialStore = state.credential_store;
+    if (state.availability) this.availability = state.availability;
+    if (state.feed_status) this.feedStatus = state.feed_status;
+    if (state.settings) this.settings = state.settings;
+    if (state.update) this.update = state.update;
+    if (state.version) this.version = state.version;
+    if (state.auth) this.applyAuth(state.auth);
     this.loaded = true;
     setInterval(() => (this.now = Date.now()), 1_000);
     await this.navigate();
@@ -82,7 +92,11 @@ export class Desk {
     const wasSignedIn = this.auth.state === 'signed_in';
     this.auth = auth;
     if (auth.state === 'signed_in') {
-      void this.backend.requests().then((rows) => (this.requests = rows));
+      // A list the feed sent while this one was on its way is newer.
+      const told = this.requestsTold;
+      void this.backend.requests().then((rows) => {
+        if (this.requestsTold === told) this.requests = rows;
+      });
       void this.navigate();
     } else if (wasSignedIn) {
       this.requests = [];
