@@ -37,7 +37,7 @@ if [ ! -f ui/dist/index.html ]; then
   (cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build)
 fi
 echo "schemathesis: building wrenchline-server"
-cargo build --locked -p wrenchline-server --quiet
+cargo build --locked --workspace --bins --quiet
 
 # --- the server -----------------------------------------------------------------------------------
 work=$(mktemp -d /tmp/wrenchline-schemathesis.XXXXXX)
