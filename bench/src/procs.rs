@@ -216,6 +216,8 @@ pub struct Programs {
 pub struct Server {
     pub system: System,
     pub addr: SocketAddr,
+    /// Where wrenchline-server serves `/metrics` (`--metrics-bind`).
+    pub metrics_addr: Option<SocketAddr>,
     pub pid: u32,
     child: Child,
 }
@@ -238,6 +240,7 @@ impl Server {
                 let mut cmd = Command::new(&programs.server_bin);
                 cmd.arg("serve")
                     .args(["--bind", "127.0.0.1:0"])
+                    .args(["--metrics-bind", "127.0.0.1:0"])
                     .args(["--database-url", &db.url])
                     .arg("--limits-file")
                     .arg(programs.work.join("limits.toml"))
@@ -281,11 +284,17 @@ impl Server {
             .ok_or_else(|| anyhow!("{} exited at once", system.name()))?;
         let stdout = child.stdout.take().expect("piped");
         let mut lines = BufReader::new(stdout).lines();
-        let addr = tokio::time::timeout(Duration::from_secs(60), async {
+        let wants_metrics = system == System::Wrenchline;
+        let (addr, metrics_addr) = tokio::time::timeout(Duration::from_secs(60), async {
+            let mut addr = None;
             while let Some(line) = lines.next_line().await? {
                 if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr: SocketAddr = rest.trim().parse()?;
-                    return Ok(addr);
+                    addr = Some(rest.trim().parse::<SocketAddr>()?);
+                } else if let Some(rest) = line.split("metrics on http://").nth(1) {
+                    return Ok((addr, Some(rest.trim().parse::<SocketAddr>()?)));
+                }
+                if let (Some(addr), false) = (addr, wants_metrics) {
+                    return Ok((Some(addr), None));
                 }
             }
             bail!(
@@ -296,11 +305,13 @@ impl Server {
         })
         .await
         .map_err(|_| anyhow!("{} did not start listening within 60 s", system.name()))??;
+        let addr = addr.ok_or_else(|| anyhow!("{} printed no listening line", system.name()))?;
         // Keep reading stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(Server {
             system,
             addr,
+            metrics_addr,
             pid,
             child,
         })
@@ -308,6 +319,11 @@ impl Server {
 
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `http://ADDR` of the metrics listener; the public one where there is none.
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}", self.metrics_addr.unwrap_or(self.addr))
     }
 
     pub fn rss(&self) -> u64 {

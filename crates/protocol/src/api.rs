@@ -178,8 +178,9 @@ pub mod schema {
             .build()
     }
 
-    /// A sign-in email: any text without control characters once trimmed (a wrong address is a
-    /// 401, not a 422, so that sign-in says nothing about which accounts exist).
+    /// A sign-in email: any text of at most `EMAIL_MAX` characters without control characters
+    /// once trimmed (a wrong address is a 401, not a 422, so that sign-in says nothing about
+    /// which accounts exist).
     pub fn login_email_pattern() -> String {
         let ws = format!("[{WHITE_SPACE}]*");
         format!("^{ws}(?:[^{C0}]*[^{WHITE_SPACE}{C0}])?{ws}$")
@@ -188,10 +189,12 @@ pub mod schema {
     pub fn login_email() -> Object {
         ObjectBuilder::new()
             .schema_type(Type::String)
-            .description(Some(
-                "The mechanic's email address; no control characters (U+0000 to U+001F) once \
-                 leading and trailing white space is trimmed.",
-            ))
+            .description(Some(format!(
+                "The mechanic's email address: at most {EMAIL_MAX} characters (counted as sent); \
+                 no control characters (U+0000 to U+001F) once leading and trailing white space \
+                 is trimmed."
+            )))
+            .max_length(Some(EMAIL_MAX))
             .pattern(Some(login_email_pattern()))
             .build()
     }

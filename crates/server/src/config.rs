@@ -1,5 +1,5 @@
-//! Runtime settings of the server: where it listens, its database, token lifetimes, and the plans
-//! customers can book. Plans come from a TOML file when one is given, otherwise the defaults below.
+//! Runtime settings of the server: where it listens (and where operators read its metrics), its
+//! database, token lifetimes, and the plans customers can book. Plans come from a TOML file when one is given, otherwise the defaults below.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,6 +14,8 @@ use crate::proxy::TrustedProxies;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub bind: SocketAddr,
+    /// Where `/metrics` is served, apart from the public listener; nowhere when unset.
+    pub metrics_bind: Option<SocketAddr>,
     pub database_url: String,
     /// Where customers reach this server, used in printed links; defaults to the bound address.
     pub public_url: Option<String>,
@@ -39,6 +41,7 @@ impl Settings {
     pub fn new(bind: SocketAddr, database_url: impl Into<String>) -> Self {
         Settings {
             bind,
+            metrics_bind: None,
             database_url: database_url.into(),
             public_url: None,
             plans: default_plans(),

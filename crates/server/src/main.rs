@@ -45,6 +45,10 @@ enum Command {
     Serve {
         #[arg(long, env = "WRENCHLINE_BIND", default_value = "127.0.0.1:8080")]
         bind: SocketAddr,
+        /// Serve Prometheus metrics at /metrics on this address, apart from the public listener
+        /// (which answers /metrics with 404). Without it, metrics are not served.
+        #[arg(long, env = "WRENCHLINE_METRICS_BIND")]
+        metrics_bind: Option<SocketAddr>,
         #[command(flatten)]
         db: Database,
         /// Seed a demo mechanic (new password printed at each start) and print the customer link.
@@ -136,6 +140,7 @@ async fn run() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve {
             bind,
+            metrics_bind,
             db,
             demo,
             public_url,
@@ -147,6 +152,7 @@ async fn run() -> anyhow::Result<()> {
             token_secret,
         } => {
             let mut settings = Settings::new(bind, db.database_url);
+            settings.metrics_bind = metrics_bind;
             settings.public_url = public_url.map(|u| u.trim_end_matches('/').to_string());
             if let Some(path) = plans_file {
                 settings.plans = load_plans(&path)?;
@@ -184,10 +190,12 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let url = app.public_url();
     tracing::info!("listening on http://{}", app.local_addr());
     // Whoever started the server may have stopped reading its output; that must not stop it.
-    let mut banner = format!(
-        "listening on http://{}\ncustomer link: {url}/intake\n",
-        app.local_addr()
-    );
+    let mut banner = format!("listening on http://{}\n", app.local_addr());
+    if let Some(metrics) = app.metrics_addr() {
+        tracing::info!("metrics on http://{metrics}");
+        banner.push_str(&format!("metrics on http://{metrics}\n"));
+    }
+    banner.push_str(&format!("customer link: {url}/intake\n"));
     if let Some(password) = demo_password {
         banner.push_str(&format!("demo mechanic: {DEMO_EMAIL} / {password}\n"));
     }

@@ -179,6 +179,27 @@ pub enum Engine {
     Postgres,
 }
 
+/// Creates the file of a SQLite database that is to be created (`mode=rwc`, see
+/// [`normalize_database_url`]) readable and writable by its owner only (0600), before SQLite
+/// opens it: SQLite gives the `-wal` and `-shm` files it makes beside it the same mode. An
+/// existing file is left as it is.
+fn create_private_sqlite_file(url: &str) -> StoreResult<()> {
+    if !url.contains("mode=rwc") || url.contains(":memory:") {
+        return Ok(());
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
+    let path = options.get_filename();
+    let mut create = std::fs::OpenOptions::new();
+    create.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut create, 0o600);
+    match create.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Database(sqlx::Error::Io(e))),
+    }
+}
+
 /// Turns `sqlite://file` into a URL that creates the file on first start.
 pub fn normalize_database_url(url: &str) -> String {
     if url.starts_with("sqlite:") && !url.contains("mode=") && !url.contains(":memory:") {
@@ -205,6 +226,9 @@ impl Store {
         } else {
             Engine::Sqlite
         };
+        if engine == Engine::Sqlite {
+            create_private_sqlite_file(&url)?;
+        }
         let options = AnyConnectOptions::from_str(&url)?;
         let pool = AnyPoolOptions::new()
             .max_connections(match engine {

@@ -15,6 +15,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
@@ -35,7 +36,7 @@ use crate::state::AppState;
         sessions::requests, sessions::session, sessions::accept, sessions::start, sessions::end,
         messages::history, messages::post,
         auth::login, auth::refresh, auth::logout, auth::customer_token,
-        meta::healthz, meta::metrics, meta::openapi, meta::server_time,
+        meta::healthz, meta::openapi, meta::server_time,
     ),
     modifiers(&SecuritySchemes),
     tags(
@@ -103,7 +104,10 @@ pub fn router(state: AppState) -> Router {
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
         ))
-        .layer(CompressionLayer::new())
+        // Release packages (application/octet-stream) are compressed already and streamed.
+        .layer(CompressionLayer::new().compress_when(
+            DefaultPredicate::new().and(NotForContentType::const_new("application/octet-stream")),
+        ))
         .layer(
             TraceLayer::new_for_http().make_span_with(move |request: &Request| {
                 let client = ClientAddr::of(request.extensions(), request.headers(), &proxies);
