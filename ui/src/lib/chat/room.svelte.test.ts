@@ -74,6 +74,7 @@ class FakeBackend implements Backend {
   submitIntake = vi.fn();
   signWaiver = vi.fn();
   resumeLink = vi.fn();
+  checkResume = vi.fn();
   resume = vi.fn();
   async session() {
     return structuredClone(this.current);
