@@ -168,6 +168,22 @@ describe('ChatRoom', () => {
     expect(room.session?.status).toBe('live');
   });
 
+  it('follows a waiting session back to pending when a fresh read confirms it', async () => {
+    backend.current = session({ status: 'waiting', mechanic_id: 'mech-1' });
+    backend.handlers!.session!(backend.current);
+    expect(room.phase).toBe('joining');
+    // A stale pending copy, while the server still says waiting: ignored.
+    backend.handlers!.session!(session({ status: 'pending', mechanic_id: null }));
+    await settle();
+    expect(room.session?.status).toBe('waiting');
+    // The mechanic never joined: the server offers the request again, and says so.
+    backend.current = session({ status: 'pending', mechanic_id: null });
+    backend.handlers!.session!(backend.current);
+    await settle();
+    expect(room.session?.status).toBe('pending');
+    expect(room.phase).toBe('waiting_accept');
+  });
+
   it('catches up on history after every subscription, without duplicates', async () => {
     backend.stored = [message(1), message(2)];
     backend.handlers!.subscribed!();
