@@ -46,7 +46,16 @@ impl Socket {
 
     /// The next frame matching `pred` within 10 s, skipping others.
     pub async fn next(&mut self, pred: impl Fn(&Value) -> bool) -> Option<Value> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        self.next_within(Duration::from_secs(10), pred).await
+    }
+
+    /// The next frame matching `pred` within `window`, skipping others.
+    pub async fn next_within(
+        &mut self,
+        window: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + window;
         while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, self.0.next()).await {
             if let Message::Text(text) = message {
                 let frame: Value = serde_json::from_str(text.as_str()).unwrap();

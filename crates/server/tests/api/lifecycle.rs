@@ -264,6 +264,16 @@ async fn a_mechanic_who_does_not_join_hands_the_request_back_to_the_feed() {
         .await;
     assert_eq!(reply["status"], "ok", "{reply}");
     let (customer, mechanic, session) = app.waiting_session().await;
+    // The mechanic listens to the chat's row changes without being in the chat (no presence).
+    let mut listening = Socket::connect(&app).await;
+    let reply = listening
+        .join(
+            &format!("chat:session-{session}"),
+            &app.access_token(&mechanic).await,
+            json!([{"event": "INSERT", "schema": "public", "table": "messages", "filter": format!("session_id=eq.{session}")}]),
+        )
+        .await;
+    assert_eq!(reply["status"], "ok", "{reply}");
     let read = wait_for(&app, &customer, session, |r| r["status"] != "waiting").await;
     assert_eq!(read["status"], "pending");
     assert_eq!(read["mechanic_id"], Value::Null);
@@ -291,10 +301,33 @@ async fn a_mechanic_who_does_not_join_hands_the_request_back_to_the_feed() {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // Its realtime channels on the session are closed, and the next conversation stays private.
+    let closed = listening
+        .next(|f| f[3] == "phx_close" && f[2] == format!("realtime:chat:session-{session}"))
+        .await;
+    assert!(
+        closed.is_some(),
+        "the channel is closed from the server side"
+    );
     let (status, _) = app
         .post(&format!("/api/sessions/{session}/accept"), &other, None)
         .await;
     assert_eq!(status, StatusCode::OK);
+    let (status, _) = app
+        .post(
+            &format!("/api/sessions/{session}/messages"),
+            &customer,
+            Some(&json!({"body": "Hello again", "client_id": "c-after"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let leaked = listening
+        .next_within(Duration::from_millis(1_500), |f| f[3] == "postgres_changes")
+        .await;
+    assert!(
+        leaked.is_none(),
+        "the mechanic who left hears nothing more: {leaked:?}"
+    );
 }
 
 #[tokio::test]
