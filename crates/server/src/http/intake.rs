@@ -243,9 +243,10 @@ fn expired_link() -> ApiError {
     }
 }
 
-/// The customer identity a browser holds, if any (a mechanic's token is not one).
-fn browser_customer(caller: Option<Caller>) -> Option<Caller> {
-    caller.filter(|c| c.role() == Role::Customer)
+/// The customer identity a browser holds, if any. These endpoints need no credentials, so a
+/// mechanic's token, or one that is not valid, counts as none.
+fn browser_customer(caller: Result<Option<Caller>, ApiError>) -> Option<Caller> {
+    caller.ok().flatten().filter(|c| c.role() == Role::Customer)
 }
 
 /// A resume link that can still be used, looked up by its token without using it.
@@ -318,7 +319,7 @@ pub async fn resume_link(
         (status = 500, description = "internal", body = ErrorBody)))]
 pub async fn check_resume(
     State(state): State<AppState>,
-    caller: Option<Caller>,
+    caller: Result<Option<Caller>, ApiError>,
     ApiJson(body): ApiJson<ResumeCheckRequest>,
 ) -> Result<Json<ResumeCheck>, ApiError> {
     let (_, link) = usable_link(&state, &body.token).await?;
@@ -347,7 +348,7 @@ pub async fn check_resume(
         (status = 500, description = "internal", body = ErrorBody)))]
 pub async fn resume(
     State(state): State<AppState>,
-    caller: Option<Caller>,
+    caller: Result<Option<Caller>, ApiError>,
     jar: CookieJar,
     ApiJson(body): ApiJson<ResumeRequest>,
 ) -> Result<impl IntoResponse, ApiError> {

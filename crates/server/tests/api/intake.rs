@@ -556,3 +556,34 @@ async fn the_request_list_pages_oldest_first_by_cursor() {
         assert!(body["message"].is_string());
     }
 }
+
+#[tokio::test]
+async fn resume_links_need_no_credentials_and_ignore_a_broken_one() {
+    let app = spawn_app().await;
+    let (customer, session) = app.offered_session().await;
+    let (_, token) = resume_link(&app, &customer, session).await;
+    let mechanic = app.mechanic("Sam").await;
+    for path in ["/api/resume/check", "/api/resume"] {
+        let response = app
+            .http
+            .post(format!("{}{path}", app.base))
+            .bearer_auth("not.a.token")
+            .json(&json!({"token": token}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+    // A mechanic's token is no customer identity: nothing to switch away from.
+    let (_, token) = resume_link(&app, &customer, session).await;
+    let (status, check) = app
+        .post(
+            "/api/resume/check",
+            &mechanic,
+            Some(&json!({"token": token})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(check["switches_identity"], false);
+    assert_eq!(check["current_user"], Value::Null);
+}
