@@ -380,7 +380,9 @@ pub struct PostMessageRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ResumeLink {
-    /// Path and query to open on any device, relative to the server's origin.
+    /// The path to open on another device, relative to the server's origin: `/resume#token=…`.
+    /// The token travels in the fragment, so it never reaches a server's or proxy's access log.
+    /// It works once, until `expires_at`.
     pub url: String,
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
@@ -389,6 +391,32 @@ pub struct ResumeLink {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ResumeRequest {
+    /// The token from the link's fragment.
+    pub token: String,
+    /// Set once the person agreed that this browser, which holds another customer's identity,
+    /// switches to the link's. Without it such a browser is refused (`identity_switch_required`)
+    /// and the link stays unused.
+    #[serde(default)]
+    pub replace_identity: bool,
+}
+
+/// What a resume link would do in this browser, answered without using the link.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ResumeCheck {
+    /// The customer identity this browser holds now, if any.
+    pub current_user: Option<User>,
+    /// The browser holds another customer's identity: using the link replaces it (the page asks
+    /// first, and sends `replace_identity: true`).
+    pub switches_identity: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+/// `POST /api/resume/check`: the token to look at.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ResumeCheckRequest {
     pub token: String,
 }
 

@@ -292,8 +292,9 @@ async fn admit_forwarded(State(state): State<AppState>, request: Request, next: 
     next.run(request).await
 }
 
-/// Completes live sessions whose time is up, including those that expired while the server was
-/// down (the first pass runs at start-up), and warns participants shortly before the end.
+/// Runs the lifecycle's timers (`lifecycle::run_timers`: time up, requests nobody accepted,
+/// mechanics who did not join), including for what came due while the server was down (the
+/// first pass runs at start-up), and warns participants shortly before the end.
 async fn session_clock(state: AppState) {
     let mut tick = tokio::time::interval(CLOCK_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -304,12 +305,9 @@ async fn session_clock(state: AppState) {
         ticks += 1;
         if ticks % 120 == 0 {
             state.limiters.forget_idle();
+            lifecycle::forget_old_resume_links(&state).await;
         }
-        match lifecycle::expire_due(&state).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(completed = n, "sessions completed at the end of their time"),
-            Err(e) => tracing::warn!(error = %e, "expiry pass failed"),
-        }
+        lifecycle::run_timers(&state).await;
         let now = state.now();
         match state
             .store

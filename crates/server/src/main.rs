@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use tracing_subscriber::EnvFilter;
 use wrenchline_protocol::text::Lines;
 use wrenchline_server::auth::{hash_password, hashing, random_token};
-use wrenchline_server::config::{load_plans, Settings};
+use wrenchline_server::config::{load_plans, Settings, LIFECYCLE_SECONDS};
 use wrenchline_server::limits::Limits;
 use wrenchline_server::proxy::TrustedProxies;
 use wrenchline_server::storage::Store;
@@ -73,6 +73,19 @@ enum Command {
         /// Lifetime of access tokens, in seconds.
         #[arg(long, env = "WRENCHLINE_ACCESS_TOKEN_TTL", default_value_t = 900)]
         access_token_ttl: i64,
+        /// Lifetime of a (single-use) resume link, in seconds.
+        #[arg(long, env = "WRENCHLINE_RESUME_LINK_TTL", default_value_t = 600)]
+        resume_link_ttl: i64,
+        /// Seconds an offered request waits for a mechanic before it is cancelled (not_accepted).
+        #[arg(
+            long,
+            env = "WRENCHLINE_REQUEST_ACCEPT_TIMEOUT",
+            default_value_t = 1800
+        )]
+        request_accept_timeout: i64,
+        /// Seconds a mechanic has to join the chat after accepting before the request is offered again.
+        #[arg(long, env = "WRENCHLINE_MECHANIC_JOIN_TIMEOUT", default_value_t = 600)]
+        mechanic_join_timeout: i64,
         /// Token-signing secret (at least 32 bytes); by default one is generated and kept in the database.
         #[arg(long, env = "WRENCHLINE_TOKEN_SECRET", hide_env_values = true)]
         token_secret: Option<String>,
@@ -149,6 +162,9 @@ async fn run() -> anyhow::Result<()> {
             trusted_proxies,
             releases_dir,
             access_token_ttl,
+            resume_link_ttl,
+            request_accept_timeout,
+            mechanic_join_timeout,
             token_secret,
         } => {
             let mut settings = Settings::new(bind, db.database_url);
@@ -166,6 +182,22 @@ async fn run() -> anyhow::Result<()> {
                 bail!("--access-token-ttl must be between 30 and 86400 seconds");
             }
             settings.access_token_ttl = time::Duration::seconds(access_token_ttl);
+            for (flag, value) in [
+                ("--resume-link-ttl", resume_link_ttl),
+                ("--request-accept-timeout", request_accept_timeout),
+                ("--mechanic-join-timeout", mechanic_join_timeout),
+            ] {
+                if !LIFECYCLE_SECONDS.contains(&value) {
+                    bail!(
+                        "{flag} must be between {} and {} seconds",
+                        LIFECYCLE_SECONDS.start(),
+                        LIFECYCLE_SECONDS.end()
+                    );
+                }
+            }
+            settings.resume_link_ttl = time::Duration::seconds(resume_link_ttl);
+            settings.request_accept_timeout = time::Duration::seconds(request_accept_timeout);
+            settings.mechanic_join_timeout = time::Duration::seconds(mechanic_join_timeout);
             if let Some(secret) = &token_secret {
                 if secret.len() < 32 {
                     bail!("--token-secret must be at least 32 bytes");

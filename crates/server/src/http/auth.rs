@@ -201,9 +201,13 @@ pub async fn customer_token(
 ) -> Result<Json<AccessToken>, ApiError> {
     caller.require_customer()?;
     let ttl = state.settings.access_token_ttl;
-    let access_token = state
-        .signer
-        .sign(&caller.user, TokenKind::Access, ttl, None, state.now());
+    let access_token = state.signer.sign(
+        &caller.user,
+        TokenKind::Access,
+        ttl,
+        caller.scope.clone(),
+        state.now(),
+    );
     Ok(Json(AccessToken {
         access_token,
         expires_in: ttl.whole_seconds() as u64,

@@ -31,7 +31,7 @@ use crate::state::AppState;
 #[openapi(
     info(title = "Wrenchline API", description = "Remote help for drivers: intake, sessions, chat and sign-in."),
     paths(
-        intake::plans, intake::waiver, intake::intake, intake::sign_waiver, intake::resume_link, intake::resume,
+        intake::plans, intake::waiver, intake::intake, intake::sign_waiver, intake::resume_link, intake::resume, intake::check_resume,
         availability::availability,
         sessions::requests, sessions::session, sessions::accept, sessions::start, sessions::end,
         messages::history, messages::post,

@@ -1,6 +1,7 @@
 //! Turns committed changes into `postgres_changes` messages for the topics allowed to see them:
 //! a session's row and its messages go to that session's topics; offered requests, and the
-//! update that takes one out of the offer, go to the mechanics' request feed.
+//! update that takes one out of the offer, go to the mechanics' request feed. A mechanic a
+//! session no longer has is closed out of its topics after hearing of the change.
 
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
@@ -120,6 +121,20 @@ fn publish(state: &AppState, change: Change) {
                     &record,
                     old_record.as_ref(),
                 );
+            }
+            // A mechanic the session no longer has (it went back to the feed) loses its channels.
+            if let Some(gone) = old
+                .as_ref()
+                .and_then(|o| o.mechanic_id)
+                .filter(|m| new.mechanic_id != Some(*m))
+            {
+                for topic in [Topic::SessionChat(new.id), Topic::SessionPresence(new.id)] {
+                    hub.evict(
+                        topic,
+                        gone,
+                        "This session is no longer yours: it went back to the request feed",
+                    );
+                }
             }
             let newly_waiting = new.status == SessionStatus::Waiting
                 && old

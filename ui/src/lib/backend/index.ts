@@ -75,6 +75,9 @@ export type IntakeRequest = {
 
 export type ResumeLink = { url: string; expires_at: string };
 
+/** `POST /api/resume/check`: what a resume link would do in this browser, without using it. */
+export type ResumeCheck = { current_user: User | null; switches_identity: boolean; expires_at: string };
+
 /** `GET /api/availability`: distinct mechanics connected and not away. */
 export type MechanicAvailability = { mechanics_online: number };
 
@@ -145,7 +148,10 @@ export interface Backend {
   signWaiver(sessionId: string, signedName: string, agree: boolean): Promise<{ session: Session; next: string }>;
   session(sessionId: string): Promise<Session>;
   resumeLink(sessionId: string): Promise<ResumeLink>;
-  resume(token: string): Promise<{ session: Session; user: User; next: string }>;
+  /** Looks at a resume link without using it: is it usable, would it replace this browser's identity. */
+  checkResume(token: string): Promise<ResumeCheck>;
+  /** Uses a resume link (once); `replaceIdentity` after the person agreed to switch identities. */
+  resume(token: string, replaceIdentity?: boolean): Promise<{ session: Session; user: User; next: string }>;
   /** Who this client is (customer: from the identity cookie; mechanic: from the sign-in). */
   me(): Promise<User>;
   /** The server clock minus the local clock, in ms. */

@@ -14,6 +14,7 @@ import {
   type LinkStatus,
   type Message,
   type Plan,
+  type ResumeCheck,
   type ResumeLink,
   type Session,
   type SessionHandlers,
@@ -149,6 +150,10 @@ export class TauriBackend implements Backend {
 
   resumeLink(): Promise<ResumeLink> {
     return unsupported('A resume link');
+  }
+
+  checkResume(): Promise<ResumeCheck> {
+    return unsupported('Resuming');
   }
 
   resume(): Promise<{ session: Session; user: User; next: string }> {

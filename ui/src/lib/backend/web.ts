@@ -11,6 +11,7 @@ import {
   type MechanicAvailability,
   type Message,
   type Plan,
+  type ResumeCheck,
   type ResumeLink,
   type Session,
   type SessionHandlers,
@@ -129,9 +130,16 @@ export class WebBackend implements Backend {
     return request('POST', `/api/sessions/${enc(sessionId)}/resume-link`);
   }
 
-  async resume(token: string) {
+  checkResume(token: string): Promise<ResumeCheck> {
+    return request('POST', '/api/resume/check', { token });
+  }
+
+  async resume(token: string, replaceIdentity = false) {
     this.tokenCache = null;
-    return request<{ session: Session; user: User; next: string }>('POST', '/api/resume', { token });
+    return request<{ session: Session; user: User; next: string }>('POST', '/api/resume', {
+      token,
+      replace_identity: replaceIdentity,
+    });
   }
 
   /** A realtime token for this browser's customer, reused while it has a while to live. */
