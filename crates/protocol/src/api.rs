@@ -286,6 +286,7 @@ pub mod schema {
 /// Every error the API answers: a stable machine-readable `error` code and a sentence for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct ErrorBody {
     pub error: String,
     pub message: String,
@@ -302,6 +303,7 @@ pub struct ErrorBody {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct IntakeResponse {
     pub session: Session,
     pub user: User,
@@ -309,6 +311,7 @@ pub struct IntakeResponse {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct WaiverRequest {
     #[cfg_attr(feature = "openapi", schema(schema_with = schema::signed_name))]
     pub signed_name: String,
@@ -318,6 +321,7 @@ pub struct WaiverRequest {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct WaiverResponse {
     pub session: Session,
     pub next: String,
@@ -326,6 +330,7 @@ pub struct WaiverResponse {
 /// The waiver a customer signs; its version is recorded with the signature.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct Waiver {
     pub version: String,
     pub text: String,
@@ -333,6 +338,7 @@ pub struct Waiver {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct LoginRequest {
     #[cfg_attr(feature = "openapi", schema(schema_with = schema::login_email))]
     pub email: String,
@@ -341,6 +347,7 @@ pub struct LoginRequest {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct RefreshRequest {
     pub refresh_token: String,
 }
@@ -348,6 +355,7 @@ pub struct RefreshRequest {
 /// Mechanic credentials: a short-lived access token and a rotating refresh token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct AuthTokens {
     pub access_token: String,
     pub refresh_token: String,
@@ -359,6 +367,7 @@ pub struct AuthTokens {
 /// The customer's realtime token, minted from the browser's identity cookie.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct AccessToken {
     pub access_token: String,
     pub expires_in: u64,
@@ -367,6 +376,7 @@ pub struct AccessToken {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct PostMessageRequest {
     #[cfg_attr(feature = "openapi", schema(schema_with = schema::message_body))]
     pub body: String,
@@ -376,21 +386,25 @@ pub struct PostMessageRequest {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct ResumeLink {
     /// Path and query to open on any device, relative to the server's origin.
     pub url: String,
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "ts", ts(type = "string"))]
     pub expires_at: OffsetDateTime,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct ResumeRequest {
     pub token: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct ResumeResponse {
     pub session: Session,
     pub user: User,
@@ -399,6 +413,7 @@ pub struct ResumeResponse {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct Health {
     pub status: String,
     pub version: String,
@@ -407,8 +422,10 @@ pub struct Health {
 /// The server's clock, for clients to correct countdowns by their offset.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct ServerTime {
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "ts", ts(type = "string"))]
     pub now: OffsetDateTime,
 }
 
@@ -416,6 +433,7 @@ pub struct ServerTime {
 /// customer's pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct MechanicAvailability {
     /// Distinct mechanics connected to the request feed with at least one connection not away.
     pub mechanics_online: u32,

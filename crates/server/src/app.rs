@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use rand::RngCore;
-use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use wrenchline_protocol::realtime::topics::Topic;
+use wrenchline_protocol::realtime::SessionEnding;
 
 use crate::auth::TokenSigner;
 use crate::config::Settings;
@@ -144,11 +144,15 @@ async fn session_clock(state: AppState) {
                 warned.retain(|id| ending.iter().any(|(e, _)| e == id));
                 for (id, ends_at) in ending {
                     if warned.insert(id) {
-                        let seconds_left = (ends_at - now).whole_seconds().max(0);
+                        let ending = SessionEnding {
+                            session_id: id,
+                            ends_at,
+                            seconds_left: (ends_at - now).whole_seconds().max(0),
+                        };
                         state.hub.server_broadcast(
                             Topic::SessionChat(id),
-                            "session_ending",
-                            json!({ "session_id": id, "ends_at": ends_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(), "seconds_left": seconds_left }),
+                            SessionEnding::EVENT,
+                            serde_json::to_value(ending).expect("session_ending serializes"),
                         );
                     }
                 }
