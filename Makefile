@@ -2,6 +2,7 @@
 # set everything up first (scripts/setup.sh), so both work on a fresh Debian or Ubuntu machine.
 
 SHELL := /bin/bash
+# Every suite finds the binaries it runs here (tests/support/server.mjs reads it too).
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/wrenchline/target
 export CARGO_TERM_COLOR ?= never
 BIN := $(CARGO_TARGET_DIR)/debug
@@ -39,7 +40,10 @@ serve: ui
 test: ui-check lint test-rust test-postgres test-realtime test-browser test-desktop test-fuzz test-schemathesis test-bundle bench-quick
 	@echo "make test: all suites passed"
 
+# The TypeScript wire types in ui/src/lib/generated must match crates/protocol (ts-rs; regenerate
+# with scripts/ui-types.sh), then type checks and unit tests.
 ui-check: ui
+	scripts/ui-types.sh --check
 	cd ui && npm run check && npm test
 
 lint: setup
