@@ -1,6 +1,6 @@
-//! The session lifecycle of DESIGN.md: who may move a session, and where to. Storage makes each
-//! move one conditional update; this module decides which move a request asks for, answers losers
-//! with 409 and the current state, and publishes every committed change.
+//! The session lifecycle (docs/architecture.md): who may move a session, and where to. Storage
+//! makes each move one conditional update; this module decides which move a request asks for,
+//! answers losers with 409 and the current state, and publishes every committed change.
 
 use uuid::Uuid;
 use wrenchline_protocol::presence::Participants;
