@@ -97,7 +97,7 @@ test(
 )
 
 test(
-  'a message INSERT reaches both participants and not a foreign subscriber; records use the model's field names',
+  'a message INSERT reaches both participants and not a foreign subscriber; records use the protocol model field names',
   withClients(server, async (ctx) => {
     const a = await acceptedPair(ctx.server)
     const b = await acceptedPair(ctx.server)
