@@ -66,6 +66,7 @@ export async function startServer({ plans, env = {} } = {}) {
   });
   return {
     dbUrl: inner.databaseUrl,
+    databaseUrl: inner.databaseUrl,
     logs: inner.logs,
     get base() {
       return inner.base;
