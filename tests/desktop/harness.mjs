@@ -97,29 +97,14 @@ export async function login(base, email, password) {
 
 /** A customer's intake and signed waiver: the request is then offered to mechanics. */
 export async function offeredRequest(base, { name = 'Dana Driver', vehicle, concern, plan = 'trial' } = {}) {
-  const res = await api(base, 'POST', '/api/intake', {
-    body: {
-      name,
-      email: `${randomUUID().slice(0, 8)}@example.com`,
-      phone: '+1 555 010 2030',
-      vehicle: vehicle ?? { year: 2018, make: 'Honda', model: 'Civic', vin: '1HGCM82633A004352', mileage: 84000 },
-      concern: concern ?? 'Grinding noise from the front when braking at low speed',
-      plan,
-    },
-  })
-  if (res.status !== 201) throw new Error(`intake ${res.status}: ${JSON.stringify(res.body)}`)
-  const setCookies = res.headers.getSetCookie ? res.headers.getSetCookie() : [res.headers.get('set-cookie')]
-  const cookie = setCookies
-    .map((c) => /^wl_customer=([^;]+)/.exec(c ?? ''))
-    .find(Boolean)?.[1]
-  if (!cookie) throw new Error('no wl_customer cookie')
-  const sessionId = res.body.session.id
-  const waiver = await api(base, 'POST', `/api/sessions/${sessionId}/waiver`, {
-    cookie,
-    body: { signed_name: name, agree: true },
-  })
-  if (waiver.status !== 200) throw new Error(`waiver ${waiver.status}: ${JSON.stringify(waiver.body)}`)
-  return { cookie, sessionId, userId: res.body.user.id, name }
+  const intake = {
+    name,
+    plan,
+    concern: concern ?? 'Grinding noise from the front when braking at low speed',
+    ...(vehicle ? { vehicle } : {}),
+  }
+  const customer = await support.createCustomerSession(base, { intake, token: false })
+  return { cookie: customer.cookie, sessionId: customer.sessionId, userId: customer.id, name }
 }
 
 /**
