@@ -2,6 +2,7 @@
 # set everything up first (scripts/setup.sh), so both work on a fresh Debian or Ubuntu machine.
 
 SHELL := /bin/bash
+# Every suite finds the binaries it runs here (tests/support/server.mjs reads it too).
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/wrenchline/target
 export CARGO_TERM_COLOR ?= never
 # Every debug build and test run is `--workspace`, so dependency features unify the same way each
@@ -45,7 +46,10 @@ test: setup
 	@scripts/suites.sh $(SUITES)
 	@echo "make test: all suites passed"
 
+# The TypeScript wire types in ui/src/lib/generated must match crates/protocol (ts-rs; regenerate
+# with scripts/ui-types.sh), then type checks and unit tests.
 ui-check: ui
+	scripts/ui-types.sh --check
 	cd ui && npm run check && npm test
 
 lint: setup

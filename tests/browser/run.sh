@@ -9,7 +9,6 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wrenchline/target}"
 chromium="${CHROMIUM_PATH:-/usr/bin/chromium}"
 
 if [ ! -x "$chromium" ]; then

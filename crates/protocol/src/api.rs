@@ -289,6 +289,7 @@ pub mod schema {
 /// Every error the API answers: a stable machine-readable `error` code and a sentence for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct ErrorBody {
     pub error: String,
     pub message: String,
@@ -305,6 +306,7 @@ pub struct ErrorBody {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct IntakeResponse {
     pub session: Session,
     pub user: User,
@@ -312,6 +314,7 @@ pub struct IntakeResponse {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct WaiverRequest {
     #[cfg_attr(feature = "openapi", schema(schema_with = schema::signed_name))]
     pub signed_name: String,
@@ -321,6 +324,7 @@ pub struct WaiverRequest {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct WaiverResponse {
     pub session: Session,
     pub next: String,
@@ -329,6 +333,7 @@ pub struct WaiverResponse {
 /// The waiver a customer signs; its version is recorded with the signature.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct Waiver {
     pub version: String,
     pub text: String,
@@ -336,6 +341,7 @@ pub struct Waiver {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct LoginRequest {
     #[cfg_attr(feature = "openapi", schema(schema_with = schema::login_email))]
     pub email: String,
@@ -344,6 +350,7 @@ pub struct LoginRequest {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct RefreshRequest {
     pub refresh_token: String,
 }
@@ -351,6 +358,7 @@ pub struct RefreshRequest {
 /// Mechanic credentials: a short-lived access token and a rotating refresh token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct AuthTokens {
     pub access_token: String,
     pub refresh_token: String,
@@ -362,6 +370,7 @@ pub struct AuthTokens {
 /// The customer's realtime token, minted from the browser's identity cookie.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct AccessToken {
     pub access_token: String,
     pub expires_in: u64,
@@ -370,6 +379,7 @@ pub struct AccessToken {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct PostMessageRequest {
     #[cfg_attr(feature = "openapi", schema(schema_with = schema::message_body))]
     pub body: String,
@@ -379,17 +389,20 @@ pub struct PostMessageRequest {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct ResumeLink {
     /// The path to open on another device, relative to the server's origin: `/resume#token=…`.
     /// The token travels in the fragment, so it never reaches a server's or proxy's access log.
     /// It works once, until `expires_at`.
     pub url: String,
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "ts", ts(type = "string"))]
     pub expires_at: OffsetDateTime,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct ResumeRequest {
     /// The token from the link's fragment.
     pub token: String,
@@ -403,6 +416,7 @@ pub struct ResumeRequest {
 /// What a resume link would do in this browser, answered without using the link.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct ResumeCheck {
     /// The customer identity this browser holds now, if any.
     pub current_user: Option<User>,
@@ -410,18 +424,21 @@ pub struct ResumeCheck {
     /// first, and sends `replace_identity: true`).
     pub switches_identity: bool,
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "ts", ts(type = "string"))]
     pub expires_at: OffsetDateTime,
 }
 
 /// `POST /api/resume/check`: the token to look at.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct ResumeCheckRequest {
     pub token: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct ResumeResponse {
     pub session: Session,
     pub user: User,
@@ -430,6 +447,7 @@ pub struct ResumeResponse {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct Health {
     pub status: String,
     pub version: String,
@@ -438,8 +456,10 @@ pub struct Health {
 /// The server's clock, for clients to correct countdowns by their offset.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct ServerTime {
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "ts", ts(type = "string"))]
     pub now: OffsetDateTime,
 }
 
@@ -447,6 +467,7 @@ pub struct ServerTime {
 /// customer's pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct MechanicAvailability {
     /// Distinct mechanics connected to the request feed with at least one connection not away.
     pub mechanics_online: u32,

@@ -23,7 +23,6 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rand::RngCore;
-use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +30,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use wrenchline_protocol::realtime::topics::Topic;
+use wrenchline_protocol::realtime::SessionEnding;
 
 use crate::auth::TokenSigner;
 use crate::config::Settings;
@@ -318,11 +318,15 @@ async fn session_clock(state: AppState) {
                 warned.retain(|id| ending.iter().any(|(e, _)| e == id));
                 for (id, ends_at) in ending {
                     if warned.insert(id) {
-                        let seconds_left = (ends_at - now).whole_seconds().max(0);
+                        let ending = SessionEnding {
+                            session_id: id,
+                            ends_at,
+                            seconds_left: (ends_at - now).whole_seconds().max(0),
+                        };
                         state.hub.server_broadcast(
                             Topic::SessionChat(id),
-                            "session_ending",
-                            json!({ "session_id": id, "ends_at": ends_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(), "seconds_left": seconds_left }),
+                            SessionEnding::EVENT,
+                            serde_json::to_value(ending).expect("session_ending serializes"),
                         );
                     }
                 }

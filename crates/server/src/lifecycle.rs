@@ -1,8 +1,8 @@
-//! The session lifecycle of DESIGN.md: who may move a session, and where to. Storage makes each
-//! move one conditional update; this module decides which move a request asks for, answers losers
-//! with 409 and the current state, and publishes every committed change. It also runs the
-//! lifecycle's timers (time up, requests nobody accepts, mechanics who do not join): each is a
-//! conditional update that every server node may try and exactly one wins.
+//! The session lifecycle (docs/architecture.md): who may move a session, and where to. Storage
+//! makes each move one conditional update; this module decides which move a request asks for,
+//! answers losers with 409 and the current state, and publishes every committed change. It also
+//! runs the lifecycle's timers (time up, requests nobody accepts, mechanics who do not join): each
+//! is a conditional update that every server node may try and exactly one wins.
 
 use uuid::Uuid;
 use wrenchline_protocol::presence::Participants;

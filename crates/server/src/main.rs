@@ -89,6 +89,10 @@ enum Command {
         /// Token-signing secret (at least 32 bytes); by default one is generated and kept in the database.
         #[arg(long, env = "WRENCHLINE_TOKEN_SECRET", hide_env_values = true)]
         token_secret: Option<String>,
+        /// Once connections are accepted, write the bound listeners as JSON to this file
+        /// (`{"http": "http://ADDR"}`, replaced atomically), for scripts and test harnesses.
+        #[arg(long, env = "WRENCHLINE_READY_FILE")]
+        ready_file: Option<PathBuf>,
     },
     /// Manage mechanic accounts.
     Mechanic {
@@ -166,6 +170,7 @@ async fn run() -> anyhow::Result<()> {
             request_accept_timeout,
             mechanic_join_timeout,
             token_secret,
+            ready_file,
         } => {
             let mut settings = Settings::new(bind, db.database_url);
             settings.metrics_bind = metrics_bind;
@@ -204,13 +209,13 @@ async fn run() -> anyhow::Result<()> {
                 }
             }
             settings.token_secret = token_secret;
-            serve(settings, demo).await
+            serve(settings, demo, ready_file).await
         }
         Command::Mechanic { command } => mechanic(command).await,
     }
 }
 
-async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
+async fn serve(settings: Settings, demo: bool, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
     let app = Application::build(settings)
         .await
         .context("starting the server")?;
@@ -234,9 +239,29 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
     drop(out);
+    if let Some(path) = &ready_file {
+        let mut ready = serde_json::json!({ "http": format!("http://{}", app.local_addr()) });
+        if let Some(metrics) = app.metrics_addr() {
+            ready["metrics"] = format!("http://{metrics}").into();
+        }
+        write_atomically(path, &format!("{ready}\n"))
+            .with_context(|| format!("writing the ready file {}", path.display()))?;
+    }
     app.run_until_stopped(shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Writes `text` to a sibling temporary file and renames it over `path`, so a reader polling
+/// `path` sees nothing or all of it.
+fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(format!(".{}.tmp", std::process::id()));
+    let temporary = PathBuf::from(temporary);
+    std::fs::write(&temporary, text)?;
+    std::fs::rename(&temporary, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temporary);
+    })
 }
 
 async fn seed_demo(store: Store) -> anyhow::Result<String> {

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use wrenchline_protocol::presence::{Availability, Participants};
 use wrenchline_protocol::realtime::topics::Topic;
-use wrenchline_protocol::realtime::{Filter, Frame, UserBroadcast, Vsn};
+use wrenchline_protocol::realtime::{Filter, Frame, PostgresChangesMessage, UserBroadcast, Vsn};
 use wrenchline_protocol::{Role, Session};
 
 use crate::lifecycle::PresenceView;
@@ -441,7 +441,11 @@ impl Hub {
                     let frame = Frame::new(
                         &*state.full,
                         "postgres_changes",
-                        json!({ "ids": ids, "data": data }),
+                        serde_json::to_value(PostgresChangesMessage {
+                            ids: ids.clone(),
+                            data,
+                        })
+                        .expect("a change serializes"),
                     );
                     let out = Outgoing::Text(frame.encode(vsn).into());
                     cache.push(((vsn, ids), out.clone()));
