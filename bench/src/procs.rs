@@ -353,7 +353,12 @@ impl Server {
 fn read_ready(path: &Path) -> Option<(SocketAddr, Option<SocketAddr>)> {
     let ready: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
     let listener = |name: &str| -> Option<SocketAddr> {
-        ready.get(name)?.as_str()?.strip_prefix("http://")?.parse().ok()
+        ready
+            .get(name)?
+            .as_str()?
+            .strip_prefix("http://")?
+            .parse()
+            .ok()
     };
     Some((listener("http")?, listener("metrics")))
 }
