@@ -12,12 +12,15 @@ use serde_json::Value;
 
 use crate::model::Role;
 
-/// The payload every Wrenchline client tracks.
+/// The payload every Wrenchline client tracks; a mechanic's desktop app adds its availability on
+/// the `requests` topic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PresencePayload {
     pub user_id: String,
     pub role: Role,
     pub online_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability: Option<Availability>,
 }
 
 /// Whether a mechanic takes new requests: the `availability` a mechanic's desktop app tracks in
@@ -231,6 +234,32 @@ mod tests {
         assert_eq!(
             serde_json::to_value(Availability::Away).unwrap(),
             serde_json::json!("away")
+        );
+    }
+}
+
+#[cfg(test)]
+mod payload_tests {
+    use super::*;
+
+    #[test]
+    fn the_payload_carries_availability_only_when_set() {
+        let mut p = PresencePayload {
+            user_id: "u1".into(),
+            role: Role::Mechanic,
+            online_at: "2026-01-01T00:00:00Z".into(),
+            availability: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&p).unwrap(),
+            serde_json::json!({"user_id": "u1", "role": "mechanic", "online_at": "2026-01-01T00:00:00Z"})
+        );
+        p.availability = Some(Availability::Away);
+        let value = serde_json::to_value(&p).unwrap();
+        assert_eq!(value["availability"], "away");
+        assert_eq!(
+            Availability::of_payload(value.as_object().unwrap()),
+            Ok(Availability::Away)
         );
     }
 }
