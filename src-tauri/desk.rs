@@ -1,7 +1,8 @@
 //! The app's state (managed with `app.manage`): the settings, the credential store, the sign-in
 //! as the UI sees it, and the signed-in mechanic's [`MechanicSession`] (which owns the feed, the
 //! tokens and the chats). This module starts and ends sessions: sign-in, restore at start,
-//! sign-out; what a running session reports is forwarded by `events.rs`.
+//! sign-out. Starting one hands back its [`Started`] events, which the caller gives to
+//! `events::forward` (so this module never names the one that forwards).
 
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
@@ -19,6 +20,13 @@ use crate::error::{Error, Result};
 
 /// Retry a restore that could not reach the server after this long.
 const RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// A session that has just started: what to forward, and who signed in.
+pub struct Started {
+    pub server: String,
+    pub user: User,
+    pub events: MechanicEvents,
+}
 
 pub struct Desk {
     settings: Mutex<Store>,
@@ -111,7 +119,7 @@ impl Desk {
     /// Keeps where to go for a UI that loads later, and tells the UI that is there.
     pub fn navigate(&self, app: &AppHandle, to: Navigation) {
         *lock(&self.navigation) = Some(to);
-        crate::events::show_window(app);
+        crate::ui::show_window(app);
         let _ = app.emit("navigate", to);
     }
 
@@ -135,7 +143,7 @@ impl Desk {
         server_url: &str,
         email: &str,
         password: Sensitive<String>,
-    ) -> Result<User> {
+    ) -> Result<Started> {
         let server = lock(&self.settings).sign_in_server(server_url)?;
         let email = email.trim();
         if email.is_empty() || password.expose().is_empty() {
@@ -154,9 +162,7 @@ impl Desk {
             }
         }
         self.end_session(app).await;
-        let user = session.user().clone();
-        self.begin(app, session, events);
-        Ok(user)
+        Ok(self.begin(app, session, events))
     }
 
     /// A new session starts with the mechanic's last availability.
@@ -168,14 +174,19 @@ impl Desk {
     }
 
     /// Starts forwarding a new session's events and shows the mechanic signed in.
-    fn begin(&self, app: &AppHandle, session: MechanicSession, events: MechanicEvents) {
-        crate::events::forward(app, session.server().to_string(), events);
+    fn begin(&self, app: &AppHandle, session: MechanicSession, events: MechanicEvents) -> Started {
+        let started = Started {
+            server: session.server().to_string(),
+            user: session.user().clone(),
+            events,
+        };
         let view = AuthView::SignedIn {
             server_url: session.server().to_string(),
             user: session.user().clone(),
         };
         *lock(&self.session) = Some(session);
         self.set_auth(app, view);
+        started
     }
 
     /// Stops the current session, if any, and empties the list.
@@ -184,7 +195,7 @@ impl Desk {
         if let Some(session) = taken {
             session.stop().await;
         }
-        crate::events::show_requests(app, Vec::new());
+        crate::ui::show_requests(app, Vec::new());
     }
 
     /// The server refused the refresh token: signed out, and the stored token forgotten.
@@ -215,31 +226,35 @@ impl Desk {
 
     /// At start: signs in with the stored refresh token, retrying while the server is out of
     /// reach; without one, shows the sign-in form.
-    pub async fn restore(&self, app: &AppHandle) {
+    pub async fn restore(&self, app: &AppHandle) -> Option<Started> {
         let server = self.settings().server_url;
         if server.is_empty() {
-            return self.set_auth(app, self.signed_out(server, None));
+            self.set_auth(app, self.signed_out(server, None));
+            return None;
         }
         loop {
             if !matches!(self.auth(), AuthView::Restoring { .. }) {
-                return; // the mechanic signed in or out meanwhile
+                return None; // the mechanic signed in or out meanwhile
             }
             let token = match self.credentials.load(&server) {
                 Ok(Some(token)) => token,
-                Ok(None) => return self.set_auth(app, self.signed_out(server, None)),
+                Ok(None) => {
+                    self.set_auth(app, self.signed_out(server, None));
+                    return None;
+                }
                 Err(e) => {
                     log::warn!("could not read the credential store: {e}");
-                    return self.set_auth(app, self.signed_out(server, Some(e.to_string())));
+                    self.set_auth(app, self.signed_out(server, Some(e.to_string())));
+                    return None;
                 }
             };
             match MechanicSession::restore(&server, token.expose(), self.options()).await {
                 Ok((session, events)) => {
                     if matches!(self.auth(), AuthView::Restoring { .. }) {
-                        self.begin(app, session, events);
-                    } else {
-                        session.stop().await;
+                        return Some(self.begin(app, session, events));
                     }
-                    return;
+                    session.stop().await;
+                    return None;
                 }
                 Err(ClientError::Transport(e)) => {
                     let e = Error::from(ClientError::Transport(e));
@@ -260,7 +275,8 @@ impl Desk {
                         ClientError::SignInExpired => Error::SignInExpired.to_string(),
                         other => Error::from(other).to_string(),
                     };
-                    return self.set_auth(app, self.signed_out(server, Some(notice)));
+                    self.set_auth(app, self.signed_out(server, Some(notice)));
+                    return None;
                 }
             }
         }

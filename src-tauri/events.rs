@@ -4,18 +4,22 @@
 //! [`Intent`]s of the tray, notifications, deep links and second launches.
 
 use tauri::{AppHandle, Emitter, Manager};
-use wrenchline_client::{MechanicEvent, MechanicEvents};
+use wrenchline_client::MechanicEvent;
 use wrenchline_desk_core::view::Navigation;
 use wrenchline_protocol::presence::Availability;
 use wrenchline_protocol::Session;
 
-use crate::desk::desk;
+use crate::desk::{desk, Started};
 use crate::error::Error;
 use crate::intents::{Intent, Intents};
 use crate::tray::Tray;
+use crate::ui;
 
 /// Forwards a session's events until it ends.
-pub fn forward(app: &AppHandle, server: String, mut events: MechanicEvents) {
+pub fn forward(app: &AppHandle, started: Started) {
+    let Started {
+        server, mut events, ..
+    } = started;
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
         while let Some(event) = events.recv().await {
@@ -34,7 +38,7 @@ pub fn forward(app: &AppHandle, server: String, mut events: MechanicEvents) {
                     log::info!("request feed: {}", status.as_str());
                     let _ = app.emit("feed-status", status.as_str());
                 }
-                MechanicEvent::Requests(rows) => show_requests(&app, rows),
+                MechanicEvent::Requests(rows) => ui::show_requests(&app, rows),
                 MechanicEvent::NewRequest(session) => notify_new(&app, &session),
                 MechanicEvent::Availability(availability) => {
                     if let Some(tray) = app.try_state::<Tray>() {
@@ -51,14 +55,6 @@ pub fn forward(app: &AppHandle, server: String, mut events: MechanicEvents) {
     });
 }
 
-/// The list in the UI and the count on the tray.
-pub fn show_requests(app: &AppHandle, rows: Vec<Session>) {
-    if let Some(tray) = app.try_state::<Tray>() {
-        tray.show_pending(rows.len());
-    }
-    let _ = app.emit("requests", rows);
-}
-
 fn notify_new(app: &AppHandle, session: &Session) {
     let desk = desk(app);
     let settings = desk.settings();
@@ -73,22 +69,13 @@ fn notify_new(app: &AppHandle, session: &Session) {
     crate::notify::new_request(session, settings.notification_sound, intents);
 }
 
-/// Brings the main window forward.
-pub fn show_window(app: &AppHandle) {
-    if let Some(window) = app.get_webview_window("main") {
-        let _ = window.show();
-        let _ = window.unminimize();
-        let _ = window.set_focus();
-    }
-}
-
 /// Acts on intents until the app ends.
 pub fn run_intents(app: &AppHandle, mut intents: tokio::sync::mpsc::UnboundedReceiver<Intent>) {
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
         while let Some(intent) = intents.recv().await {
             match intent {
-                Intent::ShowWindow => show_window(&app),
+                Intent::ShowWindow => ui::show_window(&app),
                 Intent::OpenRequest(id) => desk(&app).navigate(&app, Navigation::Request(id)),
                 Intent::OpenSession(id) => desk(&app).navigate(&app, Navigation::Session(id)),
                 Intent::Accept(id) => {
@@ -117,7 +104,7 @@ async fn accept(app: &AppHandle, id: uuid::Uuid) {
     match result {
         Ok(_) => desk(app).navigate(app, Navigation::Session(id)),
         Err(e) => {
-            show_window(app);
+            ui::show_window(app);
             let _ = app.emit("notice", e.to_string());
         }
     }

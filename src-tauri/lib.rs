@@ -6,7 +6,8 @@
 //! forward session events and act on intents ([`events`], [`intents`]), and the OS integrations
 //! (notifications, tray, updates, relaunch after a failed single-instance handoff).
 //!
-//! Module dependencies run one way: lib → commands → desk → events → notify/tray → intents.
+//! Module dependencies run one way, in this order (checked by a test): lib, commands, updates,
+//! events, desk, ui, notify, tray, intents, autostart, relaunch, error.
 
 mod autostart;
 mod commands;
@@ -17,6 +18,7 @@ mod intents;
 mod notify;
 mod relaunch;
 mod tray;
+mod ui;
 mod updates;
 
 use wrenchline_desk_core::deep_link;
@@ -28,18 +30,10 @@ fn version_line() -> String {
     format!("{} {}", env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
 }
 
-/// When the process started, for the "launch to interactive" figure the log reports.
-static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-
-/// Milliseconds since the process started.
-pub(crate) fn since_start_ms() -> u128 {
-    STARTED.get().map(|t| t.elapsed().as_millis()).unwrap_or(0)
-}
-
 /// Runs the desktop app, or answers the command line's flags without starting Tauri (so
 /// without a display): packaging tests and IT use them on machines with none.
 pub fn run() {
-    STARTED.get_or_init(std::time::Instant::now);
+    commands::mark_launch();
     match Launch::from_args(std::env::args_os()) {
         Launch::PrintVersion => println!("{}", version_line()),
         Launch::PrintHelp => print!("{}", launch::usage(env!("CARGO_PKG_NAME"))),
@@ -114,7 +108,9 @@ fn app(attempt: u32) {
             }
             setup_deep_links(&handle, &intents);
             tauri::async_runtime::spawn(async move {
-                handle.state::<desk::Desk>().restore(&handle).await;
+                if let Some(started) = handle.state::<desk::Desk>().restore(&handle).await {
+                    events::forward(&handle, started);
+                }
             });
             if attempt > 0 {
                 log::info!(
@@ -201,6 +197,44 @@ mod tests {
         assert_eq!(
             version_line(),
             format!("wrenchline-desk {}", env!("CARGO_PKG_VERSION"))
+        );
+    }
+
+    /// The shell's modules depend on each other one way only (the order in this crate's doc
+    /// comment): each `crate::m` a module names must come later in that order than the module.
+    #[test]
+    fn modules_form_no_cycle() {
+        let order = [
+            "lib",
+            "commands",
+            "updates",
+            "events",
+            "desk",
+            "ui",
+            "notify",
+            "tray",
+            "intents",
+            "autostart",
+            "relaunch",
+            "error",
+        ];
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src-tauri");
+        for (rank, module) in order.iter().enumerate().skip(1) {
+            let text = std::fs::read_to_string(dir.join(format!("{module}.rs"))).unwrap();
+            for used in &order[1..=rank] {
+                let named = text.contains(&format!("crate::{used}::"))
+                    || text.contains(&format!("use crate::{used};"));
+                assert!(
+                    !named,
+                    "{module}.rs names crate::{used}, which comes before it (or is itself)"
+                );
+            }
+        }
+        let files = std::fs::read_dir(&dir).unwrap().count();
+        assert_eq!(
+            files,
+            order.len() + 3,
+            "main.rs, build.rs, permissions/ and the modules"
         );
     }
 }
