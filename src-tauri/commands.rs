@@ -8,8 +8,8 @@ use tauri::{AppHandle, State};
 use uuid::Uuid;
 use wrenchline_client::Sensitive;
 use wrenchline_desk_core::credentials::StoreStatus;
-use wrenchline_desk_core::settings;
 use wrenchline_desk_core::view::{AuthView, Navigation, UpdateView};
+use wrenchline_desk_core::{launch, settings};
 use wrenchline_protocol::presence::Availability;
 use wrenchline_protocol::{Message, Session, User};
 
@@ -36,6 +36,8 @@ pub struct AppState {
     settings: settings::View,
     update: UpdateView,
     version: &'static str,
+    /// `make run`'s demo mechanic, to pre-fill the sign-in (debug builds only).
+    demo_sign_in: Option<launch::DemoSignIn>,
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -55,6 +57,10 @@ pub fn app_state(app: AppHandle, desk: State<'_, Desk>, updates: State<'_, Updat
         settings: desk.settings_view(),
         update: updates.view(&app),
         version: env!("CARGO_PKG_VERSION"),
+        demo_sign_in: launch::demo_sign_in(
+            cfg!(debug_assertions),
+            std::env::var(launch::DEMO_SIGN_IN_ENV).ok().as_deref(),
+        ),
     }
 }
 

@@ -1,11 +1,36 @@
 //! The command line, answered before any window exists (so without a display): `--version`,
 //! `--help` and `--check-managed-settings FILE`, which validates an IT-managed `desk.toml` with
 //! the app's own parser. Anything else starts the app (a deep link among the arguments included).
+//! Also the development sign-in `make run` hands over ([`demo_sign_in`], debug builds only).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
+
 use crate::settings::{self, Layer};
+
+/// `make run`'s demo mechanic (`URL EMAIL PASSWORD`, as `serve --demo` prints them), which a debug
+/// build pre-fills the sign-in form with.
+pub const DEMO_SIGN_IN_ENV: &str = "WRENCHLINE_DEMO_SIGN_IN";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DemoSignIn {
+    pub server_url: String,
+    pub email: String,
+    pub password: String,
+}
+
+/// The demo sign-in from [`DEMO_SIGN_IN_ENV`]'s value; a release build never reads one.
+pub fn demo_sign_in(debug_build: bool, value: Option<&str>) -> Option<DemoSignIn> {
+    let mut parts = value.filter(|_| debug_build)?.split_whitespace();
+    let (server_url, email, password) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(DemoSignIn {
+        server_url: settings::normalize_server_url(server_url).ok()?,
+        email: email.to_string(),
+        password: password.to_string(),
+    })
+}
 
 /// What the command line asks of the process.
 #[derive(Debug, PartialEq, Eq)]
@@ -122,6 +147,25 @@ mod tests {
             launch(&["wrenchline-desk", "--check-managed-settings"]),
             Launch::Usage(_)
         ));
+    }
+
+    #[test]
+    fn only_debug_builds_take_the_demo_sign_in() {
+        let value = Some("http://127.0.0.1:8080/ demo@wrenchline.test s3cret");
+        assert_eq!(
+            demo_sign_in(true, value),
+            Some(DemoSignIn {
+                server_url: "http://127.0.0.1:8080".into(),
+                email: "demo@wrenchline.test".into(),
+                password: "s3cret".into(),
+            })
+        );
+        assert_eq!(demo_sign_in(false, value), None);
+        assert_eq!(
+            demo_sign_in(true, Some("http://127.0.0.1:8080 only-email")),
+            None
+        );
+        assert_eq!(demo_sign_in(true, None), None);
     }
 
     #[test]

@@ -77,6 +77,8 @@ export type AppState = {
   settings: SettingsView;
   update: UpdateView;
   version: string;
+  /** `make run`'s demo mechanic (debug builds): pre-fills the sign-in form. */
+  demo_sign_in: { server_url: string; email: string; password: string } | null;
 };
 
 /** Where to go: a request in the list (a notification's click) or a session (a deep link). */
