@@ -27,6 +27,7 @@ use uuid::Uuid;
 use wrenchline_protocol::presence::Availability;
 use wrenchline_protocol::{AuthTokens, Role, ServerTime, Session, User};
 
+pub use actor::requests_channel;
 pub use chat::ChatEvent;
 pub use feed::{FeedChange, RequestFeed};
 

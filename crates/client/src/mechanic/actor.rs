@@ -43,7 +43,10 @@ pub(super) struct FeedTask {
     pub feed: RequestFeed,
 }
 
-fn requests_channel(realtime: &RealtimeClient) -> Channel {
+/// The mechanics' request feed on `realtime`, as a session joins it: row changes of offered
+/// sessions, with presence (where the availability is tracked). The load generator joins the
+/// same.
+pub fn requests_channel(realtime: &RealtimeClient) -> Channel {
     realtime.channel(
         &Topic::Requests.name(),
         ChannelOptions {
