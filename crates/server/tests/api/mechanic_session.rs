@@ -8,7 +8,8 @@ use reqwest::StatusCode;
 use uuid::Uuid;
 use wrenchline_client::realtime::{Backoff, RealtimeOptions};
 use wrenchline_client::{
-    ClientError, FeedStatus, MechanicEvent, MechanicEvents, MechanicOptions, MechanicSession,
+    ChatEvent, ClientError, FeedStatus, MechanicEvent, MechanicEvents, MechanicOptions,
+    MechanicSession,
 };
 
 use crate::helpers::{spawn_app, spawn_app_on, Actor, TestApp, PASSWORD};
@@ -214,5 +215,51 @@ async fn a_refresh_token_revoked_while_signed_in_signs_the_session_out() {
         .call(|api| async move { api.requests().await })
         .await;
     assert!(matches!(after, Err(ClientError::SignInExpired)));
+    session.stop().await;
+}
+
+#[tokio::test]
+async fn an_accepted_request_opens_a_chat_that_reports_presence_and_messages() {
+    let app = spawn_app().await;
+    let (session, mut events) = signed_in(&app, "Joy").await;
+    live(&mut events).await;
+    let (customer, id) = app.offered_session().await;
+    let accepted = session.accept(id).await.expect("the first accept wins");
+    assert_eq!(accepted.mechanic_id, Some(session.user().id));
+    session.open_chat(id).await;
+    let state = next(
+        &mut events,
+        "the mechanic present in the chat",
+        |e| match e {
+            MechanicEvent::Chat(ChatEvent::Presence { session_id, state }) if *session_id == id => {
+                Some(state.clone())
+            }
+            _ => None,
+        },
+    )
+    .await;
+    let me = session.user().id.to_string();
+    assert!(
+        wrenchline_protocol::presence::present_user_ids(&state).contains(&me),
+        "{state}"
+    );
+    let (status, _) = app
+        .post(
+            &format!("/api/sessions/{id}/messages"),
+            &customer,
+            Some(&serde_json::json!({"body": "Are you there?", "client_id": "c-1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    next(&mut events, "the customer's message", |e| match e {
+        MechanicEvent::Chat(ChatEvent::Message { message, .. })
+            if message["body"] == "Are you there?" =>
+        {
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+    session.close_chat(id).await;
     session.stop().await;
 }
