@@ -6,10 +6,9 @@
 
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
 use tauri::{AppHandle, Emitter, Manager};
-use wrenchline_client::{ClientError, MechanicEvents, MechanicOptions, MechanicSession, Sensitive};
+use wrenchline_client::{MechanicEvents, MechanicOptions, MechanicSession, Sensitive};
 use wrenchline_desk_core::credentials::{Credentials, StoreStatus};
 use wrenchline_desk_core::settings::{self, Settings, Store};
 use wrenchline_desk_core::view::{AuthView, Navigation};
@@ -18,14 +17,16 @@ use wrenchline_protocol::User;
 
 use crate::error::{Error, Result};
 
-/// Retry a restore that could not reach the server after this long.
-const RETRY_AFTER: Duration = Duration::from_secs(10);
+mod restore;
 
 /// A session that has just started: what to forward, and who signed in.
 pub struct Started {
     pub server: String,
     pub user: User,
     pub events: MechanicEvents,
+    /// Which session this is (counted from 1), so that a late event of an ended one changes
+    /// nothing.
+    pub number: u64,
 }
 
 pub struct Desk {
@@ -33,7 +34,9 @@ pub struct Desk {
     settings_file: PathBuf,
     credentials: Credentials,
     auth: Mutex<AuthView>,
-    session: Mutex<Option<MechanicSession>>,
+    /// The current session and its number.
+    session: Mutex<Option<(MechanicSession, u64)>>,
+    started: std::sync::atomic::AtomicU64,
     /// The mechanic's last choice, applied to each new session.
     availability: Mutex<Availability>,
     navigation: Mutex<Option<Navigation>>,
@@ -71,6 +74,7 @@ impl Desk {
                 error: None,
             }),
             session: Mutex::new(None),
+            started: std::sync::atomic::AtomicU64::new(0),
             availability: Mutex::new(Availability::Online),
             navigation: Mutex::new(None),
         }
@@ -98,7 +102,10 @@ impl Desk {
 
     /// The signed-in mechanic's session.
     pub fn session(&self) -> Result<MechanicSession> {
-        lock(&self.session).clone().ok_or(Error::NotSignedIn)
+        lock(&self.session)
+            .as_ref()
+            .map(|(s, _)| s.clone())
+            .ok_or(Error::NotSignedIn)
     }
 
     pub fn availability(&self) -> Availability {
@@ -175,16 +182,21 @@ impl Desk {
 
     /// Starts forwarding a new session's events and shows the mechanic signed in.
     fn begin(&self, app: &AppHandle, session: MechanicSession, events: MechanicEvents) -> Started {
+        let number = self
+            .started
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
         let started = Started {
             server: session.server().to_string(),
             user: session.user().clone(),
             events,
+            number,
         };
         let view = AuthView::SignedIn {
             server_url: session.server().to_string(),
             user: session.user().clone(),
         };
-        *lock(&self.session) = Some(session);
+        *lock(&self.session) = Some((session, number));
         self.set_auth(app, view);
         started
     }
@@ -192,14 +204,17 @@ impl Desk {
     /// Stops the current session, if any, and empties the list.
     async fn end_session(&self, app: &AppHandle) {
         let taken = lock(&self.session).take();
-        if let Some(session) = taken {
+        if let Some((session, _)) = taken {
             session.stop().await;
         }
         crate::ui::show_requests(app, Vec::new());
     }
 
     /// The server refused the refresh token: signed out, and the stored token forgotten.
-    pub async fn sign_in_expired(&self, app: &AppHandle, server: String) {
+    pub async fn sign_in_expired(&self, app: &AppHandle, server: String, number: u64) {
+        if lock(&self.session).as_ref().map(|(_, n)| *n) != Some(number) {
+            return; // that session has ended already
+        }
         self.end_session(app).await;
         let _ = self.credentials.delete(&server);
         self.set_auth(
@@ -210,7 +225,7 @@ impl Desk {
 
     /// Signs out: the server forgets the refresh token, the store forgets it too.
     pub async fn sign_out(&self, app: &AppHandle) -> Result<()> {
-        let session = lock(&self.session).clone();
+        let session = self.session().ok();
         let server = match &session {
             Some(session) => {
                 session.sign_out().await;
@@ -222,64 +237,6 @@ impl Desk {
         let stored = self.credentials.delete(&server);
         self.set_auth(app, self.signed_out(server, None));
         Ok(stored?)
-    }
-
-    /// At start: signs in with the stored refresh token, retrying while the server is out of
-    /// reach; without one, shows the sign-in form.
-    pub async fn restore(&self, app: &AppHandle) -> Option<Started> {
-        let server = self.settings().server_url;
-        if server.is_empty() {
-            self.set_auth(app, self.signed_out(server, None));
-            return None;
-        }
-        loop {
-            if !matches!(self.auth(), AuthView::Restoring { .. }) {
-                return None; // the mechanic signed in or out meanwhile
-            }
-            let token = match self.credentials.load(&server) {
-                Ok(Some(token)) => token,
-                Ok(None) => {
-                    self.set_auth(app, self.signed_out(server, None));
-                    return None;
-                }
-                Err(e) => {
-                    log::warn!("could not read the credential store: {e}");
-                    self.set_auth(app, self.signed_out(server, Some(e.to_string())));
-                    return None;
-                }
-            };
-            match MechanicSession::restore(&server, token.expose(), self.options()).await {
-                Ok((session, events)) => {
-                    if matches!(self.auth(), AuthView::Restoring { .. }) {
-                        return Some(self.begin(app, session, events));
-                    }
-                    session.stop().await;
-                    return None;
-                }
-                Err(ClientError::Transport(e)) => {
-                    let e = Error::from(ClientError::Transport(e));
-                    log::warn!("cannot restore the sign-in yet: {e}");
-                    self.set_auth(
-                        app,
-                        AuthView::Restoring {
-                            server_url: server.clone(),
-                            error: Some(e.to_string()),
-                        },
-                    );
-                    tokio::time::sleep(RETRY_AFTER).await;
-                }
-                Err(e) => {
-                    log::warn!("the stored sign-in was refused: {e}");
-                    let _ = self.credentials.delete(&server);
-                    let notice = match e {
-                        ClientError::SignInExpired => Error::SignInExpired.to_string(),
-                        other => Error::from(other).to_string(),
-                    };
-                    self.set_auth(app, self.signed_out(server, Some(notice)));
-                    return None;
-                }
-            }
-        }
     }
 
     /// Applies a settings change, saves it and acts on it (start at login).

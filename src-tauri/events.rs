@@ -18,7 +18,10 @@ use crate::ui;
 /// Forwards a session's events until it ends.
 pub fn forward(app: &AppHandle, started: Started) {
     let Started {
-        server, mut events, ..
+        server,
+        mut events,
+        number,
+        ..
     } = started;
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
@@ -31,7 +34,7 @@ pub fn forward(app: &AppHandle, started: Started) {
                 }
                 MechanicEvent::SignedOut => {
                     log::warn!("the server refused the refresh token; signing out");
-                    desk(&app).sign_in_expired(&app, server).await;
+                    desk(&app).sign_in_expired(&app, server, number).await;
                     return;
                 }
                 MechanicEvent::FeedStatus(status) => {

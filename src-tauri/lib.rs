@@ -220,7 +220,11 @@ mod tests {
         ];
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src-tauri");
         for (rank, module) in order.iter().enumerate().skip(1) {
-            let text = std::fs::read_to_string(dir.join(format!("{module}.rs"))).unwrap();
+            let mut text = std::fs::read_to_string(dir.join(format!("{module}.rs"))).unwrap();
+            // A module's own parts (desk/restore.rs) count as the module.
+            for part in std::fs::read_dir(dir.join(module)).into_iter().flatten() {
+                text += &std::fs::read_to_string(part.unwrap().path()).unwrap();
+            }
             for used in &order[1..=rank] {
                 let named = text.contains(&format!("crate::{used}::"))
                     || text.contains(&format!("use crate::{used};"));
@@ -233,8 +237,8 @@ mod tests {
         let files = std::fs::read_dir(&dir).unwrap().count();
         assert_eq!(
             files,
-            order.len() + 3,
-            "main.rs, build.rs, permissions/ and the modules"
+            order.len() + 4,
+            "main.rs, build.rs, permissions/, desk/ (desk's own parts) and the modules"
         );
     }
 }

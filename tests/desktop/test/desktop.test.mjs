@@ -45,7 +45,7 @@ import {
   windowShown,
 } from '../harness.mjs'
 
-// A point inside the tray badge's red disc (src-tauri/badge.rs: 64 px icon, disc of radius 19
+// A point inside the tray badge's red disc (crates/desk-core/src/badge.rs: 64 px icon, disc of radius 19
 // centred at (43.8, 20.2)), left of the digits.
 const BADGE = [27, 20]
 const RED = [220, 38, 38, 255]
