@@ -17,19 +17,20 @@ use std::time::Duration;
 
 use tauri::{AppHandle, Emitter, Manager};
 use tauri_plugin_updater::{Update, UpdaterExt};
-use wrenchline_desk_core::view::{update_due, update_endpoint, update_off_reason, UpdateView};
+use wrenchline_desk_core::view::{
+    trusted_update_key, update_due, update_endpoint, update_off_reason, UpdateView,
+};
 
 use crate::desk::desk;
 use crate::error::{Error, Result};
 
-/// The first check waits for the app to settle (sign-in, feed) after a start.
+/// The first check waits for the app to settle after a start.
 const FIRST_CHECK_AFTER: Duration = Duration::from_secs(5);
 /// How often the schedule looks whether a check is due.
 const SCHEDULE_TICK: Duration = Duration::from_secs(60);
 /// A check or download that takes longer than this has failed.
 const TIMEOUT: Duration = Duration::from_secs(120);
-/// Debug builds take the updater's public key from here, so developers and the test suite can
-/// sign with throwaway keys. Release builds only trust the key compiled in.
+/// Debug builds only: the updater's public key (see `trusted_update_key`).
 pub const PUBKEY_ENV: &str = "WRENCHLINE_UPDATER_PUBKEY";
 
 #[derive(Default)]
@@ -51,26 +52,19 @@ fn updates(app: &AppHandle) -> tauri::State<'_, Updates> {
     app.state::<Updates>()
 }
 
-/// The public key the app trusts: the one in `plugins.updater.pubkey` of the configuration
-/// (filled in by the release bundle), or in debug builds [`PUBKEY_ENV`] if set.
+/// The public key the app trusts (see `trusted_update_key`).
 fn trusted_key(app: &AppHandle) -> Option<String> {
-    if cfg!(debug_assertions) {
-        if let Some(key) = std::env::var(PUBKEY_ENV)
-            .ok()
-            .filter(|k| !k.trim().is_empty())
-        {
-            return Some(key.trim().to_string());
-        }
-    }
-    app.config()
+    let configured = app
+        .config()
         .plugins
         .0
         .get("updater")
-        .and_then(|u| u.get("pubkey"))
-        .and_then(|k| k.as_str())
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .map(str::to_string)
+        .and_then(|u| u.get("pubkey"));
+    trusted_update_key(
+        cfg!(debug_assertions),
+        std::env::var(PUBKEY_ENV).ok(),
+        configured.and_then(|k| k.as_str()),
+    )
 }
 
 /// Why no check may run now, if so.

@@ -80,6 +80,25 @@ pub fn update_due(since_last_check: Option<Duration>) -> bool {
     since_last_check.is_none_or(|since| since >= CHECK_EVERY)
 }
 
+/// The updater public key the app trusts: the one configured (`plugins.updater.pubkey`, filled
+/// in by the release bundle), or in debug builds the environment's (`WRENCHLINE_UPDATER_PUBKEY`),
+/// so developers and the test suite can sign with throwaway keys. Release builds only trust the
+/// key compiled in.
+pub fn trusted_update_key(
+    debug_build: bool,
+    from_env: Option<String>,
+    configured: Option<&str>,
+) -> Option<String> {
+    let env = from_env.filter(|_| debug_build);
+    let key = [env.as_deref(), configured]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .find(|k| !k.is_empty())
+        .map(str::to_string);
+    key
+}
+
 /// Why no update check may run, if so: the settings (the mechanic's or IT's) turned updates off,
 /// or the build trusts no update key.
 pub fn update_off_reason(settings: &View, has_update_key: bool) -> Option<String> {
@@ -137,6 +156,21 @@ mod tests {
         );
         let n = serde_json::to_value(Navigation::Session(Uuid::nil())).unwrap();
         assert_eq!(n, serde_json::json!({"kind": "session", "id": Uuid::nil()}));
+    }
+
+    #[test]
+    fn release_builds_trust_only_the_configured_update_key() {
+        let env = || Some(" test-key ".to_string());
+        assert_eq!(
+            trusted_update_key(true, env(), Some("")).as_deref(),
+            Some("test-key")
+        );
+        assert_eq!(trusted_update_key(false, env(), Some("")), None);
+        assert_eq!(
+            trusted_update_key(false, env(), Some("release-key")).as_deref(),
+            Some("release-key")
+        );
+        assert_eq!(trusted_update_key(true, Some(" ".into()), None), None);
     }
 
     #[test]
