@@ -6,11 +6,9 @@
 //! that does not match its signature is refused and nothing changes. The signature also binds
 //! the version (`requireSignedVersion` in tauri.conf.json: the signed trusted comment carries
 //! `version:X`, which must be the version the server announced), so a genuine older package
-//! announced as a newer version is refused too. IT can turn the whole thing
-//! off in the managed settings (`updates = false`), and a per-machine MSI starts with it off.
-//!
-//! The UI hears of every change through the `update` event (`UpdateView`, with the schedule's
-//! rules, in `wrenchline_desk_core::view`).
+//! announced as a newer version is refused too. IT can turn it all off (`updates = false`), and
+//! a per-machine MSI starts with it off. The UI hears of every change through the `update` event
+//! (`UpdateView`, with the schedule's rules, in `wrenchline_desk_core::view`).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -262,22 +260,24 @@ pub fn run(app: &AppHandle) {
     app.manage(Updates::default());
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
-        tokio::time::sleep(FIRST_CHECK_AFTER).await;
+        let first = tokio::time::Instant::now() + FIRST_CHECK_AFTER;
+        let mut ticks = tokio::time::interval_at(first, SCHEDULE_TICK);
         loop {
+            ticks.tick().await;
             let since_last_check = lock(&updates(&app).checked_at).map(|at| at.elapsed());
             if off_reason(&app).is_none() && update_due(since_last_check) {
                 if let Err(e) = check(&app).await {
                     log::info!("no update check: {e}");
                 }
             }
-            tokio::time::sleep(SCHEDULE_TICK).await;
         }
     });
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::install_failure;
+    use tauri_plugin_updater::Error;
 
     #[test]
     fn the_configuration_requires_a_signed_version() {
@@ -287,7 +287,7 @@ mod tests {
             config["plugins"]["updater"]["requireSignedVersion"],
             serde_json::json!(true)
         );
-        let e = tauri_plugin_updater::Error::SignedVersionMismatch {
+        let e = Error::SignedVersionMismatch {
             signed: "0.1.0".into(),
             announced: "9.9.9".into(),
         };
@@ -296,7 +296,7 @@ mod tests {
 
     #[test]
     fn a_bad_signature_is_named_as_such() {
-        let e = tauri_plugin_updater::Error::SignatureUtf8("x".into());
+        let e = Error::SignatureUtf8("x".into());
         assert!(install_failure(&e).contains("did not match its signature"));
     }
 }

@@ -164,14 +164,14 @@ pub(super) async fn run_refresh(auth: std::sync::Arc<Auth>, margin: Duration, re
         let (expires_at, generation) = auth.expiry();
         let life = expires_at.saturating_duration_since(Instant::now());
         tokio::time::sleep(refresh_wait(life, margin)).await;
-        match auth.refresh(generation).await {
-            Ok(()) => {}
-            Err(ClientError::SignInExpired) => return,
-            Err(e) => {
-                tracing::warn!("token refresh failed, retrying: {e}");
-                tokio::time::sleep(retry).await;
-            }
+        let Err(e) = auth.refresh(generation).await else {
+            continue;
+        };
+        if matches!(e, ClientError::SignInExpired) {
+            return; // the owner hears of it as MechanicEvent::SignedOut
         }
+        tracing::warn!("token refresh failed, retrying: {e}");
+        tokio::time::sleep(retry).await;
     }
 }
 
