@@ -21,13 +21,19 @@ setup:
 ui: setup
 	cd ui && npm run build
 
-# Server on embedded SQLite with a demo mechanic; with a display, the desktop app beside it.
+# Server on embedded SQLite with a demo mechanic; with a display, the desktop app beside it, its
+# sign-in form filled in with the demo mechanic the server printed (debug builds read
+# WRENCHLINE_DEMO_SIGN_IN), so one click leads to the request list.
 run: ui
 	cargo build -p wrenchline-server -p wrenchline-desk
 	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then \
-	  $(BIN)/wrenchline-server serve --demo --bind $(BIND) --database-url $(DATABASE_URL) & server=$$!; \
-	  trap "kill $$server" EXIT; \
-	  $(BIN)/wrenchline-desk; \
+	  out=$$(mktemp); \
+	  $(BIN)/wrenchline-server serve --demo --bind $(BIND) --database-url $(DATABASE_URL) > >(tee "$$out") & server=$$!; \
+	  trap "kill $$server; rm -f $$out" EXIT; \
+	  for _ in $$(seq 100); do grep -q '^demo mechanic:' "$$out" && break; sleep 0.1; done; \
+	  url=$$(sed -n 's/^listening on \(http[^ ]*\)$$/\1/p' "$$out" | head -n1); \
+	  demo=$$(sed -n 's|^demo mechanic: \([^ ]*\) / \([^ ]*\)$$|\1 \2|p' "$$out" | head -n1); \
+	  WRENCHLINE_DEMO_SIGN_IN="$$url $$demo" $(BIN)/wrenchline-desk; \
 	else \
 	  echo "no display: running the server alone"; \
 	  exec $(BIN)/wrenchline-server serve --demo --bind $(BIND) --database-url $(DATABASE_URL); \

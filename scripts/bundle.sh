@@ -10,7 +10,8 @@
 #   Wrenchline_<v>_amd64.deb        debsigs origin signature inside (debsig-verify)
 #   Wrenchline_<v>_amd64.deb.asc    detached armored GPG signature (gpg --verify)
 #   Wrenchline-<v>-1.x86_64.rpm     rpmsign header+payload signature (rpm -K)
-#   *.deb.sig, *.rpm.sig            Tauri updater signatures (base64 of a minisign signature)
+#   *.deb.sig, *.rpm.sig            Tauri updater signatures (base64 of a minisign signature whose
+#                                   signed trusted comment binds the version: `version:<v>`)
 #   release.json                    the release descriptor wrenchline-server serves updates from
 #   SHA256SUMS, SHA256SUMS.asc      checksums of everything above and their detached signature
 #   wrenchline-release-key.asc      the GPG public key that signed all of it
@@ -129,7 +130,9 @@ rpmsign --addsign "${rpm_defs[@]}" "$rpm_file" >/dev/null
 step "updater signatures (tauri signer sign) over the signed packages"
 for pkg in "$deb" "$rpm_file"; do
   rm -f "$pkg.sig"
-  "$root/packaging/node_modules/.bin/tauri" signer sign "$pkg" >/dev/null
+  # --app-version puts `version:$version` into the signed trusted comment: the app's updater
+  # (requireSignedVersion) refuses a package whose signed version is not the one announced.
+  "$root/packaging/node_modules/.bin/tauri" signer sign --app-version "$version" "$pkg" >/dev/null
   [ -s "$pkg.sig" ] || die "tauri signer sign wrote no $pkg.sig"
 done
 

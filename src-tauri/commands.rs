@@ -1,20 +1,30 @@
-//! The commands the UI may invoke: thin wrappers over [`Desk`], each returning
-//! `Result<T, Error>` so failures reach the UI as `{code, message}`. Each one is named in
-//! build.rs (which generates its `allow-…` permission) and granted in tauri.conf.json's
+//! The commands the UI may invoke: thin wrappers over [`Desk`] and the mechanic's session, each
+//! returning `Result<T, Error>` so failures reach the UI as `{code, message}`. Each one is named
+//! in build.rs (which generates its `allow-…` permission) and granted in tauri.conf.json's
 //! capability. Argument names are snake_case, like the wire.
 
 use serde::Serialize;
 use tauri::{AppHandle, State};
 use uuid::Uuid;
-use wrenchline_protocol::{Message, ServerTime, Session, User};
+use wrenchline_client::Sensitive;
+use wrenchline_desk_core::credentials::StoreStatus;
+use wrenchline_desk_core::view::{AuthView, Navigation, UpdateView};
+use wrenchline_desk_core::{launch, settings};
+use wrenchline_protocol::presence::Availability;
+use wrenchline_protocol::{Message, Session, User};
 
-use crate::chat::ChatLink;
-use crate::credentials::StoreStatus;
-use crate::desk::{self, AuthView, Availability, Desk, Navigation};
+use crate::desk::Desk;
 use crate::error::{Error, Result};
-use crate::sensitive::Sensitive;
-use crate::settings;
-use crate::updates::{self, UpdateView, Updates};
+use crate::intents::{Intent, Intents};
+use crate::updates::{self, Updates};
+
+/// When the process started, for the "launch to interactive" figure the log reports.
+static LAUNCHED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Notes the launch time; call first thing.
+pub fn mark_launch() {
+    LAUNCHED.get_or_init(std::time::Instant::now);
+}
 
 /// Everything the shell needs at load, in one call (events keep it current afterwards).
 #[derive(Debug, Serialize)]
@@ -22,24 +32,35 @@ pub struct AppState {
     auth: AuthView,
     credential_store: StoreStatus,
     availability: Availability,
-    feed_status: String,
+    feed_status: &'static str,
     settings: settings::View,
     update: UpdateView,
     version: &'static str,
+    /// `make run`'s demo mechanic, to pre-fill the sign-in (debug builds only).
+    demo_sign_in: Option<launch::DemoSignIn>,
 }
 
 #[tauri::command(rename_all = "snake_case")]
 pub fn app_state(app: AppHandle, desk: State<'_, Desk>, updates: State<'_, Updates>) -> AppState {
     static FIRST: std::sync::Once = std::sync::Once::new();
-    FIRST.call_once(|| log::info!("ui ready {} ms after launch", crate::since_start_ms()));
+    FIRST.call_once(|| {
+        let ms = LAUNCHED.get().map_or(0, |t| t.elapsed().as_millis());
+        log::info!("ui ready {ms} ms after launch");
+    });
     AppState {
         auth: desk.auth(),
         credential_store: desk.credential_store(),
         availability: desk.availability(),
-        feed_status: desk.feed_status(),
+        feed_status: desk
+            .session()
+            .map_or("connecting", |s| s.feed_status().as_str()),
         settings: desk.settings_view(),
         update: updates.view(&app),
         version: env!("CARGO_PKG_VERSION"),
+        demo_sign_in: launch::demo_sign_in(
+            cfg!(debug_assertions),
+            std::env::var(launch::DEMO_SIGN_IN_ENV).ok().as_deref(),
+        ),
     }
 }
 
@@ -51,8 +72,12 @@ pub async fn sign_in(
     email: String,
     password: String,
 ) -> Result<User> {
-    desk.sign_in(&app, &server_url, &email, Sensitive::new(password))
-        .await
+    let started = desk
+        .sign_in(&app, &server_url, &email, Sensitive::new(password))
+        .await?;
+    let user = started.user.clone();
+    crate::events::forward(&app, started);
+    Ok(user)
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -62,22 +87,22 @@ pub async fn sign_out(app: AppHandle, desk: State<'_, Desk>) -> Result<()> {
 
 #[tauri::command(rename_all = "snake_case")]
 pub fn me(desk: State<'_, Desk>) -> Result<User> {
-    desk.me()
+    Ok(desk.session()?.user().clone())
 }
 
 #[tauri::command(rename_all = "snake_case")]
 pub fn requests(desk: State<'_, Desk>) -> Vec<Session> {
-    desk.requests()
+    desk.session().map(|s| s.requests()).unwrap_or_default()
 }
 
 #[tauri::command(rename_all = "snake_case")]
-pub async fn accept(app: AppHandle, desk: State<'_, Desk>, id: Uuid) -> Result<Session> {
-    desk.accept(&app, id).await
+pub async fn accept(desk: State<'_, Desk>, id: Uuid) -> Result<Session> {
+    Ok(desk.session()?.accept(id).await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
-pub fn set_availability(app: AppHandle, availability: Availability) {
-    desk::set_availability(&app, availability);
+pub fn set_availability(intents: State<'_, Intents>, availability: Availability) {
+    intents.send(Intent::SetAvailability(availability));
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -123,110 +148,75 @@ pub fn take_navigation(desk: State<'_, Desk>) -> Option<Navigation> {
 }
 
 #[tauri::command(rename_all = "snake_case")]
-pub async fn session(app: AppHandle, desk: State<'_, Desk>, id: Uuid) -> Result<Session> {
-    desk.call(&app, |api| async move { api.session(id).await })
-        .await
+pub async fn session(desk: State<'_, Desk>, id: Uuid) -> Result<Session> {
+    let session = desk.session()?;
+    Ok(session
+        .call(|api| async move { api.session(id).await })
+        .await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
-pub async fn messages(
-    app: AppHandle,
-    desk: State<'_, Desk>,
-    id: Uuid,
-    after: i64,
-) -> Result<Vec<Message>> {
-    desk.call(&app, |api| async move { api.messages(id, after).await })
-        .await
+pub async fn messages(desk: State<'_, Desk>, id: Uuid, after: i64) -> Result<Vec<Message>> {
+    let session = desk.session()?;
+    Ok(session
+        .call(|api| async move { api.messages(id, after).await })
+        .await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
 pub async fn send_message(
-    app: AppHandle,
     desk: State<'_, Desk>,
     id: Uuid,
     body: String,
     client_id: String,
 ) -> Result<Message> {
-    desk.call(&app, |api| {
-        let (body, client_id) = (body.clone(), client_id.clone());
-        async move { api.post_message(id, &client_id, &body).await }
-    })
-    .await
+    let session = desk.session()?;
+    let sent = session
+        .call(|api| {
+            let (body, client_id) = (body.clone(), client_id.clone());
+            async move { api.post_message(id, &client_id, &body).await }
+        })
+        .await?;
+    Ok(sent)
 }
 
 #[tauri::command(rename_all = "snake_case")]
-pub async fn start_session(app: AppHandle, desk: State<'_, Desk>, id: Uuid) -> Result<Session> {
-    desk.call(&app, |api| async move { api.start(id).await })
-        .await
+pub async fn start_session(desk: State<'_, Desk>, id: Uuid) -> Result<Session> {
+    let session = desk.session()?;
+    Ok(session
+        .call(|api| async move { api.start(id).await })
+        .await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
-pub async fn end_session(app: AppHandle, desk: State<'_, Desk>, id: Uuid) -> Result<Session> {
-    desk.call(&app, |api| async move { api.end(id).await })
-        .await
+pub async fn end_session(desk: State<'_, Desk>, id: Uuid) -> Result<Session> {
+    let session = desk.session()?;
+    Ok(session.call(|api| async move { api.end(id).await }).await?)
 }
 
 /// Joins the session's topics (once; a second call re-sends the presence state).
 #[tauri::command(rename_all = "snake_case")]
-pub async fn open_chat(app: AppHandle, desk: State<'_, Desk>, id: Uuid) -> Result<()> {
-    let realtime = desk.realtime()?;
-    let me = desk.me()?;
-    let mut chats = desk.chats().lock().await;
-    match chats.get(&id) {
-        Some(link) => {
-            use tauri::Emitter;
-            let _ = app.emit(
-                "session-event",
-                crate::chat::SessionEvent::Subscribed { session_id: id },
-            );
-            let _ = app.emit(
-                "session-event",
-                crate::chat::SessionEvent::Presence {
-                    session_id: id,
-                    state: link.presence(),
-                },
-            );
-        }
-        None => {
-            chats.insert(id, ChatLink::open(&app, realtime, me, id));
-        }
-    }
+pub async fn open_chat(desk: State<'_, Desk>, id: Uuid) -> Result<()> {
+    desk.session()?.open_chat(id).await;
     Ok(())
 }
 
 /// Leaves the session's topics: the mechanic is no longer present there.
 #[tauri::command(rename_all = "snake_case")]
 pub async fn close_chat(desk: State<'_, Desk>, id: Uuid) -> Result<()> {
-    let link = desk.chats().lock().await.remove(&id);
-    if let Some(link) = link {
-        link.close().await;
-    }
+    desk.session()?.close_chat(id).await;
     Ok(())
 }
 
 #[tauri::command(rename_all = "snake_case")]
 pub async fn typing(desk: State<'_, Desk>, id: Uuid) -> Result<()> {
-    let chats = desk.chats().lock().await;
-    match chats.get(&id) {
-        Some(link) => link.typing().await,
-        None => Ok(()),
-    }
+    Ok(desk.session()?.typing(id).await?)
 }
 
 /// The server's clock (`GET /api/time`), for the countdown's offset.
 #[tauri::command(rename_all = "snake_case")]
 pub async fn server_time(desk: State<'_, Desk>) -> Result<String> {
-    // wrenchline-client has no call for this yet; it is one unauthenticated GET.
-    let server = desk.server_url()?;
-    let response = reqwest::get(format!("{server}/api/time"))
-        .await
-        .map_err(|e| Error::Network(e.to_string()))?;
-    let time: ServerTime = response
-        .error_for_status()
-        .map_err(|e| Error::Network(e.to_string()))?
-        .json()
-        .await
-        .map_err(|e| Error::Network(e.to_string()))?;
+    let time = desk.session()?.server_time().await?;
     time.now
         .format(&time::format_description::well_known::Rfc3339)
         .map_err(|e| Error::Internal(e.to_string()))

@@ -23,9 +23,12 @@ pub enum Error {
     Network(String),
     #[error("The server address must start with http:// or https:// ({0}).")]
     InvalidServerUrl(String),
+    /// Plain http:// to another computer; the message says what to do.
+    #[error("{0}")]
+    InsecureServerUrl(String),
     #[error("The credential store failed: {0}")]
     CredentialStore(String),
-    #[error("The settings could not be saved: {0}")]
+    #[error("{0}")]
     Settings(String),
     #[error("Your IT department manages the setting \"{0}\".")]
     SettingLocked(String),
@@ -48,6 +51,7 @@ impl Error {
             Error::Server { code, .. } => code,
             Error::Network(_) => "network",
             Error::InvalidServerUrl(_) => "invalid_server_url",
+            Error::InsecureServerUrl(_) => "insecure_server_url",
             Error::CredentialStore(_) => "credential_store",
             Error::Settings(_) => "settings",
             Error::SettingLocked(_) => "setting_locked",
@@ -55,11 +59,6 @@ impl Error {
             Error::Invalid(_) => "invalid",
             Error::Internal(_) => "internal",
         }
-    }
-
-    /// An access token the server no longer takes: refresh and try once more.
-    pub fn is_unauthorized(&self) -> bool {
-        matches!(self, Error::Server { code, .. } if code == "token_expired" || code == "invalid_token" || code == "unauthorized")
     }
 }
 
@@ -77,6 +76,11 @@ impl From<ClientError> for Error {
         match e {
             ClientError::Transport(e) => Error::Network(with_causes(&e)),
             ClientError::Url(url) => Error::InvalidServerUrl(url),
+            ClientError::NotMechanic => {
+                Error::Invalid("This app is for mechanics; that account is not one.".into())
+            }
+            ClientError::SignInExpired => Error::SignInExpired,
+            ClientError::Realtime(e) => Error::Realtime(e.to_string()),
             ClientError::Api { body, .. } => match body.error.as_str() {
                 "already_accepted" => Error::AlreadyAccepted,
                 "invalid_credentials" => Error::InvalidCredentials,
@@ -89,15 +93,22 @@ impl From<ClientError> for Error {
     }
 }
 
-impl From<RealtimeError> for Error {
-    fn from(e: RealtimeError) -> Self {
-        Error::Realtime(e.to_string())
+impl From<wrenchline_desk_core::Error> for Error {
+    fn from(e: wrenchline_desk_core::Error) -> Self {
+        use wrenchline_desk_core::Error as E;
+        match e {
+            E::Locked(key) => Error::SettingLocked(key.into()),
+            E::InvalidServerUrl(url) => Error::InvalidServerUrl(url),
+            insecure @ E::InsecureServerUrl(_) => Error::InsecureServerUrl(insecure.to_string()),
+            E::CredentialStore(e) => Error::CredentialStore(e),
+            other => Error::Settings(other.to_string()),
+        }
     }
 }
 
-impl From<keyring::Error> for Error {
-    fn from(e: keyring::Error) -> Self {
-        Error::CredentialStore(e.to_string())
+impl From<RealtimeError> for Error {
+    fn from(e: RealtimeError) -> Self {
+        Error::Realtime(e.to_string())
     }
 }
 
@@ -150,7 +161,6 @@ mod tests {
             serde_json::to_value(&e).unwrap(),
             json!({"code": "forbidden", "message": "Not your session"})
         );
-        assert!(!e.is_unauthorized());
     }
 
     #[test]
@@ -167,14 +177,5 @@ mod tests {
         }
         .into();
         assert!(matches!(e, Error::AlreadyAccepted));
-    }
-
-    #[test]
-    fn expired_tokens_are_recognised_for_a_refresh() {
-        let e = Error::Server {
-            code: "token_expired".into(),
-            message: "expired".into(),
-        };
-        assert!(e.is_unauthorized());
     }
 }

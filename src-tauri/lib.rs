@@ -1,64 +1,53 @@
-//! The Wrenchline desktop app for mechanics: handles the command line, then builds and runs the
-//! Tauri application. The shell stays thin: domain logic belongs in the crates under `crates/`
-//! and in the plain modules here (settings, feed, deep_link), state lives in [`desk::Desk`]
-//! (managed), and the UI reaches it only through the commands in [`commands`].
+//! The Wrenchline desktop app for mechanics: answers the command line, then builds and runs the
+//! Tauri application. This crate is the adapter between Tauri and the OS on one side and plain
+//! crates on the other: the mechanic's connection is `wrenchline_client::MechanicSession`, the
+//! settings, credentials, notification text and tray badge are `wrenchline_desk_core`'s. Here:
+//! the managed state ([`desk`]), the commands the UI invokes ([`commands`]), the loops that
+//! forward session events and act on intents ([`events`], [`intents`]), and the OS integrations
+//! (notifications, tray, updates, relaunch after a failed single-instance handoff).
+//!
+//! Module dependencies run one way, in this order (checked by a test): lib, commands, updates,
+//! events, desk, ui, notify, tray, intents, autostart, relaunch, error.
 
-mod badge;
-mod chat;
+mod autostart;
 mod commands;
-mod credentials;
-mod deep_link;
 mod desk;
 mod error;
-mod feed;
+mod events;
+mod intents;
 mod notify;
 mod relaunch;
-mod sensitive;
-mod settings;
 mod tray;
+mod ui;
 mod updates;
 
-use std::ffi::OsString;
+use wrenchline_desk_core::deep_link;
+use wrenchline_desk_core::launch::{self, Launch};
 
-/// What the command line asks of the process before any window exists.
-#[derive(Debug, PartialEq, Eq)]
-enum Launch {
-    /// Print `wrenchline-desk <version>` and exit: packaging tests check the installed binary this
-    /// way, without a display.
-    PrintVersion,
-    /// Start the desktop app.
-    App,
-}
-
-impl Launch {
-    /// Reads OS strings so that an argument that is not UTF-8 (a file path, say) cannot panic
-    /// the app. Only the first argument counts, so a deep link that happens to contain the word
-    /// never turns a normal start into a version print.
-    fn from_args<I: IntoIterator<Item = OsString>>(args: I) -> Self {
-        match args.into_iter().nth(1) {
-            Some(arg) if arg == "--version" => Launch::PrintVersion,
-            _ => Launch::App,
-        }
-    }
-}
+use crate::intents::{Intent, Intents};
 
 fn version_line() -> String {
     format!("{} {}", env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
 }
 
-/// When the process started, for the "launch to interactive" figure the log reports.
-static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-
-/// Milliseconds since the process started.
-pub(crate) fn since_start_ms() -> u128 {
-    STARTED.get().map(|t| t.elapsed().as_millis()).unwrap_or(0)
-}
-
-/// Runs the desktop app, or answers `--version` without starting Tauri.
+/// Runs the desktop app, or answers the command line's flags without starting Tauri (so
+/// without a display): packaging tests and IT use them on machines with none.
 pub fn run() {
-    STARTED.get_or_init(std::time::Instant::now);
+    commands::mark_launch();
     match Launch::from_args(std::env::args_os()) {
         Launch::PrintVersion => println!("{}", version_line()),
+        Launch::PrintHelp => print!("{}", launch::usage(env!("CARGO_PKG_NAME"))),
+        Launch::CheckManagedSettings(file) => match launch::check_managed_settings(&file) {
+            Ok(report) => println!("{report}"),
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+        },
+        Launch::Usage(message) => {
+            eprint!("{message}\n\n{}", launch::usage(env!("CARGO_PKG_NAME")));
+            std::process::exit(2);
+        }
         Launch::App => app(relaunch::take_attempt()),
     }
 }
@@ -72,9 +61,11 @@ fn app(attempt: u32) {
         // First, so that a second launch hands its arguments over and exits before anything else.
         .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
             log::info!("second launch: focusing this instance");
-            desk::show_window(app);
-            if let Some(id) = deep_link::from_args(&argv) {
-                desk::open_session(app, id);
+            if let Some(intents) = app.try_state::<Intents>() {
+                intents.send(Intent::ShowWindow);
+                if let Some(id) = deep_link::from_args(&argv) {
+                    intents.send(Intent::OpenSession(id));
+                }
             }
         }))
         .plugin(tauri_plugin_deep_link::init())
@@ -102,18 +93,24 @@ fn app(attempt: u32) {
         .setup(move |app| {
             let handle = app.handle().clone();
             let config_dir = app.path().app_config_dir()?;
-            app.manage(desk::Desk::new(config_dir));
+            let desk = desk::Desk::new(config_dir);
+            autostart::apply(&handle, desk.settings().start_at_login);
+            app.manage(desk);
+            let (intents, received) = Intents::channel();
+            app.manage(intents.clone());
+            events::run_intents(&handle, received);
             updates::run(&handle);
-            match tray::build(&handle) {
+            match tray::build(&handle, intents.clone()) {
                 Ok(tray) => {
                     app.manage(tray);
                 }
                 Err(e) => log::warn!("no tray icon: {e}"),
             }
-            desk::apply_start_at_login(&handle, desk::desk(&handle).settings().start_at_login);
-            setup_deep_links(&handle);
+            setup_deep_links(&handle, &intents);
             tauri::async_runtime::spawn(async move {
-                desk::desk(&handle).restore(&handle).await;
+                if let Some(started) = handle.state::<desk::Desk>().restore(&handle).await {
+                    events::forward(&handle, started);
+                }
             });
             if attempt > 0 {
                 log::info!(
@@ -171,7 +168,7 @@ fn app(attempt: u32) {
 
 /// `wrenchline://session/{id}`: registered at run time on Linux and Windows (an installed
 /// bundle registers it too), read from the launch arguments, and from the OS while running.
-fn setup_deep_links(app: &tauri::AppHandle) {
+fn setup_deep_links(app: &tauri::AppHandle, intents: &Intents) {
     use tauri_plugin_deep_link::DeepLinkExt;
 
     #[cfg(any(target_os = "linux", windows))]
@@ -180,13 +177,13 @@ fn setup_deep_links(app: &tauri::AppHandle) {
     }
     if let Ok(Some(urls)) = app.deep_link().get_current() {
         if let Some(id) = deep_link::from_args(urls.iter().map(|u| u.as_str())) {
-            desk::open_session(app, id);
+            intents.send(Intent::OpenSession(id));
         }
     }
-    let handle = app.clone();
+    let intents = intents.clone();
     app.deep_link().on_open_url(move |event| {
         if let Some(id) = deep_link::from_args(event.urls().iter().map(|u| u.as_str())) {
-            desk::open_session(&handle, id);
+            intents.send(Intent::OpenSession(id));
         }
     });
 }
@@ -195,32 +192,53 @@ fn setup_deep_links(app: &tauri::AppHandle) {
 mod tests {
     use super::*;
 
-    fn launch(args: &[&str]) -> Launch {
-        Launch::from_args(args.iter().map(OsString::from))
-    }
-
-    #[test]
-    fn version_flag_prints_version_instead_of_starting() {
-        assert_eq!(
-            launch(&["wrenchline-desk", "--version"]),
-            Launch::PrintVersion
-        );
-    }
-
-    #[test]
-    fn anything_else_starts_the_app() {
-        assert_eq!(launch(&["wrenchline-desk"]), Launch::App);
-        assert_eq!(
-            launch(&["wrenchline-desk", "wrenchline://session/x", "--version"]),
-            Launch::App
-        );
-    }
-
     #[test]
     fn version_line_names_the_binary_and_version() {
         assert_eq!(
             version_line(),
             format!("wrenchline-desk {}", env!("CARGO_PKG_VERSION"))
+        );
+    }
+
+    /// The shell's modules depend on each other one way only (the order in this crate's doc
+    /// comment): each `crate::m` a module names must come later in that order than the module.
+    #[test]
+    fn modules_form_no_cycle() {
+        let order = [
+            "lib",
+            "commands",
+            "updates",
+            "events",
+            "desk",
+            "ui",
+            "notify",
+            "tray",
+            "intents",
+            "autostart",
+            "relaunch",
+            "error",
+        ];
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src-tauri");
+        for (rank, module) in order.iter().enumerate().skip(1) {
+            let mut text = std::fs::read_to_string(dir.join(format!("{module}.rs"))).unwrap();
+            // A module's own parts (desk/restore.rs) count as the module.
+            for part in std::fs::read_dir(dir.join(module)).into_iter().flatten() {
+                text += &std::fs::read_to_string(part.unwrap().path()).unwrap();
+            }
+            for used in &order[1..=rank] {
+                let named = text.contains(&format!("crate::{used}::"))
+                    || text.contains(&format!("use crate::{used};"));
+                assert!(
+                    !named,
+                    "{module}.rs names crate::{used}, which comes before it (or is itself)"
+                );
+            }
+        }
+        let files = std::fs::read_dir(&dir).unwrap().count();
+        assert_eq!(
+            files,
+            order.len() + 4,
+            "main.rs, build.rs, permissions/, desk/ (desk's own parts) and the modules"
         );
     }
 }

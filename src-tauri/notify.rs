@@ -1,14 +1,15 @@
 //! Native notifications for new requests, through `notify-rust` (the freedesktop Notifications
 //! service on Linux, the notification centres on macOS and Windows). Each notification waits on
-//! its own thread for the mechanic's answer: a click brings the window forward on the request,
-//! "Accept" (Linux and Windows) accepts it from the notification. The sound is the platform's
-//! message sound, asked for by name (and explicitly suppressed when the mechanic turned it off).
+//! its own thread for the mechanic's answer and turns it into an [`Intent`]: a click opens the
+//! request, "Accept" (Linux and Windows) accepts it. The text is `RequestNotice`'s, escaped when
+//! the daemon reads markup. The sound is the platform's message sound, asked for by name (and
+//! explicitly suppressed when the mechanic turned it off).
 
 use notify_rust::Notification;
-use tauri::AppHandle;
+use wrenchline_desk_core::notice::RequestNotice;
 use wrenchline_protocol::Session;
 
-use crate::feed;
+use crate::intents::{Intent, Intents};
 
 /// The freedesktop sound theme's name for an incoming message.
 #[cfg(all(unix, not(target_os = "macos")))]
@@ -19,18 +20,13 @@ const SOUND: &str = "Glass";
 const SOUND: &str = "IM";
 
 /// Shows the notification for a new request; never blocks the caller.
-pub fn new_request(app: &AppHandle, session: &Session, sound: bool) {
-    let (summary, body) = feed::notice(session);
-    let id = session.id;
-    let app = app.clone();
+pub fn new_request(session: &Session, sound: bool, intents: Intents) {
+    let session = session.clone();
     let spawned = std::thread::Builder::new()
         .name("notification".into())
         .spawn(move || {
-            let body = if renders_markup() {
-                escape_markup(&body)
-            } else {
-                body
-            };
+            let id = session.id;
+            let RequestNotice { summary, body } = RequestNotice::new(&session, renders_markup());
             let mut n = Notification::new();
             n.appname("Wrenchline")
                 .summary(&summary)
@@ -43,8 +39,8 @@ pub fn new_request(app: &AppHandle, session: &Session, sound: bool) {
                 Ok(handle) => {
                     log::info!("notified of request {id}");
                     handle.wait_for_action(|action| match action {
-                        "accept" => crate::desk::accept_from_notification(&app, id),
-                        "default" => crate::desk::open_request(&app, id),
+                        "accept" => intents.send(Intent::Accept(id)),
+                        "default" => intents.send(Intent::OpenRequest(id)),
                         _ => {}
                     });
                 }
@@ -56,9 +52,7 @@ pub fn new_request(app: &AppHandle, session: &Session, sound: bool) {
     }
 }
 
-/// Whether the notification daemon reads the body as markup (the freedesktop `body-markup`
-/// capability). The body is the customer's words: then it must be escaped, or `<a href>` and
-/// `<img>` in a concern would become links and images in the mechanic's notification.
+/// Whether the notification daemon reads markup (the freedesktop `body-markup` capability).
 #[cfg(all(unix, not(target_os = "macos")))]
 fn renders_markup() -> bool {
     notify_rust::get_capabilities()
@@ -69,20 +63,6 @@ fn renders_markup() -> bool {
 #[cfg(not(all(unix, not(target_os = "macos"))))]
 fn renders_markup() -> bool {
     false
-}
-
-/// Text as the freedesktop notification markup shows it literally.
-pub fn escape_markup(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(all(unix, not(target_os = "macos")))]
@@ -104,20 +84,10 @@ fn with_sound(n: &mut Notification, sound: bool) {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix, not(target_os = "macos")))]
 mod tests {
     use super::*;
 
-    #[test]
-    fn markup_in_a_concern_is_shown_as_text() {
-        assert_eq!(
-            escape_markup(r#"<a href="https://x">win</a> & <img src=x>"#),
-            r#"&lt;a href="https://x"&gt;win&lt;/a&gt; &amp; &lt;img src=x&gt;"#
-        );
-        assert_eq!(escape_markup("Brakes squeal"), "Brakes squeal");
-    }
-
-    #[cfg(all(unix, not(target_os = "macos")))]
     #[test]
     fn the_sound_is_asked_for_by_name_or_suppressed() {
         use notify_rust::Hint;

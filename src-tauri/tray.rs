@@ -1,13 +1,16 @@
-//! The tray icon: the pending count (drawn on the icon, see [`crate::badge`]; also the title
-//! beside the icon where the platform shows one, the tooltip, and the first menu line), a way
-//! back to the window, online/away, and quit.
+//! The tray icon: the pending count (drawn on the icon by `wrenchline_desk_core::badge`; also the
+//! title beside the icon where the platform shows one, the tooltip, and the first menu line), a
+//! way back to the window, online/away, and quit. Clicks become [`Intent`]s.
 
 use tauri::image::Image;
 use tauri::menu::{CheckMenuItem, Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{MouseButton, MouseButtonState, TrayIcon, TrayIconBuilder, TrayIconEvent};
-use tauri::{AppHandle, Manager, Wry};
+use tauri::{AppHandle, Wry};
+use wrenchline_desk_core::badge;
+use wrenchline_desk_core::notice::pending_text;
+use wrenchline_protocol::presence::Availability;
 
-use crate::desk::{self, Availability};
+use crate::intents::{Intent, Intents};
 
 pub struct Tray {
     icon: TrayIcon,
@@ -18,16 +21,7 @@ pub struct Tray {
     away: CheckMenuItem<Wry>,
 }
 
-/// "No pending requests", "1 pending request", "3 pending requests".
-pub fn pending_text(count: usize) -> String {
-    match count {
-        0 => "No pending requests".to_string(),
-        1 => "1 pending request".to_string(),
-        n => format!("{n} pending requests"),
-    }
-}
-
-pub fn build(app: &AppHandle) -> tauri::Result<Tray> {
+pub fn build(app: &AppHandle, intents: Intents) -> tauri::Result<Tray> {
     let pending = MenuItem::with_id(app, "pending", pending_text(0), false, None::<&str>)?;
     let show = MenuItem::with_id(app, "show", "Show Wrenchline", true, None::<&str>)?;
     let away = CheckMenuItem::with_id(
@@ -52,36 +46,34 @@ pub fn build(app: &AppHandle) -> tauri::Result<Tray> {
     )?;
     let image = Image::from_bytes(include_bytes!("../icons/64x64.png"))?;
     let base = (image.rgba().to_vec(), image.width(), image.height());
+    let clicks = intents.clone();
+    let away_item = away.clone();
     let icon = TrayIconBuilder::with_id("main")
         .icon(image)
         .tooltip(format!("Wrenchline: {}", pending_text(0)))
         .menu(&menu)
         .show_menu_on_left_click(false)
-        .on_menu_event(|app, event| match event.id().as_ref() {
-            "show" => desk::show_window(app),
+        .on_menu_event(move |_, event| match event.id().as_ref() {
+            "show" => intents.send(Intent::ShowWindow),
             "away" => {
-                let away = app
-                    .try_state::<Tray>()
-                    .and_then(|t| t.away.is_checked().ok())
-                    .unwrap_or(false);
-                let availability = if away {
+                let away = away_item.is_checked().unwrap_or(false);
+                intents.send(Intent::SetAvailability(if away {
                     Availability::Away
                 } else {
                     Availability::Online
-                };
-                desk::set_availability(app, availability);
+                }));
             }
-            "quit" => app.exit(0),
+            "quit" => intents.send(Intent::Quit),
             _ => {}
         })
-        .on_tray_icon_event(|tray, event| {
+        .on_tray_icon_event(move |_, event| {
             if let TrayIconEvent::Click {
                 button: MouseButton::Left,
                 button_state: MouseButtonState::Up,
                 ..
             } = event
             {
-                desk::show_window(tray.app_handle());
+                clicks.send(Intent::ShowWindow);
             }
         })
         .build(app)?;
@@ -103,17 +95,13 @@ impl Tray {
         let _ = self
             .icon
             .set_title((count > 0).then(|| count.to_string()).as_deref());
-        let badge = crate::badge::label(count);
+        let label = badge::label(count);
         let mut shown = self.shown_count.lock().unwrap_or_else(|e| e.into_inner());
-        if shown.is_some_and(|n| crate::badge::label(n) == badge) {
+        if shown.is_some_and(|n| badge::label(n) == label) {
             return;
         }
         let (rgba, width, height) = &self.base;
-        let image = Image::new_owned(
-            crate::badge::draw(rgba, *width, *height, count),
-            *width,
-            *height,
-        );
+        let image = Image::new_owned(badge::draw(rgba, *width, *height, count), *width, *height);
         match self.icon.set_icon(Some(image)) {
             Ok(()) => *shown = Some(count),
             Err(e) => {
@@ -125,17 +113,5 @@ impl Tray {
 
     pub fn show_availability(&self, availability: Availability) {
         let _ = self.away.set_checked(availability == Availability::Away);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_pending_count_reads_well() {
-        assert_eq!(pending_text(0), "No pending requests");
-        assert_eq!(pending_text(1), "1 pending request");
-        assert_eq!(pending_text(4), "4 pending requests");
     }
 }

@@ -3,63 +3,33 @@
 //! releases folder IT points it at). The app checks a little after start and then every few
 //! hours, offers what it finds, and installs only when the mechanic says so. Every download is
 //! verified against the public key compiled into the app before anything is written; a package
-//! that does not match its signature is refused and nothing changes. IT can turn the whole thing
-//! off in the managed settings (`updates = false`), and a per-machine MSI starts with it off.
-//!
-//! The UI hears of every change through the `update` event ([`UpdateView`]).
+//! that does not match its signature is refused and nothing changes. The signature also binds
+//! the version (`requireSignedVersion` in tauri.conf.json: the signed trusted comment carries
+//! `version:X`, which must be the version the server announced), so a genuine older package
+//! announced as a newer version is refused too. IT can turn it all off (`updates = false`), and
+//! a per-machine MSI starts with it off. The UI hears of every change through the `update` event
+//! (`UpdateView`, with the schedule's rules, in `wrenchline_desk_core::view`).
 
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde::Serialize;
 use tauri::{AppHandle, Emitter, Manager};
 use tauri_plugin_updater::{Update, UpdaterExt};
+use wrenchline_desk_core::view::{
+    trusted_update_key, update_due, update_endpoint, update_off_reason, UpdateView,
+};
 
 use crate::desk::desk;
 use crate::error::{Error, Result};
 
-/// The first check waits for the app to settle (sign-in, feed) after a start.
+/// The first check waits for the app to settle after a start.
 const FIRST_CHECK_AFTER: Duration = Duration::from_secs(5);
-/// Then a check this often while the app runs.
-const CHECK_EVERY: Duration = Duration::from_secs(6 * 60 * 60);
 /// How often the schedule looks whether a check is due.
 const SCHEDULE_TICK: Duration = Duration::from_secs(60);
 /// A check or download that takes longer than this has failed.
 const TIMEOUT: Duration = Duration::from_secs(120);
-/// Debug builds take the updater's public key from here, so developers and the test suite can
-/// sign with throwaway keys. Release builds only trust the key compiled in.
+/// Debug builds only: the updater's public key (see `trusted_update_key`).
 pub const PUBKEY_ENV: &str = "WRENCHLINE_UPDATER_PUBKEY";
-
-/// Where updates stand, as the UI shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum UpdateView {
-    /// No checks: `reason` says why (a setting, IT, a build without an update key).
-    Off {
-        reason: String,
-    },
-    /// Not checked yet in this run.
-    Idle,
-    Checking,
-    UpToDate,
-    Available {
-        version: String,
-        notes: Option<String>,
-    },
-    Downloading {
-        version: String,
-        received: u64,
-        total: Option<u64>,
-    },
-    /// Installed; the new version runs after a restart.
-    Installed {
-        version: String,
-    },
-    Failed {
-        version: Option<String>,
-        message: String,
-    },
-}
 
 #[derive(Default)]
 pub struct Updates {
@@ -80,57 +50,24 @@ fn updates(app: &AppHandle) -> tauri::State<'_, Updates> {
     app.state::<Updates>()
 }
 
-/// The public key the app trusts: the one in `plugins.updater.pubkey` of the configuration
-/// (filled in by the release bundle), or in debug builds [`PUBKEY_ENV`] if set.
+/// The public key the app trusts (see `trusted_update_key`).
 fn trusted_key(app: &AppHandle) -> Option<String> {
-    if cfg!(debug_assertions) {
-        if let Some(key) = std::env::var(PUBKEY_ENV)
-            .ok()
-            .filter(|k| !k.trim().is_empty())
-        {
-            return Some(key.trim().to_string());
-        }
-    }
-    app.config()
+    let configured = app
+        .config()
         .plugins
         .0
         .get("updater")
-        .and_then(|u| u.get("pubkey"))
-        .and_then(|k| k.as_str())
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .map(str::to_string)
-}
-
-/// The update endpoint of a server, with the updater's own placeholders left in.
-pub fn endpoint(server_url: &str) -> Result<tauri::Url> {
-    let base = crate::settings::normalize_server_url(server_url)
-        .map_err(|_| Error::InvalidServerUrl(server_url.trim().to_string()))?;
-    format!(
-        "{base}/api/desk/updates/{{{{target}}}}/{{{{arch}}}}/{{{{current_version}}}}?bundle_type={{{{bundle_type}}}}"
+        .and_then(|u| u.get("pubkey"));
+    trusted_update_key(
+        cfg!(debug_assertions),
+        std::env::var(PUBKEY_ENV).ok(),
+        configured.and_then(|k| k.as_str()),
     )
-    .parse()
-    .map_err(|_| Error::InvalidServerUrl(base))
 }
 
 /// Why no check may run now, if so.
 fn off_reason(app: &AppHandle) -> Option<String> {
-    let desk = desk(app);
-    let view = desk.settings_view();
-    if !view.values.updates {
-        return Some(if view.locked.contains("updates") {
-            "Updates are turned off by your IT department.".into()
-        } else {
-            "Updates are turned off in the settings.".into()
-        });
-    }
-    if trusted_key(app).is_none() {
-        return Some(
-            "This build has no update signing key; new versions come with your IT department's packages."
-                .into(),
-        );
-    }
-    None
+    update_off_reason(&desk(app).settings_view(), trusted_key(app).is_some())
 }
 
 impl Updates {
@@ -164,7 +101,8 @@ pub async fn check(app: &AppHandle) -> Result<UpdateView> {
     }
     *lock(&state.checked_at) = Some(std::time::Instant::now());
     let server = desk(app)
-        .server_url()
+        .session()
+        .map(|s| s.server().to_string())
         .unwrap_or_else(|_| desk(app).settings().server_url);
     if server.is_empty() {
         return Err(Error::Invalid(
@@ -175,7 +113,7 @@ pub async fn check(app: &AppHandle) -> Result<UpdateView> {
     let found = async {
         let mut builder = app
             .updater_builder()
-            .endpoints(vec![endpoint(&server)?])
+            .endpoints(vec![update_endpoint(&server)?])
             .map_err(update_error)?
             .timeout(TIMEOUT);
         if let Some(key) = trusted_key(app) {
@@ -293,6 +231,12 @@ fn install_failure(e: &tauri_plugin_updater::Error) -> String {
         E::Minisign(_) | E::Base64(_) | E::SignatureUtf8(_) => {
             "The download did not match its signature, so it was not installed. Nothing has changed; tell your IT department.".into()
         }
+        E::SignedVersionMismatch { signed, announced } => format!(
+            "The download is version {signed}, signed as such, but was offered as {announced}: an older release announced as new is never installed. Nothing has changed; tell your IT department."
+        ),
+        E::MissingSignedVersion => {
+            "The download's signature does not say which version it is, so it was not installed (releases must be signed with their version). Nothing has changed; tell your IT department.".into()
+        }
         other => format!("The update could not be installed: {other}"),
     }
 }
@@ -311,69 +255,48 @@ fn update_error(e: tauri_plugin_updater::Error) -> Error {
     }
 }
 
-/// Whether the schedule should check now: not when any check ran within [`CHECK_EVERY`] (the
-/// mechanic's own included, so a scheduled check never overwrites what they are looking at).
-fn due(since_last_check: Option<Duration>) -> bool {
-    since_last_check.is_none_or(|since| since >= CHECK_EVERY)
-}
-
-/// Checks a little after start and then every [`CHECK_EVERY`], while updates are on.
+/// Checks a little after start and then every `CHECK_EVERY` (6 h), while updates are on.
 pub fn run(app: &AppHandle) {
     app.manage(Updates::default());
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
-        tokio::time::sleep(FIRST_CHECK_AFTER).await;
+        let first = tokio::time::Instant::now() + FIRST_CHECK_AFTER;
+        let mut ticks = tokio::time::interval_at(first, SCHEDULE_TICK);
         loop {
+            ticks.tick().await;
             let since_last_check = lock(&updates(&app).checked_at).map(|at| at.elapsed());
-            if off_reason(&app).is_none() && due(since_last_check) {
+            if off_reason(&app).is_none() && update_due(since_last_check) {
                 if let Err(e) = check(&app).await {
                     log::info!("no update check: {e}");
                 }
             }
-            tokio::time::sleep(SCHEDULE_TICK).await;
         }
     });
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::install_failure;
+    use tauri_plugin_updater::Error;
 
     #[test]
-    fn the_endpoint_keeps_the_updaters_placeholders() {
-        let url = endpoint("https://help.example.com/").unwrap();
+    fn the_configuration_requires_a_signed_version() {
+        let config: serde_json::Value =
+            serde_json::from_str(include_str!("../tauri.conf.json")).unwrap();
         assert_eq!(
-            url.as_str(),
-            "https://help.example.com/api/desk/updates/%7B%7Btarget%7D%7D/%7B%7Barch%7D%7D/%7B%7Bcurrent_version%7D%7D?bundle_type={{bundle_type}}"
+            config["plugins"]["updater"]["requireSignedVersion"],
+            serde_json::json!(true)
         );
-        assert!(endpoint("ftp://example.com").is_err());
-        assert!(endpoint("").is_err());
-    }
-
-    #[test]
-    fn views_reach_the_ui_tagged() {
-        let v = serde_json::to_value(UpdateView::Available {
-            version: "1.2.3".into(),
-            notes: None,
-        })
-        .unwrap();
-        assert_eq!(
-            v,
-            serde_json::json!({"state": "available", "version": "1.2.3", "notes": null})
-        );
-    }
-
-    #[test]
-    fn the_schedule_leaves_a_recent_check_alone() {
-        assert!(due(None));
-        assert!(!due(Some(Duration::ZERO)));
-        assert!(!due(Some(CHECK_EVERY / 2)));
-        assert!(due(Some(CHECK_EVERY)));
+        let e = Error::SignedVersionMismatch {
+            signed: "0.1.0".into(),
+            announced: "9.9.9".into(),
+        };
+        assert!(install_failure(&e).contains("older release announced as new"));
     }
 
     #[test]
     fn a_bad_signature_is_named_as_such() {
-        let e = tauri_plugin_updater::Error::SignatureUtf8("x".into());
+        let e = Error::SignatureUtf8("x".into());
         assert!(install_failure(&e).contains("did not match its signature"));
     }
 }

@@ -1,6 +1,7 @@
-//! Request fan-out: mechanics sit on the `requests` channel (`postgres_changes` on `sessions`,
-//! `status=eq.pending`), a customer files an intake and signs the waiver, and the offered
-//! request reaches every mechanic. Latency runs from the intake POST (and, separately, from the
+//! Request fan-out: mechanics sit on the `requests` channel as the desktop app joins it
+//! (`wrenchline_client::mechanic::requests_channel`: `postgres_changes` on `sessions`,
+//! `status=eq.pending`, with presence), a customer files an intake and signs the waiver, and the
+//! offered request reaches every mechanic. Latency runs from the intake POST (and, separately, from the
 //! waiver POST) to each mechanic's receipt.
 
 use std::collections::HashMap;
@@ -11,9 +12,8 @@ use serde_json::json;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use uuid::Uuid;
-use wrenchline_client::{
-    ChannelEvent, ChannelOptions, PostgresChanges, RealtimeClient, RealtimeOptions,
-};
+use wrenchline_client::mechanic::requests_channel;
+use wrenchline_client::{ChannelEvent, RealtimeClient, RealtimeOptions};
 
 use super::Env;
 use crate::fixture::{Fixture, Http};
@@ -57,15 +57,8 @@ async fn run(
                 mechanic.token.clone(),
                 RealtimeOptions::default(),
             )?;
-            let channel = client.channel(
-                "requests",
-                ChannelOptions {
-                    postgres_changes: vec![
-                        PostgresChanges::new("*", "sessions").filter("status=eq.pending")
-                    ],
-                    ..ChannelOptions::default()
-                },
-            );
+            // The desktop app's own request feed channel (presence included).
+            let channel = requests_channel(&client);
             let mut events = channel.events();
             channel.subscribe().await?;
             let rounds = rounds.clone();

@@ -6,9 +6,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use uuid::Uuid;
 use wrenchline_protocol::{
-    AuthTokens, ErrorBody, LoginRequest, Message, Plan, PostMessageRequest, RefreshRequest, Session,
+    AuthTokens, ErrorBody, LoginRequest, Message, Plan, PostMessageRequest, RefreshRequest,
+    ServerTime, Session,
 };
 
+use crate::realtime::RealtimeError;
+
+/// Everything the client's HTTP calls and a [`crate::MechanicSession`] can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot reach the server: {0}")]
@@ -17,6 +21,15 @@ pub enum ClientError {
     Api { status: StatusCode, body: ErrorBody },
     #[error("invalid server URL: {0}")]
     Url(String),
+    /// The account signed in, but it is not a mechanic's.
+    #[error("this account is not a mechanic's")]
+    NotMechanic,
+    /// The server refused the refresh token (revoked, expired, signed out elsewhere): only a
+    /// new sign-in with the password helps.
+    #[error("the sign-in has expired or was revoked")]
+    SignInExpired,
+    #[error(transparent)]
+    Realtime(#[from] RealtimeError),
 }
 
 impl ClientError {
@@ -33,6 +46,15 @@ impl ClientError {
             ClientError::Api { status, .. } => Some(*status),
             _ => None,
         }
+    }
+
+    /// An access token the server no longer takes: refresh and try once more.
+    pub fn is_unauthorized(&self) -> bool {
+        self.status() == Some(StatusCode::UNAUTHORIZED)
+            || matches!(
+                self.code(),
+                Some("token_expired" | "invalid_token" | "unauthorized")
+            )
     }
 }
 
@@ -123,6 +145,11 @@ impl ApiClient {
                 session: None,
             });
         Err(ClientError::Api { status, body })
+    }
+
+    /// The server's clock, for countdowns corrected by the offset.
+    pub async fn time(&self) -> Result<ServerTime, ClientError> {
+        self.call::<(), _>(Method::GET, "/api/time", None).await
     }
 
     pub async fn plans(&self) -> Result<Vec<Plan>, ClientError> {

@@ -290,3 +290,29 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod payload_tests {
+    use super::*;
+
+    #[test]
+    fn the_payload_carries_availability_only_when_set() {
+        let mut p = PresencePayload {
+            user_id: "u1".into(),
+            role: Role::Mechanic,
+            online_at: "2026-01-01T00:00:00Z".into(),
+            availability: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&p).unwrap(),
+            serde_json::json!({"user_id": "u1", "role": "mechanic", "online_at": "2026-01-01T00:00:00Z"})
+        );
+        p.availability = Some(Availability::Away);
+        let value = serde_json::to_value(&p).unwrap();
+        assert_eq!(value["availability"], "away");
+        assert_eq!(
+            Availability::of_payload(value.as_object().unwrap()),
+            Ok(Availability::Away)
+        );
+    }
+}

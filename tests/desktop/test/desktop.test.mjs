@@ -45,7 +45,7 @@ import {
   windowShown,
 } from '../harness.mjs'
 
-// A point inside the tray badge's red disc (src-tauri/badge.rs: 64 px icon, disc of radius 19
+// A point inside the tray badge's red disc (crates/desk-core/src/badge.rs: 64 px icon, disc of radius 19
 // centred at (43.8, 20.2)), left of the digits.
 const BADGE = [27, 20]
 const RED = [220, 38, 38, 255]
@@ -59,6 +59,8 @@ const IMG = '<img src=x onerror=window.__xss=1>'
 // No double quotes: dbus-monitor prints strings without escaping them.
 const SVG = '<svg onload=window.__xss=2></svg>'
 const SCRIPT = '<script>window.__xss=3</script>'
+/** Text as freedesktop notification markup shows it literally. */
+const escapeMarkup = (text) => text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;')
 
 /** Nothing a customer wrote ran or became an element in the app's webview. */
 async function assertInert(driver, where) {
@@ -93,10 +95,15 @@ describe('Wrenchline desktop app', { concurrency: false }, () => {
     driver = await launchApp()
     const form = await find(driver, '[data-testid="sign-in-form"]', 30000)
     const server = await form.findElement(By.css('#server'))
+    // Plain http to another computer is refused before anything is sent.
     await server.clear()
-    await server.sendKeys(proxy.base)
+    await server.sendKeys('http://192.0.2.10:8080')
     await form.findElement(By.css('#email')).sendKeys(SAM.email)
     await form.findElement(By.css('#password')).sendKeys(SAM.password)
+    await form.findElement(By.css('[data-testid="sign-in"]')).click()
+    await textContains(driver, '[data-testid="sign-in-error"]', 'use its https:// address')
+    await server.clear()
+    await server.sendKeys(proxy.base)
     await form.findElement(By.css('[data-testid="sign-in"]')).click()
     await textContains(driver, '[data-testid="signed-in-as"]', SAM.name)
     await textContains(driver, '[data-testid="feed-status"]', 'Connected')
@@ -313,7 +320,8 @@ describe('Wrenchline desktop app', { concurrency: false }, () => {
       vehicle: { year: 2016, make: SVG.slice(0, 50), model: '<i>Outback</i>', vin: null, mileage: null },
       concern: `Brakes grind ${IMG} and squeal ${SCRIPT}`,
     })
-    const summary = `New request: 2016 ${SVG.slice(0, 50)} <i>Outback</i>`
+    // dunst advertises body-markup: the customer's words are escaped in the summary as well.
+    const summary = escapeMarkup(`New request: 2016 ${SVG.slice(0, 50)} <i>Outback</i>`)
     const notice = await eventually('the Notify call', () => notifications().find((n) => n.summary === summary))
     assert.match(notice.body, /^Brakes grind &lt;img src=x onerror=window.__xss=1&gt; and squeal &lt;script&gt;/, 'markup escaped for the daemon')
     const row = await find(driver, `[data-testid="request"][data-session-id="${hostile.sessionId}"]`)

@@ -41,6 +41,7 @@ export class Desk {
   update = $state<UpdateView>({ state: 'idle' });
   requests = $state<Session[]>([]);
   version = $state('');
+  demoSignIn = $state<AppState['demo_sign_in']>(null);
   view = $state<View>({ name: 'requests' });
   /** The request a notification pointed at, highlighted in the list. */
   focused = $state<string | null>(null);
@@ -82,6 +83,7 @@ export class Desk {
     if (state.settings) this.settings = state.settings;
     if (state.update) this.update = state.update;
     if (state.version) this.version = state.version;
+    if (state.demo_sign_in) this.demoSignIn = state.demo_sign_in;
     if (state.auth) this.applyAuth(state.auth);
     this.loaded = true;
     setInterval(() => (this.now = Date.now()), 1_000);

@@ -16,6 +16,12 @@
 //! Files are streamed from disk as they are sent, never compressed again (packages are compressed
 //! already), and at most `release_downloads_at_once` (limits file) at a time; beyond that the
 //! answer is 503 with `Retry-After`.
+//!
+//! The signature binds the version: `scripts/bundle.sh` signs with `--app-version`, which puts
+//! `version:X` into minisign's signed trusted comment, and the app (`requireSignedVersion`)
+//! refuses a package whose signed version is not the one announced. This server checks the same
+//! when it reads a release, so a folder that pairs a version with another version's package (an
+//! older package announced as new) is never offered: it is ignored with a warning.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -291,7 +297,39 @@ async fn read_release(dir: &Path, version: &Version) -> Result<Option<Release>, 
         tracing::warn!(path = %path.display(), file = %bad.file, "ignoring a release.json naming a non-plain file");
         return Ok(None);
     }
+    for entry in release.platforms.values() {
+        match signed_version(&entry.signature) {
+            Some(signed)
+                if Version::parse(signed.trim_start_matches('v')).ok().as_ref()
+                    == Some(version) => {}
+            Some(signed) => {
+                tracing::warn!(path = %path.display(), file = %entry.file, signed = %signed,
+                    "ignoring a release.json whose package is signed for another version");
+                return Ok(None);
+            }
+            None => tracing::warn!(path = %path.display(), file = %entry.file,
+                "this package's signature does not bind its version (sign with `tauri signer sign --app-version`); the app will refuse it"),
+        }
+    }
     Ok(Some(release))
+}
+
+/// The version a Tauri `.sig` (base64 of a minisign signature) was signed for: the `version:`
+/// field of its trusted comment (tab-separated `key:value` pairs, as the Tauri CLI writes them).
+/// Unverified here (the server does not hold the public key): the app verifies it.
+fn signed_version(signature_base64: &str) -> Option<String> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(signature_base64.trim())
+        .ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let comment = text
+        .lines()
+        .find_map(|line| line.strip_prefix("trusted comment: "))?;
+    comment
+        .split('\t')
+        .find_map(|field| field.strip_prefix("version:"))
+        .map(str::to_string)
 }
 
 /// The highest version above `current` whose release has one of `keys` (tried in order).
@@ -359,6 +397,29 @@ mod tests {
         for bad in ["..", "0.2", "0.2.0/..", "../0.2.0", "00.2.0", "", "0.2.0 "] {
             assert!(parse_version(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_signed_version_is_read_from_the_trusted_comment() {
+        use base64::Engine;
+        let sig = |comment: &str| {
+            base64::engine::general_purpose::STANDARD.encode(format!(
+                "untrusted comment: signature from tauri secret key\nRUQ...\ntrusted comment: {comment}\nAAAA\n"
+            ))
+        };
+        assert_eq!(
+            signed_version(&sig("timestamp:1700000000\tfile:app.deb\tversion:0.2.0")).as_deref(),
+            Some("0.2.0")
+        );
+        assert_eq!(
+            signed_version(&sig("timestamp:1700000000\tfile:app.deb")),
+            None
+        );
+        assert_eq!(
+            signed_version(&sig("timestamp:1\tfile:app-version:2.deb")),
+            None
+        );
+        assert_eq!(signed_version("not base64!"), None);
     }
 
     #[test]

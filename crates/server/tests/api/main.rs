@@ -10,6 +10,7 @@ mod helpers;
 mod intake;
 mod lifecycle;
 mod limits;
+mod mechanic_session;
 mod messages;
 mod meta;
 mod realtime;

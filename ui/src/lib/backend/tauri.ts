@@ -1,5 +1,5 @@
 // The desktop implementation of `Backend`: Tauri commands and events of the Rust shell
-// (src-tauri/commands.rs, desk.rs). The shell owns the tokens and the realtime connection, so
+// (src-tauri/commands.rs, events.rs). The shell owns the tokens and the realtime connection, so
 // nothing here sees a token or opens a socket; this file only invokes commands and listens to
 // events. It is the only file of the UI that imports `@tauri-apps/*`. Besides `Backend` (what the
 // shared chat room needs) it offers the desktop's own calls: sign-in, the request feed, accept,
@@ -60,7 +60,7 @@ export type SettingChange =
   | { key: 'server_url'; value: string }
   | { key: 'notifications' | 'notification_sound' | 'start_at_login' | 'updates'; value: boolean };
 
-/** Updates of the app itself (`update` event), see src-tauri/updates.rs. */
+/** Updates of the app itself (`update` event), see `UpdateView` in crates/desk-core/src/view.rs. */
 export type UpdateView =
   | { state: 'off'; reason: string }
   | { state: 'idle' }
@@ -79,12 +79,14 @@ export type AppState = {
   settings: SettingsView;
   update: UpdateView;
   version: string;
+  /** `make run`'s demo mechanic (debug builds): pre-fills the sign-in form. */
+  demo_sign_in: { server_url: string; email: string; password: string } | null;
 };
 
 /** Where to go: a request in the list (a notification's click) or a session (a deep link). */
 export type Navigation = { kind: 'request' | 'session'; id: string };
 
-/** What the shell sends about an open chat (`session-event`), see src-tauri/chat.rs. */
+/** What the shell sends about an open chat (`session-event`), see `ChatEvent` in crates/client/src/mechanic/chat.rs. */
 type SessionEvent =
   | { kind: 'status'; session_id: string; status: LinkStatus; detail: string | null }
   | { kind: 'subscribed'; session_id: string }

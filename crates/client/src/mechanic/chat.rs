@@ -1,31 +1,36 @@
 //! One open chat: the session's presence topic (where the mechanic is tracked as
 //! `{user_id, role: "mechanic", online_at}`) and its chat topic (the session's row changes, its
 //! messages, `typing` and the server's `session_ending`), on the app's one realtime connection.
-//! Everything that happens is forwarded to the UI as `session-event`; the UI decides who is
-//! present from the raw presence state's payload `user_id`s (never from the keys, which are per
-//! connection).
+//! Everything that happens is sent as a [`ChatEvent`] (in [`MechanicEvent::Chat`]); the UI decides
+//! who is present from the raw presence state's payload `user_id`s (never from the keys, which
+//! are per connection).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{json, Value};
-use tauri::async_runtime::JoinHandle;
-use tauri::{AppHandle, Emitter};
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use uuid::Uuid;
-use wrenchline_client::{Channel, ChannelEvent, ChannelOptions, PostgresChanges, RealtimeClient};
-use wrenchline_protocol::User;
+use wrenchline_protocol::presence::PresencePayload;
+use wrenchline_protocol::realtime::topics::Topic;
+use wrenchline_protocol::{Role, User};
 
-use crate::error::Result;
+use super::{now_rfc3339, MechanicEvent};
+use crate::realtime::{Channel, ChannelEvent, ChannelOptions, PostgresChanges, RealtimeClient};
+use crate::ClientError;
+
+type Events = mpsc::UnboundedSender<MechanicEvent>;
 
 /// Wait before joining again after the server closed a session's channel.
 const REJOIN_AFTER: Duration = Duration::from_secs(2);
 
-/// What the UI hears about an open chat, tagged by `kind`.
+/// What happens in an open chat, tagged by `kind` (as the desktop UI reads it).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum SessionEvent {
+pub enum ChatEvent {
     /// The link's health: `connecting`, `subscribed`, `reconnecting`, `closed`.
     Status {
         session_id: Uuid,
@@ -74,14 +79,14 @@ pub struct ChatLink {
     task: JoinHandle<()>,
 }
 
-fn emit(app: &AppHandle, event: SessionEvent) {
-    let _ = app.emit("session-event", event);
+fn emit(events: &Events, event: ChatEvent) {
+    let _ = events.send(MechanicEvent::Chat(event));
 }
 
-fn status(app: &AppHandle, id: Uuid, status: &'static str, detail: Option<String>) {
+fn status(events: &Events, id: Uuid, status: &'static str, detail: Option<String>) {
     emit(
-        app,
-        SessionEvent::Status {
+        events,
+        ChatEvent::Status {
             session_id: id,
             status,
             detail,
@@ -91,7 +96,7 @@ fn status(app: &AppHandle, id: Uuid, status: &'static str, detail: Option<String
 
 fn channels(realtime: &RealtimeClient, id: Uuid) -> Channels {
     let chat = realtime.channel(
-        &format!("chat:session-{id}"),
+        &Topic::SessionChat(id).name(),
         ChannelOptions {
             postgres_changes: vec![
                 PostgresChanges::new("*", "sessions").filter(format!("id=eq.{id}")),
@@ -101,7 +106,7 @@ fn channels(realtime: &RealtimeClient, id: Uuid) -> Channels {
         },
     );
     let presence = realtime.channel(
-        &format!("chat:session-{id}:presence"),
+        &Topic::SessionPresence(id).name(),
         ChannelOptions {
             presence_enabled: true,
             ..ChannelOptions::default()
@@ -112,10 +117,10 @@ fn channels(realtime: &RealtimeClient, id: Uuid) -> Channels {
 
 impl ChatLink {
     /// Opens the session's topics in the background and tracks the mechanic as present.
-    pub fn open(app: &AppHandle, realtime: RealtimeClient, me: User, id: Uuid) -> ChatLink {
+    pub(super) fn open(events: &Events, realtime: RealtimeClient, me: User, id: Uuid) -> ChatLink {
         let current = Arc::new(Mutex::new(channels(&realtime, id)));
-        let task = tauri::async_runtime::spawn(run(
-            app.clone(),
+        let task = tokio::spawn(run(
+            events.clone(),
             realtime,
             me.clone(),
             id,
@@ -132,7 +137,7 @@ impl ChatLink {
     }
 
     /// Tells the other side that the mechanic is typing.
-    pub async fn typing(&self) -> Result<()> {
+    pub(super) async fn typing(&self) -> Result<(), ClientError> {
         self.channels()
             .chat
             .broadcast(
@@ -144,12 +149,12 @@ impl ChatLink {
     }
 
     /// The current presence state, for a UI that (re)opens the chat.
-    pub fn presence(&self) -> Value {
+    pub(super) fn presence(&self) -> Value {
         self.channels().presence.presence().to_value()
     }
 
     /// Leaves both topics: the mechanic is no longer present.
-    pub async fn close(self) {
+    pub(super) async fn close(self) {
         self.task.abort();
         let Channels { chat, presence } = self.channels();
         let _ = presence.untrack().await;
@@ -158,14 +163,8 @@ impl ChatLink {
     }
 }
 
-pub(crate) fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
 async fn run(
-    app: AppHandle,
+    events: Events,
     realtime: RealtimeClient,
     me: User,
     id: Uuid,
@@ -181,31 +180,37 @@ async fn run(
         mut presence,
     } = current.lock().unwrap_or_else(|e| e.into_inner()).clone();
     loop {
-        status(&app, id, "connecting", None);
+        status(&events, id, "connecting", None);
         let mut chat_events = chat.events();
         let mut presence_events = presence.events();
         let joined = async {
             chat.subscribe().await?;
             presence.subscribe().await?;
+            let payload = PresencePayload {
+                user_id: me.id.to_string(),
+                role: Role::Mechanic,
+                online_at: now_rfc3339(),
+                availability: None,
+            };
             presence
-                .track(json!({"user_id": me.id, "role": "mechanic", "online_at": now_rfc3339()}))
+                .track(serde_json::to_value(payload).unwrap_or_default())
                 .await
         }
         .await;
         if let Err(e) = joined {
-            log::warn!("chat {id}: join failed: {e}");
-            status(&app, id, "reconnecting", Some(e.to_string()));
+            tracing::warn!("chat {id}: join failed: {e}");
+            status(&events, id, "reconnecting", Some(e.to_string()));
             let _ = chat.leave().await;
             let _ = presence.leave().await;
             tokio::time::sleep(REJOIN_AFTER).await;
             Channels { chat, presence } = renew();
             continue;
         }
-        status(&app, id, "subscribed", None);
-        emit(&app, SessionEvent::Subscribed { session_id: id });
+        status(&events, id, "subscribed", None);
+        emit(&events, ChatEvent::Subscribed { session_id: id });
         emit(
-            &app,
-            SessionEvent::Presence {
+            &events,
+            ChatEvent::Presence {
                 session_id: id,
                 state: presence.presence().to_value(),
             },
@@ -215,46 +220,46 @@ async fn run(
                 event = chat_events.recv() => match event {
                     Ok(ChannelEvent::PostgresChange(change)) => {
                         let event = if change.table == "messages" {
-                            SessionEvent::Message { session_id: id, message: change.record }
+                            ChatEvent::Message { session_id: id, message: change.record }
                         } else {
-                            SessionEvent::Session { session_id: id, session: change.record }
+                            ChatEvent::Session { session_id: id, session: change.record }
                         };
-                        emit(&app, event);
+                        emit(&events, event);
                     }
                     Ok(ChannelEvent::Broadcast { event, payload }) => match event.as_str() {
                         "typing" => {
                             let user_id = payload["user_id"].as_str().unwrap_or_default().to_string();
                             let role = payload["role"].as_str().unwrap_or_default().to_string();
                             if !user_id.is_empty() && user_id != me.id.to_string() {
-                                emit(&app, SessionEvent::Typing { session_id: id, user_id, role });
+                                emit(&events, ChatEvent::Typing { session_id: id, user_id, role });
                             }
                         }
-                        "session_ending" => emit(&app, SessionEvent::Ending {
+                        "session_ending" => emit(&events, ChatEvent::Ending {
                             session_id: id,
                             ends_at: payload["ends_at"].as_str().unwrap_or_default().to_string(),
                             seconds_left: payload["seconds_left"].as_i64().unwrap_or(0),
                         }),
                         _ => {}
                     },
-                    Ok(ChannelEvent::Reconnecting) => status(&app, id, "reconnecting", None),
+                    Ok(ChannelEvent::Reconnecting) => status(&events, id, "reconnecting", None),
                     Ok(ChannelEvent::Rejoined) => {
-                        status(&app, id, "subscribed", None);
-                        emit(&app, SessionEvent::Subscribed { session_id: id });
+                        status(&events, id, "subscribed", None);
+                        emit(&events, ChatEvent::Subscribed { session_id: id });
                     }
                     Ok(ChannelEvent::Closed { reason }) => {
-                        status(&app, id, "reconnecting", Some(reason));
+                        status(&events, id, "reconnecting", Some(reason));
                         break;
                     }
                     Ok(_) | Err(RecvError::Lagged(_)) => {}
                     Err(RecvError::Closed) => break,
                 },
                 event = presence_events.recv() => match event {
-                    Ok(ChannelEvent::PresenceSync) | Err(RecvError::Lagged(_)) => emit(&app, SessionEvent::Presence {
+                    Ok(ChannelEvent::PresenceSync) | Err(RecvError::Lagged(_)) => emit(&events, ChatEvent::Presence {
                         session_id: id,
                         state: presence.presence().to_value(),
                     }),
                     Ok(ChannelEvent::Closed { reason }) => {
-                        status(&app, id, "reconnecting", Some(reason));
+                        status(&events, id, "reconnecting", Some(reason));
                         break;
                     }
                     Ok(_) => {}
@@ -276,7 +281,7 @@ mod tests {
     #[test]
     fn events_are_tagged_by_kind_with_the_session() {
         let id: Uuid = "3f2c1d2e-8a7b-4c5d-9e0f-1a2b3c4d5e6f".parse().unwrap();
-        let value = serde_json::to_value(SessionEvent::Typing {
+        let value = serde_json::to_value(ChatEvent::Typing {
             session_id: id,
             user_id: "u".into(),
             role: "customer".into(),

@@ -8,8 +8,15 @@ use std::sync::Mutex;
 use keyring::Entry;
 use serde::Serialize;
 
-use crate::error::{Error, Result};
-use crate::sensitive::Sensitive;
+use wrenchline_client::Sensitive;
+
+use crate::Error;
+
+type Result<T> = std::result::Result<T, Error>;
+
+fn store_error(e: keyring::Error) -> Error {
+    Error::CredentialStore(e.to_string())
+}
 
 /// The keyring service name: the app's identifier. The account is the server's URL.
 pub const SERVICE: &str = "dev.wrenchline.desk";
@@ -52,9 +59,6 @@ impl Credentials {
                 },
             }
         };
-        if let Some(reason) = &status.reason {
-            log::warn!("no credential store, keeping sign-ins in memory only: {reason}");
-        }
         Credentials {
             status,
             memory: Mutex::new(None),
@@ -78,10 +82,10 @@ impl Credentials {
                 .filter(|(s, _)| s == server)
                 .map(|(_, t)| t.clone()));
         }
-        match Entry::new(SERVICE, server)?.get_password() {
+        match Entry::new(SERVICE, server).and_then(|e| e.get_password()) {
             Ok(token) => Ok(Some(Sensitive::new(token))),
             Err(keyring::Error::NoEntry) => Ok(None),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(store_error(e)),
         }
     }
 
@@ -91,9 +95,9 @@ impl Credentials {
             *self.memory() = Some((server.to_string(), token.clone()));
             return Ok(());
         }
-        Entry::new(SERVICE, server)?
-            .set_password(token.expose())
-            .map_err(Error::from)
+        Entry::new(SERVICE, server)
+            .and_then(|e| e.set_password(token.expose()))
+            .map_err(store_error)
     }
 
     /// Forgets the token for `server`; forgetting nothing is fine.
@@ -105,9 +109,38 @@ impl Credentials {
             }
             return Ok(());
         }
-        match Entry::new(SERVICE, server)?.delete_credential() {
+        match Entry::new(SERVICE, server).and_then(|e| e.delete_credential()) {
             Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(store_error(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memory_only() -> Credentials {
+        Credentials {
+            status: StoreStatus {
+                available: false,
+                reason: Some("test".into()),
+            },
+            memory: Mutex::new(None),
+        }
+    }
+
+    #[test]
+    fn without_a_store_the_token_lives_in_memory_for_its_server_only() {
+        let c = memory_only();
+        assert_eq!(c.load("https://a.example").unwrap(), None);
+        c.save("https://a.example", &Sensitive::new("t1".into()))
+            .unwrap();
+        assert_eq!(c.load("https://a.example").unwrap().unwrap().expose(), "t1");
+        assert_eq!(c.load("https://b.example").unwrap(), None);
+        c.delete("https://b.example").unwrap();
+        assert!(c.load("https://a.example").unwrap().is_some());
+        c.delete("https://a.example").unwrap();
+        assert_eq!(c.load("https://a.example").unwrap(), None);
     }
 }

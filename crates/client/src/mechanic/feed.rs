@@ -1,7 +1,6 @@
-//! The mechanics' request feed: the offered requests, oldest first, kept from the first
-//! `GET /api/requests` and then from the `requests` topic's row changes (INSERT/UPDATE while
-//! offered; the UPDATE that takes a request out of the offer removes it). It also decides what a
-//! new request's notification says. Plain Rust, no Tauri.
+//! The request list's state: the offered requests, oldest first, kept from `GET /api/requests`
+//! (after every (re)subscription) and from the `requests` topic's row changes in between
+//! (INSERT/UPDATE while offered; the UPDATE that takes a request out of the offer removes it).
 
 use serde_json::Value;
 use uuid::Uuid;
@@ -108,29 +107,6 @@ impl RequestFeed {
     }
 }
 
-/// A new request's notification: "New request: 2018 Honda Civic", and the start of the concern
-/// with the plan.
-pub fn notice(session: &Session) -> (String, String) {
-    let v = &session.vehicle;
-    let summary = format!("New request: {} {} {}", v.year, v.make, v.model);
-    let body = format!("{}\nPlan: {}", excerpt(&session.concern, 90), session.plan);
-    (summary, body)
-}
-
-/// The first `max` characters of `text` on one line, cut at a word boundary with an ellipsis.
-pub fn excerpt(text: &str, max: usize) -> String {
-    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if flat.chars().count() <= max {
-        return flat;
-    }
-    let cut: String = flat.chars().take(max).collect();
-    let cut = match cut.rfind(' ') {
-        Some(space) if space > max / 2 => &cut[..space],
-        _ => &cut,
-    };
-    format!("{}…", cut.trim_end_matches([',', '.', ';', ':']))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,26 +206,5 @@ mod tests {
         assert_eq!(added[0].id.to_string(), c_id);
         assert_eq!(feed.rows().len(), 2);
         assert!(!feed.contains(B.parse().unwrap()));
-    }
-
-    #[test]
-    fn the_notice_names_the_vehicle_and_the_plan() {
-        let s: Session =
-            serde_json::from_value(record(A, "pending", true, "2025-01-01T10:00:00Z")).unwrap();
-        let (summary, body) = notice(&s);
-        assert_eq!(summary, "New request: 2018 Honda Civic");
-        assert_eq!(
-            body,
-            "Grinding noise from the front when braking at low speed\nPlan: standard"
-        );
-    }
-
-    #[test]
-    fn long_concerns_are_cut_at_a_word() {
-        let text = "The engine makes a loud knocking sound when cold, and then after ten minutes it goes away completely";
-        let cut = excerpt(text, 40);
-        assert_eq!(cut, "The engine makes a loud knocking sound…");
-        assert!(cut.chars().count() <= 41);
-        assert_eq!(excerpt("short\n\nline", 40), "short line");
     }
 }

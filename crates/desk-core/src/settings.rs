@@ -1,14 +1,19 @@
 //! The app's settings: what the mechanic chose (a JSON file in the app config dir) merged with what
 //! IT manages (a TOML file outside the user's reach). A key present in the managed file wins and is
-//! locked: the UI shows it read-only and a change to it is refused. Plain Rust, no Tauri, so the
-//! merge rules are unit-tested here.
+//! locked: the UI shows it read-only and a change to it is refused. A managed file that exists but
+//! cannot be read locks every key to safe values ([`safe_layer`]) rather than nothing. Server
+//! addresses are https, or plain http on this computer only ([`normalize_server_url`]).
 
 use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// Overrides the managed file's location (tests, unusual deployments).
+use crate::error::Error;
+
+/// Overrides the managed file's location in debug builds only (the test suites); a release build
+/// reads the platform's place and nothing else, so a user cannot point it at a file of their own.
 pub const MANAGED_ENV: &str = "WRENCHLINE_MANAGED_SETTINGS";
 /// The mechanic's own settings, inside the app config dir.
 pub const USER_FILE: &str = "settings.json";
@@ -25,10 +30,15 @@ pub fn default_managed_path() -> PathBuf {
     }
 }
 
-/// The managed file in force: the environment's override, else the platform's place.
+/// The managed file in force: the platform's place, or in debug builds [`MANAGED_ENV`].
 pub fn managed_path() -> PathBuf {
-    std::env::var_os(MANAGED_ENV)
-        .filter(|p| !p.is_empty())
+    managed_path_from(cfg!(debug_assertions), std::env::var_os(MANAGED_ENV))
+}
+
+/// [`managed_path`] with the build kind and the variable's value given.
+pub fn managed_path_from(debug_build: bool, override_path: Option<OsString>) -> PathBuf {
+    override_path
+        .filter(|p| debug_build && !p.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(default_managed_path)
 }
@@ -98,21 +108,14 @@ impl Change {
     }
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum SettingsError {
-    #[error("{0}")]
-    Locked(&'static str),
-    #[error("{0}")]
-    Invalid(String),
-}
-
 /// The mechanic's layer over the managed one, and where each came from.
 #[derive(Debug, Clone, Default)]
 pub struct Store {
     pub user: Layer,
     pub managed: Layer,
     pub managed_path: PathBuf,
-    /// Why the managed file could not be read, if it exists but is broken.
+    /// Why the managed file could not be read, if it exists but is broken: then `managed` is
+    /// [`safe_layer`].
     pub managed_error: Option<String>,
     /// See [`installer_defaults`].
     pub installer: Layer,
@@ -176,34 +179,64 @@ pub fn locked(managed: &Layer) -> BTreeSet<&'static str> {
     keys
 }
 
-/// `https://host/` → `https://host`; anything but http(s) is refused.
-pub fn normalize_server_url(raw: &str) -> Result<String, SettingsError> {
-    let url = raw.trim().trim_end_matches('/');
+/// `https://host/` → `https://host`. Anything but http(s) is refused, and so is plain http to
+/// another computer: tokens and passwords would cross the network readable. `http://` is kept
+/// for a server on this computer (`localhost`, `127.0.0.0/8`, `[::1]`), as in development.
+pub fn normalize_server_url(raw: &str) -> Result<String, Error> {
+    let trimmed = raw.trim();
+    let url = trimmed.trim_end_matches('/');
+    let invalid = || Error::InvalidServerUrl(trimmed.to_string());
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| SettingsError::Invalid(raw.trim().to_string()))?;
-    if rest.is_empty() || rest.contains(char::is_whitespace) || rest.contains(['?', '#']) {
-        return Err(SettingsError::Invalid(raw.trim().to_string()));
+        .ok_or_else(invalid)?;
+    if rest.is_empty() || rest.contains(char::is_whitespace) || rest.contains(['?', '#', '@']) {
+        return Err(invalid());
+    }
+    let parsed = url::Url::parse(url).map_err(|_| invalid())?;
+    if parsed.scheme() == "http" && !is_loopback(&parsed) {
+        return Err(Error::InsecureServerUrl(url.to_string()));
     }
     Ok(url.to_string())
 }
 
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// What a managed file that exists but cannot be read locks. IT meant to manage something and
+/// which keys is unknown, so every key is locked: the server stays the one the mechanic already
+/// used (no other can be set; without one nobody can sign in until IT fixes the file), no
+/// in-app updates (a new version waits for IT), notifications with sound on (no request is
+/// missed), and start at login stays as it is.
+pub fn safe_layer(user: &Layer) -> Layer {
+    Layer {
+        server_url: Some(user.server_url.clone().unwrap_or_default()),
+        notifications: Some(true),
+        notification_sound: Some(true),
+        start_at_login: Some(user.start_at_login.unwrap_or(false)),
+        updates: Some(false),
+        last_email: None,
+    }
+}
+
 impl Store {
     /// Reads both files; a missing file is an empty layer, a broken user file too (it is the
-    /// mechanic's and is rewritten on the next change), a broken managed file is reported.
+    /// mechanic's and is rewritten on the next change), a broken managed file locks the
+    /// [`safe_layer`] and is reported.
     pub fn load(user_file: &Path, managed_path: PathBuf) -> Store {
-        let user = std::fs::read_to_string(user_file)
+        let user: Layer = std::fs::read_to_string(user_file)
             .ok()
             .and_then(|text| serde_json::from_str(&text).ok())
             .unwrap_or_default();
-        let (managed, managed_error) = match std::fs::read_to_string(&managed_path) {
-            Ok(text) => match parse_managed(&text) {
-                Ok(layer) => (layer, None),
-                Err(e) => (Layer::default(), Some(e)),
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Layer::default(), None),
-            Err(e) => (Layer::default(), Some(e.to_string())),
+        let (managed, managed_error) = match read_managed(&managed_path) {
+            Ok(layer) => (layer, None),
+            Err(e) => (safe_layer(&user), Some(e.to_string())),
         };
         Store {
             user,
@@ -211,6 +244,20 @@ impl Store {
             managed_path,
             managed_error,
             installer: Layer::default(),
+        }
+    }
+
+    /// The server a sign-in goes to: the managed one when IT sets it (whatever was typed), else
+    /// the typed one, checked. A broken managed file without a server of the mechanic's own
+    /// leaves none: the sign-in says why.
+    pub fn sign_in_server(&self, typed: &str) -> Result<String, Error> {
+        match (&self.managed.server_url, &self.managed_error) {
+            (Some(url), _) if !url.is_empty() => Ok(url.clone()),
+            (_, Some(reason)) => Err(Error::ManagedUnreadable {
+                path: self.managed_path.display().to_string(),
+                reason: reason.clone(),
+            }),
+            _ => normalize_server_url(typed),
         }
     }
 
@@ -229,9 +276,9 @@ impl Store {
     }
 
     /// Applies a change to the mechanic's layer, unless IT manages that key.
-    pub fn apply(&mut self, change: Change) -> Result<(), SettingsError> {
+    pub fn apply(&mut self, change: Change) -> Result<(), Error> {
         if locked(&self.managed).contains(change.key()) {
-            return Err(SettingsError::Locked(change.key()));
+            return Err(Error::Locked(change.key()));
         }
         match change {
             Change::ServerUrl(url) => self.user.server_url = Some(normalize_server_url(&url)?),
@@ -256,8 +303,18 @@ impl Store {
     }
 }
 
+/// The managed file at `path`: an empty layer when there is none, an error when it exists but
+/// cannot be read or parsed.
+pub fn read_managed(path: &Path) -> Result<Layer, Error> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_managed(&text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Layer::default()),
+        Err(e) => Err(Error::ManagedFile(e.to_string())),
+    }
+}
+
 /// The managed TOML: the known keys, nothing else (a typo should be seen, not ignored).
-fn parse_managed(text: &str) -> Result<Layer, String> {
+pub fn parse_managed(text: &str) -> Result<Layer, Error> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Managed {
@@ -267,9 +324,12 @@ fn parse_managed(text: &str) -> Result<Layer, String> {
         start_at_login: Option<bool>,
         updates: Option<bool>,
     }
-    let m: Managed = toml::from_str(text).map_err(|e| e.to_string())?;
+    let m: Managed = toml::from_str(text).map_err(|e| Error::ManagedFile(e.to_string()))?;
     let server_url = match m.server_url {
-        Some(url) => Some(normalize_server_url(&url).map_err(|e| format!("server_url: {e}"))?),
+        Some(url) => Some(
+            normalize_server_url(&url)
+                .map_err(|e| Error::ManagedFile(format!("server_url: {e}")))?,
+        ),
         None => None,
     };
     Ok(Layer {
@@ -369,7 +429,7 @@ mod tests {
         };
         assert_eq!(
             store.apply(Change::Notifications(false)),
-            Err(SettingsError::Locked("notifications"))
+            Err(Error::Locked("notifications"))
         );
         assert!(store.settings().notifications);
         store.apply(Change::NotificationSound(false)).unwrap();
@@ -422,27 +482,94 @@ mod tests {
     }
 
     #[test]
-    fn a_broken_managed_file_is_reported_and_locks_nothing() {
+    fn a_broken_managed_file_is_reported_and_locks_everything_to_safe_values() {
         let dir = temp_dir("broken");
         let managed_file = dir.join("desk.toml");
+        let user_file = dir.join(USER_FILE);
+        std::fs::write(
+            &user_file,
+            r#"{"server_url": "https://mine.example", "updates": true}"#,
+        )
+        .unwrap();
         std::fs::write(&managed_file, "notifcations = false\n").unwrap();
-        let store = Store::load(&dir.join(USER_FILE), managed_file);
+        let mut store = Store::load(&user_file, managed_file);
         assert!(store
             .managed_error
             .as_deref()
             .unwrap()
             .contains("notifcations"));
-        assert!(store.view().locked.is_empty());
+        let view = store.view();
+        assert_eq!(
+            view.locked.len(),
+            5,
+            "every key is locked: {:?}",
+            view.locked
+        );
+        assert!(!view.values.updates, "no in-app updates");
+        assert!(view.values.notifications && view.values.notification_sound);
+        assert_eq!(view.values.server_url, "https://mine.example");
+        assert_eq!(
+            store.apply(Change::ServerUrl("https://other.example".into())),
+            Err(Error::Locked("server_url"))
+        );
+        assert_eq!(
+            store.sign_in_server("https://other.example").unwrap(),
+            "https://mine.example"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
-    fn the_environment_overrides_the_managed_path() {
-        // Only this test touches the variable.
-        std::env::set_var(MANAGED_ENV, "/tmp/wl-managed.toml");
-        assert_eq!(managed_path(), PathBuf::from("/tmp/wl-managed.toml"));
-        std::env::remove_var(MANAGED_ENV);
-        assert_eq!(managed_path(), default_managed_path());
+    fn a_broken_managed_file_without_a_known_server_refuses_sign_in_and_says_why() {
+        let dir = temp_dir("broken-new");
+        let managed_file = dir.join("desk.toml");
+        std::fs::write(&managed_file, "server_url = \"http://intranet.example\"\n").unwrap();
+        let store = Store::load(&dir.join(USER_FILE), managed_file);
+        let e = store.sign_in_server("https://x.example").unwrap_err();
+        assert!(matches!(e, Error::ManagedUnreadable { .. }));
+        assert!(e.to_string().contains("locked to safe values"), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn only_debug_builds_take_the_managed_path_from_the_environment() {
+        let custom = Some(OsString::from("/tmp/wl-managed.toml"));
+        assert_eq!(
+            managed_path_from(true, custom.clone()),
+            PathBuf::from("/tmp/wl-managed.toml")
+        );
+        assert_eq!(managed_path_from(false, custom), default_managed_path());
+        assert_eq!(managed_path_from(true, None), default_managed_path());
+        assert_eq!(
+            managed_path_from(true, Some(OsString::new())),
+            default_managed_path()
+        );
+    }
+
+    #[test]
+    fn plain_http_is_refused_except_on_this_computer() {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://localhost:8080/",
+            "http://[::1]:9000",
+            "http://127.1.2.3",
+            "https://help.example.com",
+        ] {
+            assert!(normalize_server_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://help.example.com",
+            "http://192.168.1.10:8080",
+            "http://localhost.example.com",
+            "http://[::2]",
+            "http://127.0.0.1@evil.example",
+        ] {
+            assert!(normalize_server_url(bad).is_err(), "{bad}");
+        }
+        let e = normalize_server_url("http://10.0.0.5:8080").unwrap_err();
+        assert_eq!(e, Error::InsecureServerUrl("http://10.0.0.5:8080".into()));
+        assert!(e.to_string().contains("https://"), "{e}");
+        assert!(parse_managed("server_url = \"http://10.0.0.5\"").is_err());
     }
 
     #[test]
