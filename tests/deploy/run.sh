@@ -166,7 +166,7 @@ https_port=$(free_port)
 # in the temp dir, listening on free loopback ports, the upstream where the server runs.
 sed -e "s#/etc/letsencrypt/live/wrenchline.example.com/#$cert/#" \
     -e "s#/var/log/nginx/#$work/nginx/log/#" \
-    -e "s#/var/www/letsencrypt#$work/nginx/acme#" \
+    -e "s#root /var/www/html;#root $work/nginx/acme;#" \
     -e "s#server 127.0.0.1:8080;#server 127.0.0.1:$server_port;#" \
     -e "s#listen 80;#listen 127.0.0.1:$http_port;#" \
     -e "s#listen 443 ssl http2;#listen 127.0.0.1:$https_port ssl http2;#" \
@@ -292,9 +292,15 @@ if [ -n "$pgbin" ] && [ "$(id -u)" = 0 ]; then
   check "mechanic add --env-file reaches PostgreSQL, and says so without the password" bash -c "
     printf 'pg mechanic password\n' | '$work/wrenchline-server' mechanic add --env-file '$work/pg.env' --email pg@garage.example --name PG --password-stdin 2>'$work/pg-add.err' &&
     grep -qx 'database: postgres://wrenchline@localhost:$pg_port/wrenchline' '$work/pg-add.err'"
-  check "pg_dump (the guide's backup) dumps the database as the wrenchline role" bash -c "
-    PGPASSWORD='$pg_password' pg_dump -Fc -h localhost -p $pg_port -U wrenchline wrenchline > '$work/wrenchline.dump' &&
+  # The guide: sudo -u postgres pg_dump -Fc wrenchline > FILE; restoring into a new database
+  # owned by wrenchline: createdb -O, then pg_restore --no-owner --role=wrenchline.
+  check "pg_dump -Fc (as postgres) while the server runs" bash -c "
+    runuser -u postgres -- env PGHOST='$pg' PGPORT='$pg_port' pg_dump -Fc wrenchline > '$work/wrenchline.dump' &&
     pg_restore -l '$work/wrenchline.dump' | grep -q 'TABLE DATA public users'"
+  check "pg_restore into a new database: the restored copy holds the mechanic" bash -c "
+    runuser -u postgres -- env PGHOST='$pg' PGPORT='$pg_port' createdb -O wrenchline wrenchline_restored &&
+    runuser -u postgres -- env PGHOST='$pg' PGPORT='$pg_port' pg_restore --no-owner --role=wrenchline -d wrenchline_restored < '$work/wrenchline.dump' &&
+    '$work/wrenchline-server' mechanic list --database-url 'postgres://wrenchline:$pg_password@localhost:$pg_port/wrenchline_restored' | grep -q '^pg@garage.example	PG	active'"
   kill "$pg_server" 2>/dev/null
   as_pg "$pgbin/pg_ctl" -D "$pg/data" -m fast stop >/dev/null 2>&1
 else
