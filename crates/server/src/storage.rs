@@ -1062,3 +1062,35 @@ pub struct Forgotten {
     /// Customers whose name, email and phone were blanked.
     pub customers: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_are_shown_without_passwords() {
+        assert_eq!(
+            describe_database_url(
+                "postgres://wrenchline:s3cret@db.internal:5433/wrenchline?sslmode=require&password=x"
+            ),
+            "postgres://wrenchline@db.internal:5433/wrenchline?sslmode=require"
+        );
+        assert_eq!(
+            describe_database_url("postgres://wrenchline@localhost/wrenchline"),
+            "postgres://wrenchline@localhost/wrenchline"
+        );
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            describe_database_url("sqlite://wrenchline.db"),
+            format!("sqlite://{}", cwd.join("wrenchline.db").display())
+        );
+        assert_eq!(
+            describe_database_url("sqlite:///var/lib/wrenchline/wrenchline.db?mode=rwc"),
+            "sqlite:///var/lib/wrenchline/wrenchline.db"
+        );
+        assert_eq!(
+            connect_target("postgres://wrenchline:s3cret@db.internal:5433/wl"),
+            "db.internal:5433 (database wl, user wrenchline)"
+        );
+    }
+}
