@@ -416,8 +416,11 @@ async fn mechanic(command: MechanicCommand) -> anyhow::Result<()> {
             store.close().await;
             match created? {
                 Some(user) => println!(
-                    "added mechanic {} <{}> ({})",
-                    user.name, user.email, user.id
+                    "added mechanic {} <{}> ({}) to {}",
+                    user.name,
+                    user.email,
+                    user.id,
+                    describe_database_url(&db.db.database_url)
                 ),
                 None => bail!("a mechanic with email {email} already exists"),
             }
@@ -441,7 +444,10 @@ async fn mechanic(command: MechanicCommand) -> anyhow::Result<()> {
             if !done? {
                 bail!("no mechanic with email {email}");
             }
-            println!("disabled {email}; their sign-ins are revoked");
+            println!(
+                "disabled {email} in {}; their sign-ins are revoked",
+                describe_database_url(&db.db.database_url)
+            );
         }
         MechanicCommand::Enable { email, db } => {
             let email = normalized_email(&email)?;
@@ -451,7 +457,10 @@ async fn mechanic(command: MechanicCommand) -> anyhow::Result<()> {
             if !done? {
                 bail!("no mechanic with email {email}");
             }
-            println!("enabled {email}; they can sign in again");
+            println!(
+                "enabled {email} in {}; they can sign in again",
+                describe_database_url(&db.db.database_url)
+            );
         }
         MechanicCommand::ResetPassword {
             email,
@@ -469,7 +478,10 @@ async fn mechanic(command: MechanicCommand) -> anyhow::Result<()> {
             if !done? {
                 bail!("no mechanic with email {email}");
             }
-            println!("new password set for {email}; their sign-ins are revoked");
+            println!(
+                "new password set for {email} in {}; their sign-ins are revoked",
+                describe_database_url(&db.db.database_url)
+            );
         }
     }
     Ok(())

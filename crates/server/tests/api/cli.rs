@@ -263,6 +263,10 @@ async fn admin_commands_name_their_database_and_never_create_one_unasked() {
         out.contains("added mechanic Pat <pat@garage.example>"),
         "{out}"
     );
+    assert!(
+        out.trim_end().ends_with(&format!(" to {}", shown(&db))),
+        "{out}"
+    );
     assert!(err.contains(&format!("database: {}", shown(&db))), "{err}");
     assert!(!format!("{out}{err}").contains("hunter2-secret"));
     let (ok, out, err) = admin(&["mechanic", "list", "--database-url", &db], "", &[]);
