@@ -93,8 +93,8 @@ test-bundle: ui
 	tests/bundle/run.sh --skip-ui
 
 # The server package installed into a throwaway root (maintainer scripts, systemd-analyze verify),
-# the nginx and Caddy configs on Debian's nginx and caddy, the realtime flow through nginx in front
-# of the packaged server, and the guide's backup and PostgreSQL steps. Packs the release server
+# the nginx and Caddy configs on Debian's nginx and caddy, the realtime flow through each of them in
+# front of the packaged server, and the guide's backup and PostgreSQL steps. Packs the release server
 # that bench-quick built (builds it when missing).
 test-deploy: ui
 	tests/deploy/run.sh

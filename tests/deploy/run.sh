@@ -11,8 +11,9 @@
 #     refused by these versions, which is why they are commented.
 #  4. The packaged binary serves on SQLite as the unit starts it (--env-file), a mechanic is added
 #     with the guide's command, nginx with the shipped config and a self-signed certificate runs in
-#     front of it on loopback ports, and tests/deploy/through-nginx.test.mjs runs the realtime flow
-#     through it (realtime-js over the upgraded WebSocket). The access log holds no query string.
+#     front of it on loopback ports, and tests/deploy/through-proxy.test.mjs runs the realtime flow
+#     through it (realtime-js over the upgraded WebSocket); the access log holds no query string.
+#     Then the same through Caddy with the shipped Caddyfile (its internal CA instead of ACME).
 #  5. The guide's SQLite backup (sqlite3 .backup while the server runs) restores, and its
 #     PostgreSQL steps (createuser -P, createdb -O, as the postgres user, on a cluster with
 #     Debian's default authentication) switch the server over.
@@ -246,16 +247,36 @@ check "port 80 redirects everything else to https" bash -c \
 if [ ! -d "$root/tests/realtime/node_modules" ]; then
   (cd "$root/tests/realtime" && npm ci --no-audit --no-fund --loglevel=error) >/dev/null
 fi
-check "the realtime flow through nginx (node --test tests/deploy/through-nginx.test.mjs)" \
-  env WL_PROXY_BASE="$base" WL_DATABASE_URL="sqlite://$db" WRENCHLINE_SERVER_BIN="$work/wrenchline-server" \
-      NODE_EXTRA_CA_CERTS="$cert/fullchain.pem" \
-      node --test --test-timeout=60000 "$root/tests/deploy/through-nginx.test.mjs"
+through_proxy() {
+  env WL_PROXY_BASE="$1" WL_PROXY_NAME="$2" NODE_EXTRA_CA_CERTS="$3" WL_DATABASE_URL="sqlite://$db" \
+      WRENCHLINE_SERVER_BIN="$work/wrenchline-server" \
+      node --test --test-timeout=60000 "$root/tests/deploy/through-proxy.test.mjs"
+}
+check "the realtime flow through nginx (node --test tests/deploy/through-proxy.test.mjs)" \
+  through_proxy "$base" nginx "$cert/fullchain.pem"
 check "nginx logged the WebSocket upgrade (101) without its query string" bash -c \
   "grep -q 'GET /realtime/v1/websocket HTTP/1.1\" 101' '$work/nginx/log/wrenchline.access.log' &&
    ! grep -q 'apikey' '$work/nginx/log/wrenchline.access.log'"
 check "the server logged one plain line per request, with the client nginx named" bash -c \
   "grep 'finished processing request' '$work/server.log' | grep -q 'method=POST path=/api/auth/login client=127.0.0.1}.*status=200' &&
    ! grep -qP '\\x1b' '$work/server.log' && ! grep -q 'apikey=' '$work/server.log'"
+
+# The same through Caddy: the shipped Caddyfile's site block, with global options that keep it on
+# free loopback ports with its internal CA (no ACME here), as an unprivileged user.
+caddy_https=$(free_port)
+caddy_http=$(free_port)
+{
+  printf '{\n\tadmin off\n\thttp_port %s\n\thttps_port %s\n\tskip_install_trust\n}\n' "$caddy_http" "$caddy_https"
+  sed -e "s#^wrenchline.example.com {#https://127.0.0.1:$caddy_https {#" \
+      -e "s#reverse_proxy 127.0.0.1:8080#reverse_proxy 127.0.0.1:$server_port#" "$root/deploy/Caddyfile"
+} > "$work/caddy/Caddyfile.run"
+chmod a+r "$work/caddy/Caddyfile.run"
+"${unpriv[@]}" "${caddy_env[@]}" caddy run --adapter caddyfile --config "$work/caddy/Caddyfile.run" >"$work/caddy/run.log" 2>&1 &
+pids+=($!)
+caddy_ca="$work/caddy/data/caddy/pki/authorities/local/root.crt"
+for _ in $(seq 100); do [ -f "$caddy_ca" ] && curl -s -o /dev/null --cacert "$caddy_ca" "https://127.0.0.1:$caddy_https/healthz" && break; sleep 0.1; done
+check "the realtime flow through Caddy $caddy_v (the same test)" \
+  through_proxy "https://127.0.0.1:$caddy_https" Caddy "$caddy_ca"
 
 # --- 5. backup and restore, PostgreSQL -------------------------------------------------------
 check "sqlite3 .backup (the guide's online backup) while the server runs" \

@@ -1,9 +1,9 @@
-// The realtime flow through the shipped nginx config (tests/deploy/run.sh starts nginx with TLS on
-// a loopback port in front of the packaged server): a mechanic signs in and watches the request
-// feed over a WebSocket upgraded by nginx, a customer's intake (a browser POST with its Origin,
-// port included) is offered, accepted and chatted on, and /metrics stays private.
-// Environment: WL_PROXY_BASE (https://127.0.0.1:PORT), WL_DATABASE_URL, WRENCHLINE_SERVER_BIN,
-// NODE_EXTRA_CA_CERTS (the test's self-signed certificate).
+// The realtime flow through a shipped proxy config (tests/deploy/run.sh starts nginx, then Caddy,
+// with TLS on a loopback port in front of the packaged server): a mechanic signs in and watches
+// the request feed over a WebSocket upgraded by the proxy, a customer's intake (a browser POST
+// with its Origin, port included) is offered, accepted and chatted on, and /metrics stays private.
+// Environment: WL_PROXY_BASE (https://127.0.0.1:PORT), WL_PROXY_NAME, WL_DATABASE_URL,
+// WRENCHLINE_SERVER_BIN, NODE_EXTRA_CA_CERTS (the certificate the proxy presents, or its CA).
 
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -21,7 +21,8 @@ import {
 } from '../realtime/harness.mjs'
 
 const base = process.env.WL_PROXY_BASE
-assert.ok(base?.startsWith('https://'), 'WL_PROXY_BASE is the https:// address of nginx')
+const proxy = process.env.WL_PROXY_NAME ?? 'the proxy'
+assert.ok(base?.startsWith('https://'), 'WL_PROXY_BASE is the https:// address of the proxy')
 const server = {
   base,
   wsBase: base.replace(/^https:/, 'wss:'),
@@ -32,10 +33,10 @@ const requestsBinding = { event: '*', schema: 'public', table: 'sessions', filte
 const messagesBinding = (id) => ({ event: 'INSERT', schema: 'public', table: 'messages', filter: `session_id=eq.${id}` })
 
 test(
-  'a request reaches a signed-in mechanic live through nginx, and the chat works both ways',
+  `a request reaches a signed-in mechanic live through ${proxy}, and the chat works`,
   withClients(() => server, async (ctx) => {
-    const mechanic = await createMechanic(server, { name: 'Behind Nginx' })
-    const m = await ctx.realtime({ token: mechanic.token, name: 'mechanic via nginx' })
+    const mechanic = await createMechanic(server, { name: 'Behind The Proxy' })
+    const m = await ctx.realtime({ token: mechanic.token, name: `mechanic via ${proxy}` })
     const feed = m.channel(topics.requests)
     const offered = []
     feed.on('postgres_changes', requestsBinding, (p) => offered.push(p))
@@ -45,11 +46,11 @@ test(
     await signWaiver(server, customer)
     await waitFor(() => offered.some((e) => e.new?.id === customer.sessionId), {
       timeout: 5000,
-      what: 'the offered request on the feed, over the WebSocket nginx upgraded',
+      what: `the offered request on the feed, over the WebSocket ${proxy} upgraded`,
     })
     await accept(server, mechanic, customer.sessionId)
 
-    const c = await ctx.realtime({ token: customer.token, name: 'customer via nginx' })
+    const c = await ctx.realtime({ token: customer.token, name: `customer via ${proxy}` })
     const chat = c.channel(topics.session(customer.sessionId))
     const seen = []
     chat.on('postgres_changes', messagesBinding(customer.sessionId), (p) => seen.push(p))
@@ -62,17 +63,17 @@ test(
   })
 )
 
-test('a browser POST with its Origin (non-default port) passes the same-origin check', async () => {
-  // nginx forwards Host as $http_host: with $host the port would be lost and this would be 403.
+test(`a browser POST with its Origin (non-default port) passes the same-origin check through ${proxy}`, async () => {
+  // The proxy keeps the port in Host (nginx: $http_host; with $host this would be 403).
   const res = await fetch(`${base}/api/intake`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', origin: base },
-    body: JSON.stringify({ ...INTAKE_BODY, email: 'origin@example.com' }),
+    body: JSON.stringify({ ...INTAKE_BODY, email: `origin-${Date.now()}@example.com` }),
   })
   assert.equal(res.status, 201, await res.text())
 })
 
-test('/metrics is not public, the web page and /healthz are', async () => {
+test(`/metrics is not public through ${proxy}, the web page and /healthz are`, async () => {
   assert.equal((await fetch(`${base}/metrics`)).status, 404)
   assert.equal((await fetch(`${base}/healthz`)).status, 200)
   const page = await fetch(`${base}/intake`)
