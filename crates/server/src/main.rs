@@ -107,8 +107,13 @@ enum Command {
         #[arg(long, env = "WRENCHLINE_TOKEN_SECRET", hide_env_values = true)]
         token_secret: Option<String>,
         /// Days after a session ends before its chat transcript and the customer's personal data
-        /// are deleted (checked at start and hourly); 0 keeps everything.
-        #[arg(long, env = "WRENCHLINE_RETENTION_DAYS", default_value_t = retention::DEFAULT_DAYS)]
+        /// are deleted (checked at start and hourly); 0 keeps everything, at most 36500.
+        #[arg(
+            long,
+            env = "WRENCHLINE_RETENTION_DAYS",
+            default_value_t = retention::DEFAULT_DAYS,
+            value_parser = clap::value_parser!(u32).range(0..=36_500)
+        )]
         retention_days: u32,
     },
     /// Manage mechanic accounts.

@@ -187,6 +187,11 @@ fn bad_flags_are_explained() {
         err.contains("--trusted-proxies") && err.contains("proxy.internal"),
         "{err}"
     );
+    for days in ["-1", "36501", "a year"] {
+        let flag = format!("--retention-days={days}");
+        let (ok, _, err) = run(&["serve", &flag], None);
+        assert!(!ok && err.contains("--retention-days"), "{days}: {err}");
+    }
 }
 
 #[tokio::test]
