@@ -2,8 +2,11 @@
 # set everything up first (scripts/setup.sh), so both work on a fresh Debian or Ubuntu machine.
 
 SHELL := /bin/bash
+# Every suite finds the binaries it runs here (tests/support/server.mjs reads it too).
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/wrenchline/target
 export CARGO_TERM_COLOR ?= never
+# Every debug build and test run is `--workspace`, so dependency features unify the same way each
+# time and one compile serves every suite (a `-p` build compiles about 110 crates again).
 BIN := $(CARGO_TARGET_DIR)/debug
 DATABASE_URL ?= sqlite://wrenchline.db
 BIND ?= 127.0.0.1:8080
@@ -36,10 +39,17 @@ serve: ui
 
 # Everything CI runs, in order: front-end checks and build, formatting, lints, the Rust suite on
 # SQLite, the storage and API suite again on PostgreSQL.
-test: ui-check lint test-rust test-postgres test-realtime test-browser test-desktop test-fuzz test-schemathesis test-bundle bench-quick test-deploy
+# Each suite's time is printed as it ends and in a table at the end (scripts/suites.sh).
+SUITES := ui-check lint test-rust test-postgres test-realtime test-browser test-desktop test-fuzz \
+  test-schemathesis test-bundle bench-quick test-deploy
+test: setup
+	@scripts/suites.sh $(SUITES)
 	@echo "make test: all suites passed"
 
+# The TypeScript wire types in ui/src/lib/generated must match crates/protocol (ts-rs; regenerate
+# with scripts/ui-types.sh), then type checks and unit tests.
 ui-check: ui
+	scripts/ui-types.sh --check
 	cd ui && npm run check && npm test
 
 lint: setup
@@ -52,7 +62,8 @@ test-rust: ui browser-deps
 	WRENCHLINE_BROWSER=$(CHROMIUM) cargo nextest run --workspace --locked --no-fail-fast
 
 test-postgres: ui browser-deps
-	WRENCHLINE_BROWSER=$(CHROMIUM) scripts/with-postgres.sh cargo nextest run -p wrenchline-server --test api --locked --no-fail-fast
+	WRENCHLINE_BROWSER=$(CHROMIUM) scripts/with-postgres.sh cargo nextest run --workspace --locked --no-fail-fast \
+	  -E 'binary_id(wrenchline-server::api)'
 
 # Chromium and tests/browser's npm packages, for test-rust and test-postgres.
 browser-deps: setup
@@ -64,7 +75,7 @@ browser-deps: setup
 
 # The unmodified @supabase/realtime-js and phoenix clients from npm against the real server.
 test-realtime: ui
-	cargo build -p wrenchline-server --locked
+	cargo build --workspace --bins --locked
 	cd tests/realtime && npm ci --no-audit --no-fund --loglevel=error && npm test
 
 # The customer's pages in headless Chromium against the real server, the mechanic played by the

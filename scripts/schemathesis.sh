@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Property-based tests of the HTTP API against its own OpenAPI document: builds and starts the
-# server on a fresh SQLite database (or on the PostgreSQL database named by
-# WRENCHLINE_TEST_POSTGRES_URL, as scripts/with-postgres.sh provides), signs a mechanic in, seeds a few real sessions
-# (tests/schemathesis/seed.py), then lets schemathesis generate requests for every operation of
+# Property-based tests of the HTTP API against its own OpenAPI document: builds the server, starts
+# it through the shared test harness (tests/support/server.mjs: port 0, a fresh SQLite database or
+# the PostgreSQL database named by WRENCHLINE_TEST_POSTGRES_URL, as scripts/with-postgres.sh
+# provides, and a mechanic added with the CLI), which runs this script again beside it; that run
+# signs the mechanic in, seeds a few real sessions (tests/schemathesis/seed.py), then lets
+# schemathesis generate requests for every operation of
 # /api/openapi.json. Fails on any 5xx, any response that contradicts the document (schema,
 # status code, content type, headers), any schema-valid request the server refuses with a 4xx
 # other than 401/403/404/409/429 (positive_data_acceptance), any schema-invalid request it accepts
@@ -11,18 +13,17 @@
 #
 #   scripts/schemathesis.sh [EXAMPLES]    test cases per operation and phase (default 250, ~1 min)
 #
-# Environment: CARGO_TARGET_DIR, SCHEMATHESIS_VENV (default ~/.cache/wrenchline/venv),
+# Environment: CARGO_TARGET_DIR (where the server is built and found), SCHEMATHESIS_VENV (default ~/.cache/wrenchline/venv),
 # SCHEMATHESIS_SEED (replays a run), SCHEMATHESIS_REPORT_DIR (JSON/NDJSON/JUnit/HAR reports).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 examples=${1:-250}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/wrenchline/target}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 venv=${SCHEMATHESIS_VENV:-$HOME/.cache/wrenchline/venv}
 here=tests/schemathesis
-server_bin=$CARGO_TARGET_DIR/debug/wrenchline-server
 
+if [ -z "${WL_BASE:-}" ]; then
 # --- tools ----------------------------------------------------------------------------------------
 wanted=$(sed -n 's/^schemathesis==//p' "$here/requirements.txt")
 if [ ! -x "$venv/bin/schemathesis" ] || [ "$("$venv/bin/schemathesis" --version 2>/dev/null)" != "schemathesis, version $wanted" ]; then
@@ -37,47 +38,20 @@ if [ ! -f ui/dist/index.html ]; then
   (cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build)
 fi
 echo "schemathesis: building wrenchline-server"
-cargo build --locked -p wrenchline-server --quiet
+cargo build --locked --workspace --bins --quiet
 
-# --- the server -----------------------------------------------------------------------------------
-work=$(mktemp -d /tmp/wrenchline-schemathesis.XXXXXX)
-reports=${SCHEMATHESIS_REPORT_DIR:-$work/report}
-database_url="${WRENCHLINE_TEST_POSTGRES_URL:-sqlite://$work/wrenchline.db}"
-server_pid=""
-cleanup() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill "$server_pid"
-    wait "$server_pid" 2>/dev/null || true
-  fi
-}
-trap cleanup EXIT
-
-"$server_bin" serve --bind 127.0.0.1:0 --database-url "$database_url" \
-  --limits-file "$here/limits.toml" >"$work/server.out" 2>"$work/server.log" &
-server_pid=$!
-addr=""
-for _ in $(seq 1 300); do
-  addr=$(sed -n 's|^listening on http://||p' "$work/server.out")
-  [ -n "$addr" ] && break
-  if ! kill -0 "$server_pid" 2>/dev/null; then
-    tail -n 20 "$work/server.log" >&2
-    echo "schemathesis: the server exited before listening" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
-if [ -z "$addr" ]; then
-  echo "schemathesis: the server did not print its address within 30 s" >&2
-  exit 1
+# --- the server (the harness runs this script again with WL_BASE set) -----------------------------
+export SCHEMATHESIS_WORK
+SCHEMATHESIS_WORK=$(mktemp -d /tmp/wrenchline-schemathesis.XXXXXX)
+exec node tests/support/server.mjs --postgres --mechanic schemathesis@wrenchline.test \
+  --log-file "$SCHEMATHESIS_WORK/server.log" --arg --limits-file --arg "$here/limits.toml" \
+  -- "$0" "$examples"
 fi
-base=http://$addr
-echo "schemathesis: server on $base, database $database_url"
 
-email=schemathesis@wrenchline.test
-password=$("$venv/bin/python" -c 'import secrets; print(secrets.token_urlsafe(18))')
-printf '%s\n' "$password" | "$server_bin" mechanic add --email "$email" --name "Schemathesis Mechanic" \
-  --password-stdin --database-url "$database_url" >/dev/null
-seeded=$("$venv/bin/python" "$here/seed.py" "$base" "$email" "$password")
+work=$SCHEMATHESIS_WORK
+reports=${SCHEMATHESIS_REPORT_DIR:-$work/report}
+base=$WL_BASE
+seeded=$("$venv/bin/python" "$here/seed.py" "$base" "$WL_MECHANIC_EMAIL" "$WL_MECHANIC_PASSWORD")
 eval "$seeded"
 export WL_SESSION_ID WL_END_ID WL_OFFERED_ID WL_CUSTOMER_ID WL_CUSTOMER_COOKIE
 
@@ -98,14 +72,8 @@ args=(
 )
 [ -z "${SCHEMATHESIS_SEED:-}" ] || args+=(--seed "$SCHEMATHESIS_SEED")
 rc=0
+# A handler that panics shows up as a 500; a server that died is reported by the harness.
 SCHEMATHESIS_HOOKS="$here/hooks.py" "$venv/bin/schemathesis" "${args[@]}" || rc=$?
-
-# A handler that panics shows up as a 500 above; a server that died shows up here.
-if ! kill -0 "$server_pid" 2>/dev/null; then
-  tail -n 30 "$work/server.log" >&2
-  echo "schemathesis: the server died during the run" >&2
-  rc=1
-fi
 report=$(ls -t "$reports"/json-*.json 2>/dev/null | head -n 1)
 events=$(ls -t "$reports"/ndjson-*.ndjson 2>/dev/null | head -n 1)
 if [ -n "$report" ]; then

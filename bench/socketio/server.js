@@ -4,10 +4,12 @@
 //   join   {room}                  → ack {status:"ok"}, then `presence_state` for the room
 //   track  {room, payload}         → ack {status:"ok"}; `presence_diff` to the room
 //   broadcast {room, event, payload} → `broadcast` to the room's other members (like self:false)
-// Usage: node server.js [PORT]   (0 picks a free port; prints "listening on http://ADDR:PORT")
+// Usage: node server.js [PORT]   (0 picks a free port; prints "listening on http://ADDR:PORT" and,
+// with WRENCHLINE_READY_FILE, writes {"http": "http://ADDR:PORT"} there as wrenchline-server does)
 
 "use strict";
 
+const fs = require("node:fs");
 const http = require("node:http");
 const { Server } = require("socket.io");
 
@@ -79,6 +81,11 @@ io.on("connection", (socket) => {
 httpServer.listen(port, "127.0.0.1", () => {
   const { address, port: bound } = httpServer.address();
   process.stdout.write(`listening on http://${address}:${bound}\n`);
+  const ready = process.env.WRENCHLINE_READY_FILE;
+  if (ready) {
+    fs.writeFileSync(`${ready}.${process.pid}.tmp`, JSON.stringify({ http: `http://${address}:${bound}` }) + "\n");
+    fs.renameSync(`${ready}.${process.pid}.tmp`, ready);
+  }
 });
 
 process.on("SIGTERM", () => process.exit(0));

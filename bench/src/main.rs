@@ -122,7 +122,8 @@ fn write_config(work: &std::path::Path) -> anyhow::Result<()> {
          messages_per_user_per_minute = 1000000000\n\
          joins_per_connection_per_second = 1000000\n\
          presence_per_connection_per_second = 1000000\n\
-         connections_per_address = 1000000\n",
+         connections_per_address = 1000000\n\
+         http_connections_per_address = 1000000\n",
     )?;
     // A day-long trial, so no session ends while a scenario runs.
     std::fs::write(

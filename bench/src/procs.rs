@@ -8,7 +8,6 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// Raises this process's soft open-file limit to the hard one (children inherit it) and
@@ -216,6 +215,8 @@ pub struct Programs {
 pub struct Server {
     pub system: System,
     pub addr: SocketAddr,
+    /// Where wrenchline-server serves `/metrics` (`--metrics-bind`).
+    pub metrics_addr: Option<SocketAddr>,
     pub pid: u32,
     child: Child,
 }
@@ -238,6 +239,7 @@ impl Server {
                 let mut cmd = Command::new(&programs.server_bin);
                 cmd.arg("serve")
                     .args(["--bind", "127.0.0.1:0"])
+                    .args(["--metrics-bind", "127.0.0.1:0"])
                     .args(["--database-url", &db.url])
                     .arg("--limits-file")
                     .arg(programs.work.join("limits.toml"))
@@ -260,8 +262,14 @@ impl Server {
                 cmd
             }
         };
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
+        // Each of the three writes `{"http": "http://ADDR"}` to this file once it accepts
+        // connections (by rename, so it is never read half-written); wrenchline-server adds
+        // `"metrics"`, its metrics listener.
+        let ready_file = programs.work.join(format!("{}.ready.json", system.name()));
+        let _ = std::fs::remove_file(&ready_file);
+        cmd.env("WRENCHLINE_READY_FILE", &ready_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
             .stderr(stderr)
             .kill_on_drop(true);
         if let Some(cpu) = programs.server_cpu {
@@ -279,28 +287,27 @@ impl Server {
         let pid = child
             .id()
             .ok_or_else(|| anyhow!("{} exited at once", system.name()))?;
-        let stdout = child.stdout.take().expect("piped");
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(line) = lines.next_line().await? {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr: SocketAddr = rest.trim().parse()?;
-                    return Ok(addr);
-                }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (addr, metrics_addr) = loop {
+            if let Some(ready) = read_ready(&ready_file) {
+                break ready;
             }
-            bail!(
-                "{} exited before listening (see {})",
-                system.name(),
-                log.display()
-            )
-        })
-        .await
-        .map_err(|_| anyhow!("{} did not start listening within 60 s", system.name()))??;
-        // Keep reading stdout so the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "{} exited before listening ({status}; see {})",
+                    system.name(),
+                    log.display()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!("{} did not start listening within 60 s", system.name());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         Ok(Server {
             system,
             addr,
+            metrics_addr,
             pid,
             child,
         })
@@ -308,6 +315,11 @@ impl Server {
 
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `http://ADDR` of the metrics listener; the public one where there is none.
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}", self.metrics_addr.unwrap_or(self.addr))
     }
 
     pub fn rss(&self) -> u64 {
@@ -335,6 +347,20 @@ impl Server {
             let _ = self.child.kill().await;
         }
     }
+}
+
+/// The `http` address of a ready file, once it is there.
+fn read_ready(path: &Path) -> Option<(SocketAddr, Option<SocketAddr>)> {
+    let ready: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    let listener = |name: &str| -> Option<SocketAddr> {
+        ready
+            .get(name)?
+            .as_str()?
+            .strip_prefix("http://")?
+            .parse()
+            .ok()
+    };
+    Some((listener("http")?, listener("metrics")))
 }
 
 /// A database for wrenchline-server.

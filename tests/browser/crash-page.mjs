@@ -3,7 +3,7 @@
 // server's crash test (crates/server/tests/api/reliability.rs) makes it one of the customers of a
 // `kill -9` and restart, and checks what a person would see on this page.
 //
-//   CHROMIUM_PATH=/usr/bin/chromium node crash-page.mjs --base http://ADDR --resume /resume?token=…
+//   CHROMIUM_PATH=/usr/bin/chromium node crash-page.mjs --base http://ADDR --resume "/resume#token=…"
 //
 // The page opens the resume link (it moves the customer's identity to this browser), lands on
 // /chat/{id} and shows it with the presence debug view, whose raw state tells a presence the
@@ -37,7 +37,7 @@ const { values: args } = parseArgs({
   options: { base: { type: 'string' }, resume: { type: 'string' } },
 });
 if (!args.base || !args.resume) {
-  process.stderr.write('usage: crash-page.mjs --base URL --resume /resume?token=…\n');
+  process.stderr.write('usage: crash-page.mjs --base URL --resume "/resume#token=…"\n');
   process.exit(2);
 }
 

@@ -9,7 +9,6 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wrenchline/target}"
 chromium="${CHROMIUM_PATH:-/usr/bin/chromium}"
 
 if [ ! -x "$chromium" ]; then
@@ -23,13 +22,10 @@ fi
 echo "run.sh: building the web shell"
 (cd "$root/ui" && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run build)
 
-echo "run.sh: building wrenchline-server (it embeds ui/dist)"
-(cd "$root" && cargo build -p wrenchline-server)
-
-if [ "${WRENCHLINE_MECHANIC:-}" != "node" ] && [ -f "$root/crates/client/examples/mechanic.rs" ]; then
-  echo "run.sh: building the mechanic example"
-  (cd "$root" && cargo build -p wrenchline-client --example mechanic)
-fi
+# The whole workspace's binaries and examples, as the other suites build them (the same features,
+# so no second compile): wrenchline-server (it embeds ui/dist) and the mechanic example.
+echo "run.sh: building wrenchline-server and the mechanic example"
+(cd "$root" && cargo build --workspace --bins --examples --locked)
 
 cd "$here"
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then

@@ -1,12 +1,12 @@
-// Test harness of the desktop end-to-end suite: the real wrenchline-server, a TCP proxy in front
-// of it (so a test can hold the app's realtime traffic back), the customer as a script (HTTP with
+// Test harness of the desktop end-to-end suite: the real wrenchline-server (started through
+// tests/support/server.mjs), a TCP proxy in front of it (so a test can hold the app's realtime traffic back), the customer as a script (HTTP with
 // the identity cookie, realtime-js for presence and chat), and the app itself through
 // tauri-driver (WebDriver classic, selenium-webdriver). run.sh provides the display, the session
 // bus, the unlocked keyring, the notification daemon and tauri-driver.
 
 import { spawn, spawnSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { createWriteStream, mkdtempSync, readFileSync, readdirSync, readlinkSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, readdirSync, readlinkSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -14,14 +14,14 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import WebSocket from 'ws'
 import { RealtimeClient } from '@supabase/realtime-js'
 import { Builder, By, until } from 'selenium-webdriver'
+import * as support from '../support/server.mjs'
 
 export { sleep, By, until }
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 export const repoRoot = path.resolve(here, '..', '..')
-const targetDir = process.env.CARGO_TARGET_DIR || '/root/.cache/wrenchline/target'
-export const APP = process.env.WRENCHLINE_DESK_BIN || path.join(targetDir, 'debug', 'wrenchline-desk')
-export const SERVER = process.env.WRENCHLINE_SERVER_BIN || path.join(targetDir, 'debug', 'wrenchline-server')
+export const APP = process.env.WRENCHLINE_DESK_BIN || support.cargoBinary('wrenchline-desk')
+export const SERVER = process.env.WRENCHLINE_SERVER_BIN || support.cargoBinary('wrenchline-server')
 export const ARTIFACTS = process.env.ARTIFACTS_DIR || path.join(repoRoot, 'tests', 'artifacts')
 export const NOTIFY_LOG = process.env.NOTIFY_LOG || ''
 export const DRIVER_URL = process.env.TAURI_DRIVER_URL || 'http://127.0.0.1:4444/'
@@ -51,53 +51,28 @@ export async function eventually(what, check, { timeout = 20000, every = 200 } =
 // ---------------------------------------------------------------------------------------------
 
 /**
- * Starts `wrenchline-server serve` on a fresh SQLite file; resolves when it listens. With
+ * Starts `wrenchline-server serve` on a fresh SQLite file in `dir`; resolves when it is ready. With
  * `releasesDir`, the server answers the app's update checks from that folder.
  */
 export async function startServer(dir, { releasesDir } = {}) {
-  const url = `sqlite://${path.join(dir, 'server.db')}`
-  const args = ['serve', '--bind', '127.0.0.1:0', '--database-url', url]
-  if (releasesDir) args.push('--releases-dir', releasesDir)
-  const child = spawn(SERVER, args, {
-    env: { ...process.env, WRENCHLINE_LOG: 'info,sqlx=warn' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  const logs = []
-  // Kept with the artifacts, for a failing run.
-  const file = createWriteStream(path.join(ARTIFACTS, 'server.log'), { flags: 'a' })
-  child.stdout.pipe(file, { end: false })
-  child.stderr.pipe(file, { end: false })
-  const base = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${logs.join('')}`)), 30000)
-    const onData = (chunk) => {
-      logs.push(chunk.toString())
-      const m = /listening on (http:\/\/[^\s]+)/.exec(logs.join(''))
-      if (m) {
-        clearTimeout(timer)
-        resolve(m[1])
-      }
-    }
-    child.stdout.on('data', onData)
-    child.stderr.on('data', onData)
-    child.on('exit', (code) => reject(new Error(`server exited with ${code}:\n${logs.join('')}`)))
+  const server = await support.startServer({
+    database: support.databaseAt(`sqlite://${path.join(dir, 'server.db')}`),
+    args: releasesDir ? ['--releases-dir', releasesDir] : [],
+    // Kept with the artifacts, for a failing run.
+    logFile: path.join(ARTIFACTS, 'server.log'),
   })
   return {
-    base,
-    databaseUrl: url,
-    logs,
+    base: server.base,
+    databaseUrl: server.databaseUrl,
+    logs: server.logs,
     stop: () => {
-      child.kill('SIGTERM')
+      server.stop()
     },
   }
 }
 
 export function addMechanic(server, { email, name, password }) {
-  const r = spawnSync(
-    SERVER,
-    ['mechanic', 'add', '--email', email, '--name', name, '--password-stdin', '--database-url', server.databaseUrl],
-    { input: password, encoding: 'utf8' },
-  )
-  if (r.status !== 0) throw new Error(`mechanic add failed: ${r.stderr}`)
+  support.addMechanicSync(server, { email, name, password })
 }
 
 export async function api(base, method, pathname, { token, cookie, body } = {}) {
@@ -122,29 +97,14 @@ export async function login(base, email, password) {
 
 /** A customer's intake and signed waiver: the request is then offered to mechanics. */
 export async function offeredRequest(base, { name = 'Dana Driver', vehicle, concern, plan = 'trial' } = {}) {
-  const res = await api(base, 'POST', '/api/intake', {
-    body: {
-      name,
-      email: `${randomUUID().slice(0, 8)}@example.com`,
-      phone: '+1 555 010 2030',
-      vehicle: vehicle ?? { year: 2018, make: 'Honda', model: 'Civic', vin: '1HGCM82633A004352', mileage: 84000 },
-      concern: concern ?? 'Grinding noise from the front when braking at low speed',
-      plan,
-    },
-  })
-  if (res.status !== 201) throw new Error(`intake ${res.status}: ${JSON.stringify(res.body)}`)
-  const setCookies = res.headers.getSetCookie ? res.headers.getSetCookie() : [res.headers.get('set-cookie')]
-  const cookie = setCookies
-    .map((c) => /^wl_customer=([^;]+)/.exec(c ?? ''))
-    .find(Boolean)?.[1]
-  if (!cookie) throw new Error('no wl_customer cookie')
-  const sessionId = res.body.session.id
-  const waiver = await api(base, 'POST', `/api/sessions/${sessionId}/waiver`, {
-    cookie,
-    body: { signed_name: name, agree: true },
-  })
-  if (waiver.status !== 200) throw new Error(`waiver ${waiver.status}: ${JSON.stringify(waiver.body)}`)
-  return { cookie, sessionId, userId: res.body.user.id, name }
+  const intake = {
+    name,
+    plan,
+    concern: concern ?? 'Grinding noise from the front when braking at low speed',
+    ...(vehicle ? { vehicle } : {}),
+  }
+  const customer = await support.createCustomerSession(base, { intake, token: false })
+  return { cookie: customer.cookie, sessionId: customer.sessionId, userId: customer.id, name }
 }
 
 /**

@@ -39,7 +39,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 # --- build -------------------------------------------------------------------------------------
 if [ -z "${SKIP_BUILD:-}" ]; then
   (cd "$root/ui" && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run build)
-  (cd "$root" && cargo build -p wrenchline-desk -p wrenchline-server)
+  (cd "$root" && cargo build --workspace --bins --locked)
 fi
 (cd "$here" && { [ -d node_modules ] || npm ci --no-audit --no-fund; })
 

@@ -3,181 +3,48 @@
 // (@supabase/realtime-js, phoenix) with a frame-logging `ws` transport so that a failing test
 // can show exactly which frames went out and came back.
 
-import { spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { existsSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import WebSocket from 'ws'
 import { RealtimeClient } from '@supabase/realtime-js'
 import { Socket as PhoenixSocket } from 'phoenix'
+import * as support from '../support/server.mjs'
 
 export { sleep }
 
-const here = path.dirname(fileURLToPath(import.meta.url))
-const repoRoot = path.resolve(here, '..', '..')
+export const PASSWORD = support.PASSWORD
 
-export const PASSWORD = 'correct horse battery staple'
+export const INTAKE_BODY = support.INTAKE
 
-export const INTAKE_BODY = Object.freeze({
-  name: 'Dana Driver',
-  email: 'dana@example.com',
-  phone: '+1 555 010 2030',
-  vehicle: { year: 2018, make: 'Honda', model: 'Civic', vin: '1HGCM82633A004352', mileage: 84000 },
-  concern: 'Grinding noise when braking at low speed',
-  plan: 'trial',
-})
-
-/** The server binary: $WRENCHLINE_SERVER_BIN, else $CARGO_TARGET_DIR/debug, else the usual places. */
-export function serverBinary() {
-  if (process.env.WRENCHLINE_SERVER_BIN) return process.env.WRENCHLINE_SERVER_BIN
-  const candidates = []
-  if (process.env.CARGO_TARGET_DIR) {
-    candidates.push(path.join(process.env.CARGO_TARGET_DIR, 'debug', 'wrenchline-server'))
-  }
-  candidates.push('/root/.cache/wrenchline/target/debug/wrenchline-server')
-  candidates.push(path.join(repoRoot, 'target', 'debug', 'wrenchline-server'))
-  const found = candidates.find((c) => existsSync(c))
-  if (!found) {
-    throw new Error(
-      `wrenchline-server binary not found (tried ${candidates.join(', ')}); ` +
-        'build it with `cargo build -p wrenchline-server` or set WRENCHLINE_SERVER_BIN'
-    )
-  }
-  return found
-}
+/** The server binary: $WRENCHLINE_SERVER_BIN, else the debug build in Cargo's target directory. */
+export const serverBinary = support.serverBinary
 
 // ---------------------------------------------------------------------------------------------
-// Server process
+// Server process (tests/support/server.mjs)
 // ---------------------------------------------------------------------------------------------
 
 /** A fresh SQLite database file for one test file (removed by `cleanupDatabase`). */
 export function freshDatabase() {
-  const file = path.join(tmpdir(), `wl-rt-${process.pid}-${randomUUID()}.db`)
-  return { file, url: `sqlite://${file}` }
+  return support.freshDatabase({ prefix: 'wl-rt' })
 }
 
 export function cleanupDatabase(db) {
-  for (const suffix of ['', '-wal', '-shm', '-journal']) {
-    try {
-      rmSync(db.file + suffix, { force: true })
-    } catch {}
-  }
-}
-
-// Servers still running when this process ends (a crashed or interrupted test file) are killed.
-const liveChildren = new Set()
-process.once('exit', () => {
-  for (const c of liveChildren) c.kill('SIGKILL')
-})
-for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.once(sig, () => {
-    for (const c of liveChildren) c.kill('SIGKILL')
-    process.exit(130)
-  })
+  db.cleanup()
 }
 
 /**
- * Starts `wrenchline-server serve` and resolves once it printed `listening on http://ADDR`.
- * Options: db ({file,url}), bind (default 127.0.0.1:0), extraArgs.
+ * Starts `wrenchline-server serve` and resolves once it is ready (its `--ready-file`).
+ * Options: db ({file,url} from `freshDatabase`), bind (default 127.0.0.1:0), extraArgs.
+ * The server has `addr`, `base`, `wsBase`, `db`, `logs`, `tail(n)`, `stop(signal)`.
  */
 export async function startServer({ db = freshDatabase(), bind = '127.0.0.1:0', extraArgs = [] } = {}) {
-  const bin = serverBinary()
-  const args = ['serve', '--bind', bind, '--database-url', db.url, ...extraArgs]
-  const env = { ...process.env, WRENCHLINE_LOG: process.env.WRENCHLINE_LOG ?? 'info,sqlx=warn' }
-  const child = spawn(bin, args, { env, stdio: ['ignore', 'pipe', 'pipe'] })
-  const logs = []
-  const server = {
-    db,
-    child,
-    logs,
-    addr: null,
-    base: null,
-    wsBase: null,
-    exited: false,
-    exitInfo: null,
-    async stop(signal = 'SIGTERM') {
-      if (server.exited) return
-      const done = new Promise((resolve) => child.once('exit', resolve))
-      child.kill(signal)
-      const timer = setTimeout(() => {
-        if (!server.exited) child.kill('SIGKILL')
-      }, 5000)
-      await done
-      clearTimeout(timer)
-    },
-    /** Last lines the server logged (stderr/stdout), for failure messages. */
-    tail(n = 40) {
-      return logs.slice(-n).join('\n')
-    },
-  }
-  liveChildren.add(child)
-  child.on('exit', (code, signal) => {
-    server.exited = true
-    server.exitInfo = { code, signal }
-    liveChildren.delete(child)
-  })
-  let stdoutBuf = ''
-  const listening = new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`server did not print "listening on" within 30 s\n${server.tail()}`)),
-      30000
-    )
-    child.stdout.on('data', (chunk) => {
-      stdoutBuf += chunk.toString()
-      let idx
-      while ((idx = stdoutBuf.indexOf('\n')) >= 0) {
-        const line = stdoutBuf.slice(0, idx)
-        stdoutBuf = stdoutBuf.slice(idx + 1)
-        logs.push(`[stdout] ${line}`)
-        const m = /^listening on http:\/\/(\S+)/.exec(line)
-        if (m) {
-          clearTimeout(timer)
-          resolve(m[1])
-        }
-      }
-    })
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer)
-      reject(new Error(`server exited early (code ${code}, signal ${signal})\n${server.tail()}`))
-    })
-    child.once('error', (e) => {
-      clearTimeout(timer)
-      reject(e)
-    })
-  })
-  let stderrBuf = ''
-  child.stderr.on('data', (chunk) => {
-    stderrBuf += chunk.toString()
-    let idx
-    while ((idx = stderrBuf.indexOf('\n')) >= 0) {
-      logs.push(`[stderr] ${stderrBuf.slice(0, idx)}`)
-      stderrBuf = stderrBuf.slice(idx + 1)
-      if (logs.length > 2000) logs.splice(0, logs.length - 2000)
-    }
-  })
-  const addr = await listening
-  server.addr = addr
-  server.base = `http://${addr}`
-  server.wsBase = `ws://${addr}`
+  const server = await support.startServer({ database: db, bind, args: extraArgs })
+  server.db = db
   return server
 }
 
 /** Runs a `wrenchline-server` subcommand to completion; resolves {code, stdout, stderr}. */
-export function runCli(args, { stdin } = {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(serverBinary(), args, { stdio: ['pipe', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d) => (stdout += d))
-    child.stderr.on('data', (d) => (stderr += d))
-    child.on('error', reject)
-    child.on('exit', (code) => resolve({ code, stdout, stderr }))
-    child.stdin.end(stdin ?? '')
-  })
-}
+export const runCli = support.runCli
 
 // ---------------------------------------------------------------------------------------------
 // HTTP API
@@ -187,26 +54,8 @@ export function runCli(args, { stdin } = {}) {
  * One HTTP call. `auth` is {token} (Bearer) or {cookie} (customer identity cookie) or null.
  * Resolves {status, body, headers}.
  */
-export async function api(server, method, pathname, { auth = null, body } = {}) {
-  const headers = {}
-  if (body !== undefined) headers['content-type'] = 'application/json'
-  if (auth?.token) headers.authorization = `Bearer ${auth.token}`
-  if (auth?.cookie) headers.cookie = `wl_customer=${auth.cookie}`
-  const res = await fetch(server.base + pathname, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  })
-  const text = await res.text()
-  let parsed = null
-  if (text) {
-    try {
-      parsed = JSON.parse(text)
-    } catch {
-      parsed = text
-    }
-  }
-  return { status: res.status, body: parsed, headers: res.headers }
+export function api(server, method, pathname, { auth = null, body } = {}) {
+  return support.request(server, method, pathname, { token: auth?.token, cookie: auth?.cookie, body })
 }
 
 async function expectStatus(promise, expected, what) {
@@ -217,36 +66,9 @@ async function expectStatus(promise, expected, what) {
   return res.body
 }
 
-let mechanicCounter = 0
-
 /** Creates a mechanic with the CLI and signs it in. Returns {id, email, name, token, refresh, user}. */
-export async function createMechanic(server, { name } = {}) {
-  mechanicCounter += 1
-  const tag = `${process.pid}-${mechanicCounter}-${randomUUID().slice(0, 8)}`
-  const email = `mech-${tag}@wrenchline.test`
-  name = name ?? `Mechanic ${mechanicCounter}`
-  const out = await runCli(
-    ['mechanic', 'add', '--email', email, '--name', name, '--password-stdin', '--database-url', server.db.url],
-    { stdin: PASSWORD + '\n' }
-  )
-  if (out.code !== 0) {
-    throw new Error(`mechanic add failed (${out.code}): ${out.stdout}\n${out.stderr}`)
-  }
-  const body = await expectStatus(
-    api(server, 'POST', '/api/auth/login', { body: { email, password: PASSWORD } }),
-    200,
-    'POST /api/auth/login'
-  )
-  return {
-    id: body.user.id,
-    email,
-    name,
-    user: body.user,
-    token: body.access_token,
-    refresh: body.refresh_token,
-    expiresIn: body.expires_in,
-    role: 'mechanic',
-  }
+export function createMechanic(server, { name } = {}) {
+  return support.createMechanic(server, { name })
 }
 
 /** A fresh access token for a mechanic (rotating refresh). */
@@ -261,39 +83,12 @@ export async function refreshMechanic(server, mechanic) {
   return body.access_token
 }
 
-function identityCookie(headers) {
-  const all = typeof headers.getSetCookie === 'function' ? headers.getSetCookie() : [headers.get('set-cookie')]
-  for (const h of all) {
-    if (!h) continue
-    const m = /(?:^|,\s*)wl_customer=([^;]+)/.exec(h)
-    if (m) return m[1]
-  }
-  return null
-}
-
 /**
  * A new customer with a pending session (intake). Options: offered (sign the waiver; default true).
  * Returns {id, user, cookie, token, sessionId, session}.
  */
-export async function createCustomer(server, { offered = true, name = 'Dana Driver' } = {}) {
-  const res = await api(server, 'POST', '/api/intake', {
-    body: { ...INTAKE_BODY, name, email: `cust-${randomUUID().slice(0, 8)}@example.com` },
-  })
-  if (res.status !== 201) throw new Error(`POST /api/intake: expected 201, got ${res.status} ${JSON.stringify(res.body)}`)
-  const cookie = identityCookie(res.headers)
-  if (!cookie) throw new Error('POST /api/intake: no wl_customer cookie in Set-Cookie')
-  const customer = {
-    id: res.body.user.id,
-    user: res.body.user,
-    cookie,
-    token: null,
-    sessionId: res.body.session.id,
-    session: res.body.session,
-    role: 'customer',
-  }
-  if (offered) await signWaiver(server, customer)
-  await customerToken(server, customer)
-  return customer
+export function createCustomer(server, { offered = true, name = 'Dana Driver' } = {}) {
+  return support.createCustomerSession(server, { intake: { name }, waiver: offered })
 }
 
 export async function signWaiver(server, customer, sessionId = customer.sessionId) {
@@ -742,7 +537,7 @@ export const topics = {
 
 /**
  * Starts one server for a whole test file and stops it afterwards. Returns a getter; `restart`
- * replaces it (same port and database) and is used by the reconnect test.
+ * kills it and starts it again on the same port and database (the reconnect test).
  */
 export function serverForFile({ before, after }, opts = {}) {
   const holder = { server: null, db: null }
@@ -751,17 +546,14 @@ export function serverForFile({ before, after }, opts = {}) {
     holder.server = await startServer({ db: holder.db, ...opts })
   })
   after(async () => {
-    if (holder.server) await holder.server.stop()
+    if (holder.server) {
+      await holder.server.stop()
+      holder.server.cleanup()
+    }
     if (holder.db) cleanupDatabase(holder.db)
   })
   const get = () => holder.server
   get.holder = holder
-  get.restart = async ({ signal = 'SIGKILL', gapMs = 0 } = {}) => {
-    const old = holder.server
-    await old.stop(signal)
-    if (gapMs) await sleep(gapMs)
-    holder.server = await startServer({ db: holder.db, bind: old.addr, ...opts })
-    return holder.server
-  }
+  get.restart = async ({ signal = 'SIGKILL', gapMs = 0 } = {}) => holder.server.restart({ signal, gapMs })
   return get
 }

@@ -5,7 +5,8 @@
 //! topic's other members. Socket buffers and queues are sized as wrenchline-server's are, so
 //! the difference is what the application adds.
 //!
-//! Usage: bare-relay --bind 127.0.0.1:0   (prints "listening on http://ADDR")
+//! Usage: bare-relay --bind 127.0.0.1:0 [--ready-file PATH]   (prints "listening on http://ADDR";
+//! the ready file gets `{"http": "http://ADDR"}`, written as wrenchline-server writes it)
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -29,6 +30,9 @@ const QUEUE_CAPACITY: usize = 1024;
 struct Args {
     #[arg(long, default_value = "127.0.0.1:0")]
     bind: SocketAddr,
+    /// Where to write the bound address as JSON once connections are accepted.
+    #[arg(long, env = "WRENCHLINE_READY_FILE")]
+    ready_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Default)]
@@ -136,6 +140,12 @@ async fn main() -> std::io::Result<()> {
     let args = Args::parse();
     let listener = TcpListener::bind(args.bind).await?;
     println!("listening on http://{}", listener.local_addr()?);
+    if let Some(path) = &args.ready_file {
+        let ready = json!({ "http": format!("http://{}", listener.local_addr()?) });
+        let temporary = path.with_extension(format!("{}.tmp", std::process::id()));
+        std::fs::write(&temporary, format!("{ready}\n"))?;
+        std::fs::rename(&temporary, path)?;
+    }
     let relay = Arc::new(Relay::default());
     loop {
         match listener.accept().await {

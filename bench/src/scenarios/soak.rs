@@ -1703,8 +1703,9 @@ async fn run(
 
     *shared.clients.lock().expect("clients") = (ApiClient::new(&base)?, Http::new(&base)?);
     let metrics_client = reqwest::Client::new();
+    let metrics_base = server.metrics_url();
     let steady = Instant::now();
-    let heap = HeapReading::read(&metrics_client, &base).await;
+    let heap = HeapReading::read(&metrics_client, &metrics_base).await;
     let first = sample(&shared, pid, Some(steady), heap);
     print_sample(&first);
     samples.push(first);
@@ -1716,7 +1717,7 @@ async fn run(
         sleep_until(next).await;
         next += args.sample;
         server.check_alive()?;
-        let heap = HeapReading::read(&metrics_client, &base).await;
+        let heap = HeapReading::read(&metrics_client, &metrics_base).await;
         let s = sample(&shared, pid, Some(steady), heap);
         print_sample(&s);
         samples.push(s);

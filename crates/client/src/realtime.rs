@@ -20,12 +20,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 pub use backoff::Backoff;
 pub use wrenchline_protocol::realtime::presence_sync::PresenceState;
+use wrenchline_protocol::realtime::{topics, JoinConfig, JoinPayload, PgBinding};
+/// A committed row change delivered on a channel's `postgres_changes` subscription, and its kind.
+pub use wrenchline_protocol::realtime::{ChangeType, PostgresChange};
 
 use connection::{Command, Connection};
 
@@ -138,46 +141,6 @@ pub struct JoinReply {
     pub response: Value,
 }
 
-/// The kind of row change in a [`PostgresChange`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChangeType {
-    Insert,
-    Update,
-    Delete,
-}
-
-impl ChangeType {
-    pub fn parse(text: &str) -> Option<ChangeType> {
-        match text {
-            "INSERT" => Some(ChangeType::Insert),
-            "UPDATE" => Some(ChangeType::Update),
-            "DELETE" => Some(ChangeType::Delete),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChangeType::Insert => "INSERT",
-            ChangeType::Update => "UPDATE",
-            ChangeType::Delete => "DELETE",
-        }
-    }
-}
-
-/// A committed row change delivered on a channel's `postgres_changes` subscription.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PostgresChange {
-    pub schema: String,
-    pub table: String,
-    pub change_type: ChangeType,
-    pub commit_timestamp: Option<String>,
-    /// The row after the change; `Null` for a delete.
-    pub record: Value,
-    /// The row before the change, for updates and deletes when the server sends it.
-    pub old_record: Option<Value>,
-}
-
 /// What happens on a channel, in the order the socket task saw it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChannelEvent {
@@ -277,7 +240,7 @@ impl RealtimeClient {
         Channel {
             shared: Arc::new(ChannelShared {
                 id: self.next_channel.fetch_add(1, Ordering::Relaxed),
-                topic: format!("{}{name}", wrenchline_protocol::realtime::topics::PREFIX),
+                topic: topics::full(name),
                 options,
                 presence: Mutex::new(PresenceState::new()),
                 events,
@@ -359,26 +322,24 @@ impl ChannelShared {
     /// The `phx_join` payload realtime-js sends for this config.
     fn join_payload(&self, token: &str) -> Value {
         let o = &self.options;
-        let postgres_changes: Vec<Value> = o
-            .postgres_changes
-            .iter()
-            .map(|pg| {
-                let mut binding = json!({"event": pg.event, "schema": "public", "table": pg.table});
-                if let Some(filter) = &pg.filter {
-                    binding["filter"] = json!(filter);
-                }
-                binding
-            })
-            .collect();
-        json!({
-            "config": {
-                "broadcast": {"self": o.broadcast_self, "ack": o.broadcast_ack},
-                "presence": {"key": o.presence_key.as_deref().unwrap_or(""), "enabled": o.presence_enabled},
-                "postgres_changes": postgres_changes,
-                "private": false,
-            },
-            "access_token": token,
-        })
+        let config = JoinConfig {
+            broadcast_self: o.broadcast_self,
+            broadcast_ack: o.broadcast_ack,
+            presence_key: o.presence_key.clone(),
+            presence_enabled: o.presence_enabled,
+            postgres_changes: o
+                .postgres_changes
+                .iter()
+                .map(|pg| PgBinding::new(&pg.event, &pg.table, pg.filter.as_deref()))
+                .collect(),
+            private: false,
+        };
+        JoinPayload {
+            config,
+            has_config: true,
+            access_token: Some(token.to_string()),
+        }
+        .to_value()
     }
 }
 

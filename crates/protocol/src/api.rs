@@ -178,8 +178,9 @@ pub mod schema {
             .build()
     }
 
-    /// A sign-in email: any text without control characters once trimmed (a wrong address is a
-    /// 401, not a 422, so that sign-in says nothing about which accounts exist).
+    /// A sign-in email: any text of at most `EMAIL_MAX` characters without control characters
+    /// once trimmed (a wrong address is a 401, not a 422, so that sign-in says nothing about
+    /// which accounts exist).
     pub fn login_email_pattern() -> String {
         let ws = format!("[{WHITE_SPACE}]*");
         format!("^{ws}(?:[^{C0}]*[^{WHITE_SPACE}{C0}])?{ws}$")
@@ -188,10 +189,12 @@ pub mod schema {
     pub fn login_email() -> Object {
         ObjectBuilder::new()
             .schema_type(Type::String)
-            .description(Some(
-                "The mechanic's email address; no control characters (U+0000 to U+001F) once \
-                 leading and trailing white space is trimmed.",
-            ))
+            .description(Some(format!(
+                "The mechanic's email address: at most {EMAIL_MAX} characters (counted as sent); \
+                 no control characters (U+0000 to U+001F) once leading and trailing white space \
+                 is trimmed."
+            )))
+            .max_length(Some(EMAIL_MAX))
             .pattern(Some(login_email_pattern()))
             .build()
     }
@@ -286,6 +289,7 @@ pub mod schema {
 /// Every error the API answers: a stable machine-readable `error` code and a sentence for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct ErrorBody {
     pub error: String,
     pub message: String,
@@ -302,6 +306,7 @@ pub struct ErrorBody {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct IntakeResponse {
     pub session: Session,
     pub user: User,
@@ -309,6 +314,7 @@ pub struct IntakeResponse {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct WaiverRequest {
     #[cfg_attr(feature = "openapi", schema(schema_with = schema::signed_name))]
     pub signed_name: String,
@@ -318,6 +324,7 @@ pub struct WaiverRequest {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct WaiverResponse {
     pub session: Session,
     pub next: String,
@@ -326,6 +333,7 @@ pub struct WaiverResponse {
 /// The waiver a customer signs; its version is recorded with the signature.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct Waiver {
     pub version: String,
     pub text: String,
@@ -333,6 +341,7 @@ pub struct Waiver {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct LoginRequest {
     #[cfg_attr(feature = "openapi", schema(schema_with = schema::login_email))]
     pub email: String,
@@ -341,6 +350,7 @@ pub struct LoginRequest {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct RefreshRequest {
     pub refresh_token: String,
 }
@@ -348,6 +358,7 @@ pub struct RefreshRequest {
 /// Mechanic credentials: a short-lived access token and a rotating refresh token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct AuthTokens {
     pub access_token: String,
     pub refresh_token: String,
@@ -359,6 +370,7 @@ pub struct AuthTokens {
 /// The customer's realtime token, minted from the browser's identity cookie.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct AccessToken {
     pub access_token: String,
     pub expires_in: u64,
@@ -367,6 +379,7 @@ pub struct AccessToken {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct PostMessageRequest {
     #[cfg_attr(feature = "openapi", schema(schema_with = schema::message_body))]
     pub body: String,
@@ -376,21 +389,56 @@ pub struct PostMessageRequest {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct ResumeLink {
-    /// Path and query to open on any device, relative to the server's origin.
+    /// The path to open on another device, relative to the server's origin: `/resume#token=…`.
+    /// The token travels in the fragment, so it never reaches a server's or proxy's access log.
+    /// It works once, until `expires_at`.
     pub url: String,
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "ts", ts(type = "string"))]
     pub expires_at: OffsetDateTime,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct ResumeRequest {
+    /// The token from the link's fragment.
+    pub token: String,
+    /// Set once the person agreed that this browser, which holds another customer's identity,
+    /// switches to the link's. Without it such a browser is refused (`identity_switch_required`)
+    /// and the link stays unused.
+    #[serde(default)]
+    pub replace_identity: bool,
+}
+
+/// What a resume link would do in this browser, answered without using the link.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct ResumeCheck {
+    /// The customer identity this browser holds now, if any.
+    pub current_user: Option<User>,
+    /// The browser holds another customer's identity: using the link replaces it (the page asks
+    /// first, and sends `replace_identity: true`).
+    pub switches_identity: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "ts", ts(type = "string"))]
+    pub expires_at: OffsetDateTime,
+}
+
+/// `POST /api/resume/check`: the token to look at.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct ResumeCheckRequest {
     pub token: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct ResumeResponse {
     pub session: Session,
     pub user: User,
@@ -399,6 +447,7 @@ pub struct ResumeResponse {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct Health {
     pub status: String,
     pub version: String,
@@ -407,8 +456,10 @@ pub struct Health {
 /// The server's clock, for clients to correct countdowns by their offset.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct ServerTime {
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "ts", ts(type = "string"))]
     pub now: OffsetDateTime,
 }
 
@@ -416,6 +467,7 @@ pub struct ServerTime {
 /// customer's pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct MechanicAvailability {
     /// Distinct mechanics connected to the request feed with at least one connection not away.
     pub mechanics_online: u32,

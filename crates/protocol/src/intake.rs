@@ -23,6 +23,7 @@ pub const PHONE_DIGITS_MAX: usize = 15;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct VehicleInput {
     #[serde(default, deserialize_with = "whole_number")]
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::api::schema::year, required = true))]
@@ -35,9 +36,11 @@ pub struct VehicleInput {
     pub model: String,
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::api::schema::vin))]
+    #[cfg_attr(feature = "ts", ts(optional = nullable))]
     pub vin: Option<String>,
     #[serde(default, deserialize_with = "optional_whole_number")]
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::api::schema::mileage))]
+    #[cfg_attr(feature = "ts", ts(optional = nullable))]
     pub mileage: Option<u32>,
 }
 
@@ -82,6 +85,7 @@ where
 /// field like any other problem; wrong types are refused before this.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct IntakeRequest {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::api::schema::name, required = true))]
@@ -91,6 +95,7 @@ pub struct IntakeRequest {
     pub email: String,
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(schema_with = crate::api::schema::phone))]
+    #[cfg_attr(feature = "ts", ts(optional = nullable))]
     pub phone: Option<String>,
     pub vehicle: VehicleInput,
     #[serde(default)]

@@ -1,5 +1,5 @@
 //! The domain records as they travel over HTTP and in `postgres_changes` payloads: users, plans,
-//! sessions and messages. Field names follow the contract in DESIGN.md.
+//! sessions and messages. Field names follow the contract in docs/architecture.md.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -8,6 +8,7 @@ use uuid::Uuid;
 /// Who a user is to Wrenchline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Customer,
@@ -33,6 +34,7 @@ impl Role {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct User {
     pub id: Uuid,
     pub role: Role,
@@ -42,6 +44,7 @@ pub struct User {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct Plan {
     pub id: String,
     pub name: String,
@@ -49,9 +52,10 @@ pub struct Plan {
     pub price_cents: u32,
 }
 
-/// The lifecycle of a session; see DESIGN.md for who moves it and when.
+/// The lifecycle of a session; see docs/architecture.md for who moves it and when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[serde(rename_all = "snake_case")]
 pub enum SessionStatus {
     Pending,
@@ -92,6 +96,7 @@ impl SessionStatus {
 /// Why a session stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[serde(rename_all = "snake_case")]
 pub enum EndReason {
     TimeUp,
@@ -126,6 +131,7 @@ impl EndReason {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct Vehicle {
     pub year: i32,
     pub make: String,
@@ -137,6 +143,7 @@ pub struct Vehicle {
 /// A help request and, once accepted, the chat session it becomes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct Session {
     pub id: Uuid,
     pub status: SessionStatus,
@@ -148,16 +155,22 @@ pub struct Session {
     pub vehicle: Vehicle,
     pub concern: String,
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "ts", ts(type = "string"))]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "ts", ts(type = "string | null"))]
     pub waiver_signed_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "ts", ts(type = "string | null"))]
     pub accepted_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "ts", ts(type = "string | null"))]
     pub started_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "ts", ts(type = "string | null"))]
     pub ends_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "ts", ts(type = "string | null"))]
     pub ended_at: Option<OffsetDateTime>,
     pub end_reason: Option<EndReason>,
 }
@@ -176,6 +189,7 @@ impl Session {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct Message {
     pub id: Uuid,
     pub session_id: Uuid,
@@ -186,5 +200,6 @@ pub struct Message {
     pub body: String,
     pub client_id: String,
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "ts", ts(type = "string"))]
     pub created_at: OffsetDateTime,
 }

@@ -12,18 +12,52 @@ use serde_json::Value;
 
 use crate::model::Role;
 
-/// The payload every Wrenchline client tracks.
+/// The payload every Wrenchline client tracks: on a session's presence topic
+/// `{user_id, role, online_at}`, on `requests` also the mechanic's `availability`. The server
+/// refuses a track whose `user_id` (or `role`) is not the connection's own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct PresencePayload {
     pub user_id: String,
     pub role: Role,
+    /// When this connection came online, RFC 3339.
     pub online_at: String,
+    /// Only on `requests`; absent means online.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub availability: Option<Availability>,
+}
+
+impl PresencePayload {
+    /// `user_id` as `role`, online from `online_at`.
+    pub fn new(user_id: impl ToString, role: Role, online_at: time::OffsetDateTime) -> Self {
+        PresencePayload {
+            user_id: user_id.to_string(),
+            role,
+            online_at: online_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            availability: None,
+        }
+    }
+
+    /// The same payload with a mechanic's availability, for the `requests` topic.
+    pub fn with_availability(mut self, availability: Availability) -> Self {
+        self.availability = Some(availability);
+        self
+    }
+
+    /// The payload as the JSON a channel tracks.
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("a presence payload serializes")
+    }
 }
 
 /// Whether a mechanic takes new requests: the `availability` a mechanic's desktop app tracks in
 /// its presence on the `requests` topic. `away` means no notifications, and the mechanic is not
 /// counted as available to customers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[serde(rename_all = "lowercase")]
 pub enum Availability {
     Online,
@@ -196,6 +230,28 @@ mod tests {
         };
         assert_eq!(p.missing(), vec![Role::Mechanic]);
         assert!(!p.both());
+    }
+
+    #[test]
+    fn a_payload_carries_availability_only_when_given() {
+        let at = time::macros::datetime!(2026-01-01 10:00 UTC);
+        let plain = PresencePayload::new("u1", Role::Customer, at).to_value();
+        assert_eq!(
+            plain,
+            serde_json::json!({"user_id": "u1", "role": "customer", "online_at": "2026-01-01T10:00:00Z"})
+        );
+        let away = PresencePayload::new("m1", Role::Mechanic, at)
+            .with_availability(Availability::Away)
+            .to_value();
+        assert_eq!(away["availability"], "away");
+        assert_eq!(
+            Availability::of_payload(away.as_object().unwrap()),
+            Ok(Availability::Away)
+        );
+        assert_eq!(
+            Availability::of_payload(plain.as_object().unwrap()),
+            Ok(Availability::Online)
+        );
     }
 
     #[test]

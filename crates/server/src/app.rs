@@ -1,21 +1,40 @@
-//! Building and running one server: `Application::build` connects storage and binds the listener
-//! (port 0 picks a free port, which tests use), `run_until_stopped` serves until shutdown, with
-//! the realtime publisher and the session clock running beside the HTTP server.
+//! Building and running one server: `Application::build` connects storage and binds the
+//! listeners (port 0 picks a free port, which tests use), `run_until_stopped` serves until
+//! shutdown, with the realtime publisher and the session clock running beside the HTTP server.
+//! The HTTP side is served here connection by connection: each connection gets hyper's header
+//! timer (which also ends idle kept-alive connections) and one of its address's connection
+//! slots, and each request the body and response timeouts of the limits file. `/metrics` has a
+//! listener of its own (`--metrics-bind`).
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
 use base64::Engine as _;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use rand::RngCore;
-use serde_json::json;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt as _;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use wrenchline_protocol::realtime::topics::Topic;
+use wrenchline_protocol::realtime::SessionEnding;
 
 use crate::auth::TokenSigner;
 use crate::config::Settings;
+use crate::error::ApiError;
 use crate::events::{Change, Events};
 use crate::lifecycle;
 use crate::limits::Limiters;
@@ -32,6 +51,7 @@ pub const ENDING_WARNING: time::Duration = time::Duration::seconds(60);
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
+    metrics_listener: Option<TcpListener>,
     state: AppState,
     changes: mpsc::UnboundedReceiver<Change>,
 }
@@ -51,6 +71,10 @@ impl Application {
         };
         let listener = TcpListener::bind(settings.bind).await?;
         let addr = listener.local_addr()?;
+        let metrics_listener = match settings.metrics_bind {
+            Some(metrics_bind) => Some(TcpListener::bind(metrics_bind).await?),
+            None => None,
+        };
         let (events, changes) = Events::new();
         let hub = Arc::new(Hub::new());
         let limiters = Limiters::new(settings.limits.clone());
@@ -67,6 +91,7 @@ impl Application {
         Ok(Application {
             listener,
             addr,
+            metrics_listener,
             state,
             changes,
         })
@@ -74,6 +99,13 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `/metrics` is served, when `metrics_bind` was set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
     }
 
     pub fn state(&self) -> &AppState {
@@ -98,26 +130,171 @@ impl Application {
             self.state.clone(),
             self.changes,
         ));
-        let router = crate::http::router(self.state.clone());
-        let hub = self.state.hub.clone();
-        let served = axum::serve(
+        let limits = &self.state.limiters.limits;
+        let header_timeout = Duration::from_secs(limits.http_header_timeout_seconds);
+        let router = crate::http::router(self.state.clone())
+            .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(
+                limits.http_body_timeout_seconds,
+            )))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                Duration::from_secs(limits.http_request_timeout_seconds),
+            ))
+            .layer(middleware::from_fn_with_state(
+                self.state.clone(),
+                admit_forwarded,
+            ));
+        let stop = CancellationToken::new();
+        let public = serve_http(
             self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+            router,
+            Some(self.state.clone()),
+            header_timeout,
+            stop.clone(),
+        );
+        let metrics_listener = self.metrics_listener;
+        let metrics_router = crate::http::meta::metrics_router(self.state.clone());
+        let metrics_stop = stop.clone();
+        let metrics = async move {
+            if let Some(listener) = metrics_listener {
+                serve_http(listener, metrics_router, None, header_timeout, metrics_stop).await;
+            }
+        };
+        let hub = self.state.hub.clone();
+        let signal = async move {
             shutdown.await;
             hub.shutdown_token().cancel();
-        })
-        .await;
+            stop.cancel();
+        };
+        tokio::join!(public, metrics, signal);
         clock.abort();
         dispatch.abort();
         self.state.store.close().await;
-        served
+        Ok(())
     }
 }
 
-/// Completes live sessions whose time is up, including those that expired while the server was
-/// down (the first pass runs at start-up), and warns participants shortly before the end.
+/// Serves HTTP/1.1 on `listener` until `stop`, then lets the requests under way finish. With
+/// `admit`, a connection takes one of its peer's slots for as long as it speaks HTTP (a WebSocket
+/// hands its connection over and frees the slot); a trusted proxy's connections carry many
+/// clients, so [`admit_forwarded`] counts those per request instead.
+async fn serve_http(
+    listener: TcpListener,
+    router: Router,
+    admit: Option<AppState>,
+    header_timeout: Duration,
+    stop: CancellationToken,
+) {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let connections = TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+            () = stop.cancelled() => break,
+        };
+        let slot = match &admit {
+            Some(state) if !state.settings.trusted_proxies.contains(peer.ip()) => {
+                match state.limiters.http_connection(peer.ip()) {
+                    Some(slot) => Some(slot),
+                    None => {
+                        refuse(stream);
+                        continue;
+                    }
+                }
+            }
+            _ => None,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = router
+            .clone()
+            .map_request(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request.map(Body::new)
+            });
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+            .with_upgrades();
+        let stop = stop.clone();
+        connections.spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                () = stop.cancelled() => {
+                    // Finishes the request under way, if any, then closes.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
+}
+
+/// Errors of one connection (it was reset before it was accepted) are nothing; others (out of
+/// file descriptors) are logged and given a moment to pass.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "accepting a connection failed");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// What a connection over its address's cap is told before it is closed.
+const REFUSED: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
+content-length: 75\r\nretry-after: 5\r\nconnection: close\r\n\r\n\
+{\"error\":\"rate_limited\",\"message\":\"Too many connections from this address\"}";
+
+/// Turns a connection away without spending a task on it: the answer is written only if the
+/// socket takes it at once (a new socket's buffer is empty, so it does), then the socket closes.
+fn refuse(stream: TcpStream) {
+    let _ = stream.try_write(REFUSED);
+}
+
+/// Requests that arrive through a trusted proxy count against the client it forwards them for,
+/// each while it is handled, under the same cap as a direct client's connections.
+async fn admit_forwarded(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let proxies = &state.settings.trusted_proxies;
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip());
+    let Some(peer) = peer.filter(|peer| proxies.contains(*peer)) else {
+        return next.run(request).await;
+    };
+    let client = proxies.client_addr(peer, request.headers());
+    let Some(_slot) = state.limiters.http_connection(client) else {
+        return ApiError::TooManyRequests {
+            message: "Too many connections from this address".into(),
+            retry_after: Duration::from_secs(5),
+        }
+        .into_response();
+    };
+    next.run(request).await
+}
+
+/// Runs the lifecycle's timers (`lifecycle::run_timers`: time up, requests nobody accepted,
+/// mechanics who did not join), including for what came due while the server was down (the
+/// first pass runs at start-up), and warns participants shortly before the end.
 async fn session_clock(state: AppState) {
     let mut tick = tokio::time::interval(CLOCK_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -128,12 +305,9 @@ async fn session_clock(state: AppState) {
         ticks += 1;
         if ticks % 120 == 0 {
             state.limiters.forget_idle();
+            lifecycle::forget_old_resume_links(&state).await;
         }
-        match lifecycle::expire_due(&state).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(completed = n, "sessions completed at the end of their time"),
-            Err(e) => tracing::warn!(error = %e, "expiry pass failed"),
-        }
+        lifecycle::run_timers(&state).await;
         let now = state.now();
         match state
             .store
@@ -144,11 +318,15 @@ async fn session_clock(state: AppState) {
                 warned.retain(|id| ending.iter().any(|(e, _)| e == id));
                 for (id, ends_at) in ending {
                     if warned.insert(id) {
-                        let seconds_left = (ends_at - now).whole_seconds().max(0);
+                        let ending = SessionEnding {
+                            session_id: id,
+                            ends_at,
+                            seconds_left: (ends_at - now).whole_seconds().max(0),
+                        };
                         state.hub.server_broadcast(
                             Topic::SessionChat(id),
-                            "session_ending",
-                            json!({ "session_id": id, "ends_at": ends_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(), "seconds_left": seconds_left }),
+                            SessionEnding::EVENT,
+                            serde_json::to_value(ending).expect("session_ending serializes"),
                         );
                     }
                 }

@@ -1,6 +1,6 @@
 //! Credentials: argon2 password hashes, signed access tokens (HS256 JWTs, which is also what
-//! realtime-js hands to the socket), the customer's identity cookie, resume links, and opaque
-//! refresh tokens that are stored only as hashes.
+//! realtime-js hands to the socket), the customer's identity cookie and its session scope, and
+//! opaque tokens (refresh tokens, resume links) that are stored only as hashes.
 
 use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
@@ -23,9 +23,15 @@ pub enum TokenKind {
     Access,
     /// The customer's browser identity, kept in an HttpOnly cookie.
     Customer,
-    /// A link that moves a customer's identity to another device for one session.
-    Resume,
 }
+
+/// Which of a user's sessions a token reaches. A browser that came in through a resume link holds
+/// the customer's identity for the sessions it was given only; every check of a session
+/// (HTTP and realtime joins) asks [`Claims::reaches`].
+pub type Scope = Option<Vec<Uuid>>;
+
+/// Most sessions one scoped identity remembers; the oldest is dropped beyond it.
+pub const SCOPE_MAX: usize = 16;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
@@ -34,8 +40,33 @@ pub struct Claims {
     pub typ: TokenKind,
     pub iat: i64,
     pub exp: i64,
+    /// `None`: every session of `sub`; otherwise only these sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sid: Option<Uuid>,
+    pub scope: Scope,
+}
+
+impl Claims {
+    /// Whether the token reaches `session` (its participant check is separate).
+    pub fn reaches(&self, session: Uuid) -> bool {
+        scope_reaches(&self.scope, session)
+    }
+}
+
+/// Whether `scope` reaches `session`.
+pub fn scope_reaches(scope: &Scope, session: Uuid) -> bool {
+    scope.as_ref().is_none_or(|ids| ids.contains(&session))
+}
+
+/// `scope` with `session` added (the oldest dropped past [`SCOPE_MAX`]); an unscoped identity
+/// stays unscoped.
+pub fn scope_with(scope: &Scope, session: Uuid) -> Scope {
+    scope.as_ref().map(|ids| {
+        let mut ids: Vec<Uuid> = ids.iter().copied().filter(|id| *id != session).collect();
+        ids.push(session);
+        let excess = ids.len().saturating_sub(SCOPE_MAX);
+        ids.drain(..excess);
+        ids
+    })
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -72,7 +103,7 @@ impl TokenSigner {
         user: &User,
         typ: TokenKind,
         ttl: Duration,
-        sid: Option<Uuid>,
+        scope: Scope,
         now: OffsetDateTime,
     ) -> String {
         let claims = Claims {
@@ -81,7 +112,7 @@ impl TokenSigner {
             typ,
             iat: now.unix_timestamp(),
             exp: (now + ttl).unix_timestamp(),
-            sid,
+            scope,
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing with a byte key cannot fail")
@@ -156,7 +187,7 @@ pub fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// How refresh tokens are stored: never in the clear.
+/// How refresh tokens and resume links are stored: never in the clear.
 pub fn token_hash(token: &str) -> String {
     let digest = Sha256::digest(token.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
@@ -210,6 +241,38 @@ mod tests {
             signer.verify(&token, TokenKind::Access).unwrap_err(),
             TokenError::Expired
         );
+    }
+
+    #[test]
+    fn a_scoped_token_reaches_its_sessions_only() {
+        let signer = TokenSigner::new(b"0123456789abcdef0123456789abcdef");
+        let u = user(Role::Customer);
+        let (mine, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let now = OffsetDateTime::now_utc();
+        let scoped = signer.sign(
+            &u,
+            TokenKind::Access,
+            Duration::minutes(5),
+            Some(vec![mine]),
+            now,
+        );
+        let claims = signer.verify(&scoped, TokenKind::Access).unwrap();
+        assert!(claims.reaches(mine));
+        assert!(!claims.reaches(other));
+        let whole = signer.sign(&u, TokenKind::Access, Duration::minutes(5), None, now);
+        assert!(signer
+            .verify(&whole, TokenKind::Access)
+            .unwrap()
+            .reaches(other));
+        assert_eq!(scope_with(&None, mine), None);
+        let mut scope = Some(vec![]);
+        for _ in 0..SCOPE_MAX + 3 {
+            scope = scope_with(&scope, Uuid::new_v4());
+        }
+        scope = scope_with(&scope, mine);
+        let ids = scope.unwrap();
+        assert_eq!(ids.len(), SCOPE_MAX);
+        assert_eq!(ids.last(), Some(&mine));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Runtime settings of the server: where it listens, its database, token lifetimes, and the plans
+//! Runtime settings of the server: where it listens (and where operators read its metrics), its
+//! database, token and resume-link lifetimes, the session lifecycle's timeouts, and the plans
 //! customers can book. Plans come from a TOML file when one is given, otherwise the defaults below.
 
 use std::net::SocketAddr;
@@ -11,9 +12,20 @@ use wrenchline_protocol::{Plan, Waiver};
 use crate::limits::Limits;
 use crate::proxy::TrustedProxies;
 
+/// Default lifetime of a resume link.
+pub const DEFAULT_RESUME_LINK_TTL: Duration = Duration::minutes(10);
+/// Default time an offered request waits for a mechanic before it is cancelled.
+pub const DEFAULT_REQUEST_ACCEPT_TIMEOUT: Duration = Duration::minutes(30);
+/// Default time a mechanic has to join the chat after accepting.
+pub const DEFAULT_MECHANIC_JOIN_TIMEOUT: Duration = Duration::minutes(10);
+/// Bounds of the three lifecycle durations above, in seconds, as the command line accepts them.
+pub const LIFECYCLE_SECONDS: std::ops::RangeInclusive<i64> = 1..=7 * 24 * 3600;
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub bind: SocketAddr,
+    /// Where `/metrics` is served, apart from the public listener; nowhere when unset.
+    pub metrics_bind: Option<SocketAddr>,
     pub database_url: String,
     /// Where customers reach this server, used in printed links; defaults to the bound address.
     pub public_url: Option<String>,
@@ -22,7 +34,14 @@ pub struct Settings {
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub customer_cookie_ttl: Duration,
+    /// How long a resume link can be used (once) after it was made (`--resume-link-ttl`).
     pub resume_link_ttl: Duration,
+    /// An offered request nobody accepts within this is cancelled as `not_accepted`
+    /// (`--request-accept-timeout`).
+    pub request_accept_timeout: Duration,
+    /// A waiting session whose mechanic is not in the chat this long after accepting goes back
+    /// to the request feed (`--mechanic-join-timeout`).
+    pub mechanic_join_timeout: Duration,
     /// Largest request body accepted, in bytes.
     pub body_limit: usize,
     /// A fixed token-signing secret; otherwise one is generated and kept in the database.
@@ -39,6 +58,7 @@ impl Settings {
     pub fn new(bind: SocketAddr, database_url: impl Into<String>) -> Self {
         Settings {
             bind,
+            metrics_bind: None,
             database_url: database_url.into(),
             public_url: None,
             plans: default_plans(),
@@ -46,7 +66,9 @@ impl Settings {
             access_token_ttl: Duration::minutes(15),
             refresh_token_ttl: Duration::days(30),
             customer_cookie_ttl: Duration::days(30),
-            resume_link_ttl: Duration::hours(24),
+            resume_link_ttl: DEFAULT_RESUME_LINK_TTL,
+            request_accept_timeout: DEFAULT_REQUEST_ACCEPT_TIMEOUT,
+            mechanic_join_timeout: DEFAULT_MECHANIC_JOIN_TIMEOUT,
             body_limit: 64 * 1024,
             token_secret: None,
             limits: Limits::default(),

@@ -11,7 +11,7 @@ use axum::http::{Extensions, HeaderMap};
 use axum_extra::extract::CookieJar;
 use wrenchline_protocol::{Role, User};
 
-use crate::auth::{TokenError, TokenKind};
+use crate::auth::{scope_reaches, Scope, TokenError, TokenKind};
 use crate::error::ApiError;
 use crate::proxy::TrustedProxies;
 use crate::state::AppState;
@@ -68,11 +68,18 @@ pub struct Caller {
     pub user: User,
     /// Authenticated by the identity cookie rather than a bearer token.
     pub via_cookie: bool,
+    /// The sessions this identity reaches (`None`: all of the user's); see [`Scope`].
+    pub scope: Scope,
 }
 
 impl Caller {
     pub fn role(&self) -> Role {
         self.user.role
+    }
+
+    /// Whether this identity reaches `session` at all (being its participant is checked apart).
+    pub fn reaches(&self, session: uuid::Uuid) -> bool {
+        scope_reaches(&self.scope, session)
     }
 
     pub fn require_mechanic(&self) -> Result<(), ApiError> {
@@ -145,7 +152,11 @@ async fn resolve(parts: &mut Parts, state: &AppState) -> Result<Option<Caller>, 
     if user.role != claims.role || (via_cookie && user.role != Role::Customer) {
         return Err(token_error(TokenError::Invalid));
     }
-    Ok(Some(Caller { user, via_cookie }))
+    Ok(Some(Caller {
+        user,
+        via_cookie,
+        scope: claims.scope,
+    }))
 }
 
 impl FromRequestParts<AppState> for Caller {

@@ -1,6 +1,8 @@
-//! The session lifecycle of DESIGN.md: who may move a session, and where to. Storage makes each
-//! move one conditional update; this module decides which move a request asks for, answers losers
-//! with 409 and the current state, and publishes every committed change.
+//! The session lifecycle (docs/architecture.md): who may move a session, and where to. Storage
+//! makes each move one conditional update; this module decides which move a request asks for,
+//! answers losers with 409 and the current state, and publishes every committed change. It also
+//! runs the lifecycle's timers (time up, requests nobody accepts, mechanics who do not join): each
+//! is a conditional update that every server node may try and exactly one wins.
 
 use uuid::Uuid;
 use wrenchline_protocol::presence::Participants;
@@ -23,8 +25,13 @@ pub const OPEN_FOR_MESSAGES: &[SessionStatus] = &[SessionStatus::Waiting, Sessio
 /// Whether `caller` may read the session: its customer, its mechanic, or any mechanic while it is
 /// offered.
 pub fn can_read(caller: &Caller, session: &Session) -> bool {
-    session.is_participant(caller.user.id)
-        || (caller.role() == Role::Mechanic && session.is_offered())
+    is_participant(caller, session) || (caller.role() == Role::Mechanic && session.is_offered())
+}
+
+/// The caller takes part in the session, and its identity reaches it (a browser that came in by a
+/// resume link reaches the linked session only).
+pub fn is_participant(caller: &Caller, session: &Session) -> bool {
+    session.is_participant(caller.user.id) && caller.reaches(session.id)
 }
 
 /// Loads a session the caller may read; others' sessions are indistinguishable from missing ones.
@@ -42,7 +49,7 @@ pub async fn participating(
     id: Uuid,
 ) -> Result<Session, ApiError> {
     match state.store.session(id).await? {
-        Some(session) if session.is_participant(caller.user.id) => Ok(session),
+        Some(session) if is_participant(caller, &session) => Ok(session),
         _ => Err(ApiError::not_found("session")),
     }
 }
@@ -211,6 +218,35 @@ pub async fn end(state: &AppState, caller: &Caller, id: Uuid) -> Result<Session,
     ))
 }
 
+/// One pass of the lifecycle's timers, as the session clock runs it on every node: live sessions
+/// whose time is up complete, requests nobody accepted are cancelled, and sessions whose mechanic
+/// never joined are offered again. Each move is a conditional update, so when several nodes run
+/// the same pass each move still happens once; nothing here depends on this node's memory.
+pub async fn run_timers(state: &AppState) {
+    match expire_due(state).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(completed = n, "sessions completed at the end of their time"),
+        Err(e) => tracing::warn!(error = %e, "expiry pass failed"),
+    }
+    match cancel_unaccepted(state).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(cancelled = n, "requests nobody accepted were cancelled"),
+        Err(e) => tracing::warn!(error = %e, "request expiry pass failed"),
+    }
+    match reoffer_unjoined(state).await {
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "mechanic join check failed"),
+    }
+}
+
+/// Forgets resume links a day after they expired (until then a late click still hears "expired").
+pub async fn forget_old_resume_links(state: &AppState) {
+    let before = state.now() - time::Duration::days(1);
+    if let Err(e) = state.store.forget_resume_links(before).await {
+        tracing::warn!(error = %e, "forgetting old resume links failed");
+    }
+}
+
 /// Completes every live session whose time is up; returns how many were completed.
 pub async fn expire_due(state: &AppState) -> Result<usize, ApiError> {
     let now = state.now();
@@ -222,6 +258,52 @@ pub async fn expire_due(state: &AppState) -> Result<usize, ApiError> {
         }
     }
     Ok(completed)
+}
+
+/// Cancels offered requests that nobody accepted within `request_accept_timeout` of being
+/// offered (`not_accepted`); returns how many.
+pub async fn cancel_unaccepted(state: &AppState) -> Result<usize, ApiError> {
+    let now = state.now();
+    let offered_by = now - state.settings.request_accept_timeout;
+    let mut cancelled = 0;
+    for before in state.store.offered_before(offered_by).await? {
+        if let Some(Transition::Done(session)) = state
+            .store
+            .cancel_unaccepted(before.id, offered_by, now)
+            .await?
+        {
+            publish_update(state, Some(before), &session);
+            cancelled += 1;
+        }
+    }
+    Ok(cancelled)
+}
+
+/// Offers again the waiting sessions whose mechanic accepted more than `mechanic_join_timeout`
+/// ago and is not in the chat: the session goes back to `pending` without a mechanic, and
+/// mechanics see it in the feed again. Returns how many.
+pub async fn reoffer_unjoined(state: &AppState) -> Result<usize, ApiError> {
+    let now = state.now();
+    let accepted_by = now - state.settings.mechanic_join_timeout;
+    let mut reoffered = 0;
+    for before in state.store.waiting_accepted_before(accepted_by).await? {
+        let Some(mechanic) = before.mechanic_id else {
+            continue;
+        };
+        if state.presence.participants(&before).mechanic_present {
+            continue;
+        }
+        if let Some(Transition::Done(session)) = state
+            .store
+            .reoffer(before.id, mechanic, accepted_by, now)
+            .await?
+        {
+            tracing::info!(session_id = %session.id, "the mechanic did not join: offered again");
+            publish_update(state, Some(before), &session);
+            reoffered += 1;
+        }
+    }
+    Ok(reoffered)
 }
 
 pub async fn post_message(
@@ -243,6 +325,9 @@ pub async fn post_message(
             state.now(),
         )
         .await?;
+    let time_up = |session: &Session| {
+        session.status == SessionStatus::Live && session.ends_at.is_some_and(|at| at <= state.now())
+    };
     match posted {
         Ok(posted) => {
             if posted.created {
@@ -253,6 +338,11 @@ pub async fn post_message(
             }
             Ok((posted.message, posted.created))
         }
+        Err(PostRefused::NotOpen(session)) if time_up(&session) => Err(ApiError::conflict(
+            "session_ended",
+            "This session's time is up; messages can no longer be sent",
+            Some(session),
+        )),
         Err(PostRefused::NotOpen(session)) => Err(ApiError::conflict(
             if session.status.is_final() {
                 "session_ended"

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use tracing_subscriber::EnvFilter;
 use wrenchline_protocol::text::Lines;
 use wrenchline_server::auth::{hash_password, hashing, random_token};
-use wrenchline_server::config::{load_plans, Settings};
+use wrenchline_server::config::{load_plans, Settings, LIFECYCLE_SECONDS};
 use wrenchline_server::limits::Limits;
 use wrenchline_server::proxy::TrustedProxies;
 use wrenchline_server::storage::{describe_database_url, Store, StoreError};
@@ -79,6 +79,10 @@ enum Command {
     Serve {
         #[arg(long, env = "WRENCHLINE_BIND", default_value = "127.0.0.1:8080")]
         bind: SocketAddr,
+        /// Serve Prometheus metrics at /metrics on this address, apart from the public listener
+        /// (which answers /metrics with 404). Without it, metrics are not served.
+        #[arg(long, env = "WRENCHLINE_METRICS_BIND")]
+        metrics_bind: Option<SocketAddr>,
         #[command(flatten)]
         db: Database,
         /// Seed a demo mechanic (new password printed at each start) and print the customer link.
@@ -103,6 +107,19 @@ enum Command {
         /// Lifetime of access tokens, in seconds.
         #[arg(long, env = "WRENCHLINE_ACCESS_TOKEN_TTL", default_value_t = 900)]
         access_token_ttl: i64,
+        /// Lifetime of a (single-use) resume link, in seconds.
+        #[arg(long, env = "WRENCHLINE_RESUME_LINK_TTL", default_value_t = 600)]
+        resume_link_ttl: i64,
+        /// Seconds an offered request waits for a mechanic before it is cancelled (not_accepted).
+        #[arg(
+            long,
+            env = "WRENCHLINE_REQUEST_ACCEPT_TIMEOUT",
+            default_value_t = 1800
+        )]
+        request_accept_timeout: i64,
+        /// Seconds a mechanic has to join the chat after accepting before the request is offered again.
+        #[arg(long, env = "WRENCHLINE_MECHANIC_JOIN_TIMEOUT", default_value_t = 600)]
+        mechanic_join_timeout: i64,
         /// Token-signing secret (at least 32 bytes); by default one is generated and kept in the database.
         #[arg(long, env = "WRENCHLINE_TOKEN_SECRET", hide_env_values = true)]
         token_secret: Option<String>,
@@ -115,6 +132,10 @@ enum Command {
             value_parser = clap::value_parser!(u32).range(0..=36_500)
         )]
         retention_days: u32,
+        /// Once connections are accepted, write the bound listeners as JSON to this file
+        /// (`{"http": "http://ADDR"}`, replaced atomically), for scripts and test harnesses.
+        #[arg(long, env = "WRENCHLINE_READY_FILE")]
+        ready_file: Option<PathBuf>,
     },
     /// Manage mechanic accounts.
     Mechanic {
@@ -243,6 +264,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve {
             bind,
+            metrics_bind,
             db,
             demo,
             public_url,
@@ -251,11 +273,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             trusted_proxies,
             releases_dir,
             access_token_ttl,
+            resume_link_ttl,
+            request_accept_timeout,
+            mechanic_join_timeout,
             token_secret,
             retention_days,
+            ready_file,
         } => {
             tracing::info!("database: {}", describe_database_url(&db.database_url));
             let mut settings = Settings::new(bind, db.database_url);
+            settings.metrics_bind = metrics_bind;
             settings.public_url = public_url.map(|u| u.trim_end_matches('/').to_string());
             if let Some(path) = plans_file {
                 settings.plans = load_plans(&path)?;
@@ -269,19 +296,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("--access-token-ttl must be between 30 and 86400 seconds");
             }
             settings.access_token_ttl = time::Duration::seconds(access_token_ttl);
+            for (flag, value) in [
+                ("--resume-link-ttl", resume_link_ttl),
+                ("--request-accept-timeout", request_accept_timeout),
+                ("--mechanic-join-timeout", mechanic_join_timeout),
+            ] {
+                if !LIFECYCLE_SECONDS.contains(&value) {
+                    bail!(
+                        "{flag} must be between {} and {} seconds",
+                        LIFECYCLE_SECONDS.start(),
+                        LIFECYCLE_SECONDS.end()
+                    );
+                }
+            }
+            settings.resume_link_ttl = time::Duration::seconds(resume_link_ttl);
+            settings.request_accept_timeout = time::Duration::seconds(request_accept_timeout);
+            settings.mechanic_join_timeout = time::Duration::seconds(mechanic_join_timeout);
             if let Some(secret) = &token_secret {
                 if secret.len() < 32 {
                     bail!("--token-secret must be at least 32 bytes");
                 }
             }
             settings.token_secret = token_secret;
-            serve(settings, demo, retention_days).await
+            serve(settings, demo, retention_days, ready_file).await
         }
         Command::Mechanic { command } => mechanic(command).await,
     }
 }
 
-async fn serve(settings: Settings, demo: bool, retention_days: u32) -> anyhow::Result<()> {
+async fn serve(
+    settings: Settings,
+    demo: bool,
+    retention_days: u32,
+    ready_file: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let app = Application::build(settings)
         .await
         .context("starting the server")?;
@@ -298,19 +346,41 @@ async fn serve(settings: Settings, demo: bool, retention_days: u32) -> anyhow::R
     let url = app.public_url();
     tracing::info!("listening on http://{}", app.local_addr());
     // Whoever started the server may have stopped reading its output; that must not stop it.
-    let mut banner = format!(
-        "listening on http://{}\ncustomer link: {url}/intake\n",
-        app.local_addr()
-    );
+    let mut banner = format!("listening on http://{}\n", app.local_addr());
+    if let Some(metrics) = app.metrics_addr() {
+        tracing::info!("metrics on http://{metrics}");
+        banner.push_str(&format!("metrics on http://{metrics}\n"));
+    }
+    banner.push_str(&format!("customer link: {url}/intake\n"));
     if let Some(password) = demo_password {
         banner.push_str(&format!("demo mechanic: {DEMO_EMAIL} / {password}\n"));
     }
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
     drop(out);
+    if let Some(path) = &ready_file {
+        let mut ready = serde_json::json!({ "http": format!("http://{}", app.local_addr()) });
+        if let Some(metrics) = app.metrics_addr() {
+            ready["metrics"] = format!("http://{metrics}").into();
+        }
+        write_atomically(path, &format!("{ready}\n"))
+            .with_context(|| format!("writing the ready file {}", path.display()))?;
+    }
     app.run_until_stopped(shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Writes `text` to a sibling temporary file and renames it over `path`, so a reader polling
+/// `path` sees nothing or all of it.
+fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(format!(".{}.tmp", std::process::id()));
+    let temporary = PathBuf::from(temporary);
+    std::fs::write(&temporary, text)?;
+    std::fs::rename(&temporary, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temporary);
+    })
 }
 
 async fn seed_demo(store: Store) -> anyhow::Result<String> {

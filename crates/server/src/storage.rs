@@ -69,6 +69,29 @@ pub struct MechanicRecord {
     pub disabled: bool,
 }
 
+/// A stored resume link, whatever its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumeLinkRecord {
+    pub session_id: Uuid,
+    pub customer_id: Uuid,
+    pub expires_at: OffsetDateTime,
+    pub used_at: Option<OffsetDateTime>,
+}
+
+/// What a resume link redemption found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResumeUse {
+    /// This call spent the link: the browser may have the session.
+    Redeemed {
+        session_id: Uuid,
+        customer_id: Uuid,
+    },
+    /// Spent before (by another browser, or a concurrent request that won).
+    AlreadyUsed,
+    Expired,
+    Unknown,
+}
+
 /// What a refresh token turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshUse {
@@ -248,6 +271,27 @@ fn connect_target(url: &str) -> String {
     }
 }
 
+/// Creates the file of a SQLite database that is to be created (`mode=rwc`, see
+/// [`normalize_database_url`]) readable and writable by its owner only (0600), before SQLite
+/// opens it: SQLite gives the `-wal` and `-shm` files it makes beside it the same mode. An
+/// existing file is left as it is.
+fn create_private_sqlite_file(url: &str) -> StoreResult<()> {
+    if !url.contains("mode=rwc") || url.contains(":memory:") {
+        return Ok(());
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
+    let path = options.get_filename();
+    let mut create = std::fs::OpenOptions::new();
+    create.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut create, 0o600);
+    match create.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Database(sqlx::Error::Io(e))),
+    }
+}
+
 /// Turns `sqlite://file` into a URL that creates the file on first start.
 pub fn normalize_database_url(url: &str) -> String {
     if url.starts_with("sqlite:") && !url.contains("mode=") && !url.contains(":memory:") {
@@ -318,6 +362,9 @@ impl Store {
         } else {
             Engine::Sqlite
         };
+        if engine == Engine::Sqlite {
+            create_private_sqlite_file(url)?;
+        }
         let options = AnyConnectOptions::from_str(url)?;
         // One connection first, on its own: the pool would retry a refused connection until its
         // timeout and then report only that it timed out, not why.
@@ -640,11 +687,68 @@ impl Store {
             .map(|m| m as u32))
     }
 
-    /// Offered requests (pending, waiver signed), oldest first.
-    pub async fn offered_sessions(&self) -> StoreResult<Vec<Session>> {
+    /// Offered requests (pending, waiver signed), oldest first (by `created_at`, then `id`): at
+    /// most `limit`, and only those after the session `after` in that order. `None` when `after`
+    /// names no session.
+    pub async fn offered_sessions(
+        &self,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Option<Vec<Session>>> {
+        const OFFERED: &str = "WHERE s.status = 'pending' AND s.waiver_signed_at IS NOT NULL";
+        const ORDER: &str = "ORDER BY s.created_at, s.id LIMIT";
+        let rows = match after {
+            None => {
+                sqlx::query(&session_select(&format!("{OFFERED} {ORDER} $1")))
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            Some(after) => {
+                let Some(row) = sqlx::query("SELECT created_at FROM sessions WHERE id = $1")
+                    .bind(after.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                let created: i64 = row.try_get("created_at")?;
+                sqlx::query(&session_select(&format!(
+                    "{OFFERED} AND (s.created_at > $1 OR (s.created_at = $1 AND s.id > $2)) {ORDER} $3"
+                )))
+                .bind(created)
+                .bind(after.to_string())
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter()
+            .map(session_from_row)
+            .collect::<StoreResult<_>>()
+            .map(Some)
+    }
+
+    /// Offered requests that have been on offer since `offered_by` or earlier.
+    pub async fn offered_before(&self, offered_by: OffsetDateTime) -> StoreResult<Vec<Session>> {
         let rows = sqlx::query(&session_select(
-            "WHERE s.status = 'pending' AND s.waiver_signed_at IS NOT NULL ORDER BY s.created_at, s.id",
+            "WHERE s.status = 'pending' AND s.offered_at IS NOT NULL AND s.offered_at <= $1",
         ))
+        .bind(millis(offered_by))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    /// Waiting sessions accepted at `accepted_by` or earlier.
+    pub async fn waiting_accepted_before(
+        &self,
+        accepted_by: OffsetDateTime,
+    ) -> StoreResult<Vec<Session>> {
+        let rows = sqlx::query(&session_select(
+            "WHERE s.status = 'waiting' AND s.accepted_at <= $1",
+        ))
+        .bind(millis(accepted_by))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(session_from_row).collect()
@@ -712,8 +816,8 @@ impl Store {
     ) -> StoreResult<Option<Transition>> {
         self.transition(
             id,
-            "UPDATE sessions SET waiver_signed_at = $3, waiver_name = $4, waiver_version = $5 \
-             WHERE id = $1 AND customer_id = $2 AND status = 'pending' AND waiver_signed_at IS NULL",
+            "UPDATE sessions SET waiver_signed_at = $3, offered_at = $3, waiver_name = $4, \
+             waiver_version = $5 WHERE id = $1 AND customer_id = $2 AND status = 'pending' AND waiver_signed_at IS NULL",
             |q| q.bind(customer_id.to_string()).bind(millis(now)).bind(signed_name).bind(version),
         )
         .await
@@ -770,6 +874,45 @@ impl Store {
         .await
     }
 
+    /// `pending → cancelled` (`not_accepted`) for a request on offer since `offered_by` or earlier.
+    pub async fn cancel_unaccepted(
+        &self,
+        id: Uuid,
+        offered_by: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Transition>> {
+        self.transition(
+            id,
+            "UPDATE sessions SET status = 'cancelled', ended_at = $3, end_reason = 'not_accepted' \
+             WHERE id = $1 AND status = 'pending' AND offered_at IS NOT NULL AND offered_at <= $2",
+            |q| q.bind(millis(offered_by)).bind(millis(now)),
+        )
+        .await
+    }
+
+    /// `waiting → pending`, offered again from `now` without a mechanic, when `mechanic_id`
+    /// accepted it at `accepted_by` or earlier and it is still theirs.
+    pub async fn reoffer(
+        &self,
+        id: Uuid,
+        mechanic_id: Uuid,
+        accepted_by: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Transition>> {
+        self.transition(
+            id,
+            "UPDATE sessions SET status = 'pending', mechanic_id = NULL, accepted_at = NULL, \
+             offered_at = $4 WHERE id = $1 AND status = 'waiting' AND mechanic_id = $2 \
+             AND accepted_at <= $3",
+            |q| {
+                q.bind(mechanic_id.to_string())
+                    .bind(millis(accepted_by))
+                    .bind(millis(now))
+            },
+        )
+        .await
+    }
+
     /// Completes a live session whose time ran out, stamping `ended_at` with its `ends_at`.
     pub async fn expire(&self, id: Uuid, now: OffsetDateTime) -> StoreResult<Option<Transition>> {
         self.transition(
@@ -801,7 +944,8 @@ impl Store {
     }
 
     /// Stores a message with the next `seq` of its session; a repeated `client_id` from the same
-    /// sender returns the message stored the first time. Only sessions in `open` take messages.
+    /// sender returns the message stored the first time. Only sessions in `open` whose `ends_at`
+    /// (if any) is after `now` take messages.
     pub async fn post_message(
         &self,
         session_id: Uuid,
@@ -824,14 +968,17 @@ impl Store {
         let placeholders: Vec<String> =
             (0..statuses.len()).map(|i| format!("${}", i + 2)).collect();
         let bump = format!(
-            "UPDATE sessions SET last_seq = last_seq + 1 WHERE id = $1 AND status IN ({}) RETURNING last_seq",
-            placeholders.join(", ")
+            "UPDATE sessions SET last_seq = last_seq + 1 WHERE id = $1 AND status IN ({}) \
+             AND (ends_at IS NULL OR ends_at > ${}) RETURNING last_seq",
+            placeholders.join(", "),
+            statuses.len() + 2
         );
         let mut tx = self.pool.begin().await?;
         let mut query = sqlx::query(&bump).bind(session_id.to_string());
         for status in &statuses {
             query = query.bind(*status);
         }
+        query = query.bind(millis(now));
         let Some(row) = query.fetch_optional(&mut *tx).await? else {
             tx.rollback().await?;
             let session = self
@@ -918,6 +1065,87 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         Ok(row.try_get("n")?)
+    }
+
+    // ---- resume links ----
+
+    pub async fn insert_resume_link(
+        &self,
+        token_hash: &str,
+        session_id: Uuid,
+        customer_id: Uuid,
+        now: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO resume_links (token_hash, session_id, customer_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token_hash)
+        .bind(session_id.to_string())
+        .bind(customer_id.to_string())
+        .bind(millis(now))
+        .bind(millis(expires_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A resume link as stored, without using it.
+    pub async fn resume_link(&self, token_hash: &str) -> StoreResult<Option<ResumeLinkRecord>> {
+        let row = sqlx::query(
+            "SELECT session_id, customer_id, expires_at, used_at FROM resume_links \
+             WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(ResumeLinkRecord {
+                session_id: uuid_col(&row, "session_id")?,
+                customer_id: uuid_col(&row, "customer_id")?,
+                expires_at: time_col(&row, "expires_at")?,
+                used_at: opt_time_col(&row, "used_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Spends a resume link: one conditional update, so of two simultaneous redemptions exactly
+    /// one is `Redeemed`.
+    pub async fn redeem_resume_link(
+        &self,
+        token_hash: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<ResumeUse> {
+        let spent = sqlx::query(
+            "UPDATE resume_links SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL \
+             AND expires_at > $2 RETURNING session_id, customer_id",
+        )
+        .bind(token_hash)
+        .bind(millis(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = spent {
+            return Ok(ResumeUse::Redeemed {
+                session_id: uuid_col(&row, "session_id")?,
+                customer_id: uuid_col(&row, "customer_id")?,
+            });
+        }
+        Ok(match self.resume_link(token_hash).await? {
+            None => ResumeUse::Unknown,
+            Some(link) if link.used_at.is_some() => ResumeUse::AlreadyUsed,
+            Some(_) => ResumeUse::Expired,
+        })
+    }
+
+    /// Forgets resume links that expired before `before`.
+    pub async fn forget_resume_links(&self, before: OffsetDateTime) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM resume_links WHERE expires_at < $1")
+            .bind(millis(before))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     // ---- refresh tokens ----

@@ -1,7 +1,8 @@
 // Shared helpers of the browser suite: the real wrenchline-server on a random port with a fresh
-// SQLite file, mechanics created with its CLI, Debian's Chromium driven by playwright-core, the
-// mechanic side as a line-protocol process (crates/client's example or the Node stand-in), axe
-// checks and screenshots under tests/artifacts/.
+// SQLite file and mechanics created with its CLI (both through tests/support/server.mjs),
+// Debian's Chromium driven by playwright-core, the mechanic side as a line-protocol process
+// (crates/client's example or the Node stand-in), axe checks and screenshots under
+// tests/artifacts/.
 
 import { spawn } from 'node:child_process';
 import { createHmac, randomUUID } from 'node:crypto';
@@ -12,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { chromium } from 'playwright-core';
 import AxeBuilder from '@axe-core/playwright';
+import * as support from '../../support/server.mjs';
 
 export { sleep };
 
@@ -20,9 +22,7 @@ export const suiteDir = path.resolve(here, '..');
 export const repoRoot = path.resolve(suiteDir, '..', '..');
 export const artifactsDir = path.join(repoRoot, 'tests', 'artifacts', 'browser');
 
-const targetDir = process.env.CARGO_TARGET_DIR || path.join(process.env.HOME || '/root', '.cache', 'wrenchline', 'target');
-
-export const PASSWORD = 'correct horse battery staple';
+export const PASSWORD = support.PASSWORD;
 
 /** The widths every page is checked and photographed at: a phone first, then a desktop. */
 export const VIEWPORTS = [
@@ -30,26 +30,20 @@ export const VIEWPORTS = [
   { name: 'desktop', width: 1280, height: 900 },
 ];
 
-export function serverBinary() {
-  const bin = process.env.WRENCHLINE_SERVER_BIN || path.join(targetDir, 'debug', 'wrenchline-server');
-  if (!existsSync(bin)) {
-    throw new Error(`wrenchline-server not found at ${bin}: run tests/browser/run.sh (it builds it) or set WRENCHLINE_SERVER_BIN`);
-  }
-  return bin;
-}
+export const serverBinary = support.serverBinary;
 
 // ---------------------------------------------------------------------------------------------
 // Server
 // ---------------------------------------------------------------------------------------------
 
 /**
- * Starts `wrenchline-server serve` on 127.0.0.1:0 with a fresh database; resolves once it listens.
- * Options: `plans` (TOML text for --plans-file), `env` (extra environment). `restart()` stops it
- * and starts it again on the same address and database.
+ * Starts `wrenchline-server serve` on 127.0.0.1:0 with a fresh database; resolves once it is
+ * ready. Options: `plans` (TOML text for --plans-file), `env` (extra environment). `kill(signal)`
+ * stops it, `restart()` starts it again on the same address and database, `stop()` stops it and
+ * removes its files.
  */
 export async function startServer({ plans, env = {} } = {}) {
   const id = `${process.pid}-${randomUUID().slice(0, 8)}`;
-  const dbFile = path.join(tmpdir(), `wl-browser-${id}.db`);
   const limitsFile = path.join(tmpdir(), `wl-browser-${id}-limits.toml`);
   // Every test intake comes from 127.0.0.1: lift the per-address limits for the suite.
   writeFileSync(
@@ -57,81 +51,45 @@ export async function startServer({ plans, env = {} } = {}) {
     'intakes_per_address_per_hour = 100000\nlogin_per_address_per_minute = 10000\nlogin_per_account_per_minute = 10000\nmessages_per_user_per_minute = 10000\n',
   );
   const files = [limitsFile];
-  const extra = [];
+  const args = ['--limits-file', limitsFile];
   if (plans) {
     const plansFile = path.join(tmpdir(), `wl-browser-${id}-plans.toml`);
     writeFileSync(plansFile, plans);
     files.push(plansFile);
-    extra.push('--plans-file', plansFile);
+    args.push('--plans-file', plansFile);
   }
-  const logs = [];
-  const server = {
-    child: null,
-    dbUrl: `sqlite://${dbFile}`,
-    base: null,
-    logs,
-    async kill(signal = 'SIGTERM') {
-      const child = server.child;
-      if (!child || child.exitCode !== null || child.signalCode !== null) return;
-      const done = new Promise((resolve) => child.once('exit', resolve));
-      child.kill(signal);
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await done;
-      clearTimeout(timer);
+  const inner = await support.startServer({
+    database: support.freshDatabase({ prefix: 'wl-browser' }),
+    args,
+    env,
+    log: process.env.WRENCHLINE_LOG ?? 'warn',
+  });
+  return {
+    dbUrl: inner.databaseUrl,
+    databaseUrl: inner.databaseUrl,
+    logs: inner.logs,
+    get base() {
+      return inner.base;
     },
-    async restart({ gapMs = 0 } = {}) {
-      await server.kill('SIGKILL');
-      if (gapMs) await sleep(gapMs);
-      await launch(new URL(server.base).host);
+    get child() {
+      return inner.child;
     },
+    tail: (n = 30) => inner.tail(n),
+    kill: (signal = 'SIGTERM') => inner.stop(signal),
+    restart: ({ gapMs = 0 } = {}) => inner.restart({ signal: 'SIGKILL', gapMs }),
     async stop() {
-      await server.kill();
-      for (const f of [dbFile, `${dbFile}-wal`, `${dbFile}-shm`, ...files]) rmSync(f, { force: true });
-    },
-    tail(n = 30) {
-      return logs.slice(-n).join('\n');
+      await inner.stop();
+      inner.cleanup();
+      inner.database.cleanup();
+      for (const f of files) rmSync(f, { force: true });
     },
   };
-  async function launch(bind) {
-    const args = ['serve', '--bind', bind, '--database-url', server.dbUrl, '--limits-file', limitsFile, ...extra];
-    const child = spawn(serverBinary(), args, {
-      env: { ...process.env, WRENCHLINE_LOG: process.env.WRENCHLINE_LOG ?? 'warn', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    server.child = child;
-    child.stderr.on('data', (d) => {
-      for (const line of String(d).split('\n')) if (line) logs.push(line);
-      if (logs.length > 500) logs.splice(0, logs.length - 500);
-    });
-    server.base = await new Promise((resolve, reject) => {
-      let buf = '';
-      const timer = setTimeout(() => reject(new Error(`server did not start in 30 s\n${server.tail()}`)), 30000);
-      child.stdout.on('data', (d) => {
-        buf += d;
-        const m = /listening on (http:\/\/\S+)/.exec(buf);
-        if (m) {
-          clearTimeout(timer);
-          resolve(m[1]);
-        }
-      });
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`server exited (${code})\n${server.tail()}`));
-      });
-    });
-  }
-  await launch('127.0.0.1:0');
-  return server;
 }
 
 /** Plain HTTP to the server as a non-browser client (no Origin header): `{status, body}`. */
 export async function api(server, method, pathname, { token, body } = {}) {
-  const headers = {};
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  if (token) headers.authorization = `Bearer ${token}`;
-  const res = await fetch(server.base + pathname, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null };
+  const res = await support.request(server, method, pathname, { token, body });
+  return { status: res.status, body: res.body };
 }
 
 /** An HS256 JWT as the server signs them, for forging an expired link with a known secret. */
@@ -141,32 +99,19 @@ export function signToken(secret, claims) {
   return `${head}.${createHmac('sha256', secret).update(head).digest('base64url')}`;
 }
 
-function runCli(args, stdin) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(serverBinary(), args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (out += d));
-    child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${args.join(' ')} failed (${code}): ${out}`))));
-    child.stdin.end(stdin);
-  });
-}
-
 let mechanics = 0;
 
 /** A mechanic account made with the CLI, as an administrator would. */
-export async function createMechanic(server, name = `Sam Spanner ${++mechanics}`) {
-  const email = `mech-${randomUUID().slice(0, 8)}@wrenchline.test`;
-  await runCli(['mechanic', 'add', '--email', email, '--name', name, '--password-stdin', '--database-url', server.dbUrl], `${PASSWORD}\n`);
-  return { email, name, password: PASSWORD };
+export function createMechanic(server, name = `Sam Spanner ${++mechanics}`) {
+  return support.addMechanic(server, { name, password: PASSWORD });
 }
 
 // ---------------------------------------------------------------------------------------------
 // Mechanic process: `accept|join|say|leave|end <id>` in, JSON events out
 // ---------------------------------------------------------------------------------------------
 
-const rustMechanic = path.join(targetDir, 'debug', 'examples', 'mechanic');
+/** crates/client's scriptable mechanic (`cargo build -p wrenchline-client --example mechanic`). */
+export const rustMechanic = support.cargoBinary(path.join('examples', 'mechanic'));
 
 /** `rust` (crates/client's example) or `node` (the stand-in); WRENCHLINE_MECHANIC decides. */
 export function mechanicKind() {

@@ -7,7 +7,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import path from 'node:path';
 import {
   MechanicProcess,
   api,
@@ -18,6 +17,7 @@ import {
   mechanicKind,
   newCustomer,
   newRequest,
+  rustMechanic,
   sleep,
   startServer,
   waitForText,
@@ -25,9 +25,6 @@ import {
 
 // The Node stand-in does not speak `--availability`; only the Rust example does.
 const skip = mechanicKind() === 'rust' ? false : 'needs crates/client\'s mechanic example (--availability)';
-
-const targetDir = process.env.CARGO_TARGET_DIR || path.join(process.env.HOME || '/root', '.cache', 'wrenchline', 'target');
-const rustMechanic = path.join(targetDir, 'debug', 'examples', 'mechanic');
 
 const NONE = /^\s*No mechanic is online right now\./;
 const ONE = /^\s*1 mechanic online\s*$/;

@@ -46,7 +46,7 @@ test('a customer and a mechanic meet, go live, chat, reload, resume and finish',
   const id = await newRequest(page, server.base);
   await page.getByRole('heading', { name: /Your request is in/ }).waitFor();
   const resumeUrl = await page.getByLabel('Resume link').inputValue();
-  assert.match(resumeUrl, /^http:\/\/127\.0\.0\.1:\d+\/resume\?token=/);
+  assert.match(resumeUrl, /^http:\/\/127\.0\.0\.1:\d+\/resume#token=/);
   await inspectClean(page, 'thank-you');
 
   // Seed Test 1: the customer joins first and waits.

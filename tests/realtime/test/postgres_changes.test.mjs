@@ -1,5 +1,5 @@
 // postgres_changes: binding echo with integer ids, per-subscriber filtering and authorization,
-// refused bindings, the mechanics' request feed, and the record field names of DESIGN.md.
+// refused bindings, the mechanics' request feed, and the record field names of the protocol's model.
 
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
@@ -97,7 +97,7 @@ test(
 )
 
 test(
-  'a message INSERT reaches both participants and not a foreign subscriber; records use DESIGN.md names',
+  'a message INSERT reaches both participants and not a foreign subscriber; records use the protocol model field names',
   withClients(server, async (ctx) => {
     const a = await acceptedPair(ctx.server)
     const b = await acceptedPair(ctx.server)

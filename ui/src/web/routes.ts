@@ -7,7 +7,7 @@ export type Route =
   | { page: 'waiver'; session: string }
   | { page: 'thank-you'; session: string; plan: string }
   | { page: 'chat'; session: string; debug: boolean }
-  | { page: 'resume'; token: string }
+  | { page: 'resume' }
   | { page: 'not-found' };
 
 export function match(pathname: string, search: string): Route {
@@ -23,7 +23,9 @@ export function match(pathname: string, search: string): Route {
     case '/thank-you':
       return { page: 'thank-you', session: query.get('session') ?? '', plan: query.get('plan') ?? '' };
     case '/resume':
-      return { page: 'resume', token: query.get('token') ?? '' };
+      // The token is in the fragment (`/resume#token=…`), which never reaches a server: the page
+      // reads it from `location.hash` itself.
+      return { page: 'resume' };
   }
   const chat = /^\/chat\/([^/]+)$/.exec(path);
   if (chat) {

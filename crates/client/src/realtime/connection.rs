@@ -18,11 +18,13 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::{debug, warn};
-use wrenchline_protocol::realtime::{BroadcastPayload, Frame, UserBroadcast, Vsn};
+use wrenchline_protocol::realtime::{
+    BroadcastPayload, Frame, PostgresChangesMessage, UserBroadcast, Vsn,
+};
 
 use super::{
-    ChangeType, ChannelEvent, ChannelShared, ConnectionState, JoinReply, PostgresChange,
-    RealtimeError, RealtimeOptions,
+    ChannelEvent, ChannelShared, ConnectionState, JoinReply, PostgresChange, RealtimeError,
+    RealtimeOptions,
 };
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -1086,33 +1088,11 @@ fn reason_of(response: &Value) -> String {
     }
 }
 
-/// Reads `{ids, data: {schema, table, commit_timestamp, type, record, old_record}}`.
+/// Reads `{ids, data: {schema, table, commit_timestamp, type, columns, record, old_record}}`.
 fn postgres_change(payload: &mut Value) -> Option<PostgresChange> {
-    let data = payload.get_mut("data")?;
-    let change_type = ChangeType::parse(data.get("type")?.as_str()?)?;
-    let table = data.get("table")?.as_str()?.to_string();
-    let schema = data
-        .get("schema")
-        .and_then(Value::as_str)
-        .unwrap_or("public")
-        .to_string();
-    let commit_timestamp = data
-        .get("commit_timestamp")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let record = data.get_mut("record").map_or(Value::Null, Value::take);
-    let old_record = data
-        .get_mut("old_record")
-        .map(Value::take)
-        .filter(|v| !v.is_null());
-    Some(PostgresChange {
-        schema,
-        table,
-        change_type,
-        commit_timestamp,
-        record,
-        old_record,
-    })
+    serde_json::from_value::<PostgresChangesMessage>(payload.take())
+        .ok()
+        .map(|changes| changes.data)
 }
 
 async fn read(socket: &mut Option<Box<Socket>>) -> Option<Result<Message, tungstenite::Error>> {

@@ -13,6 +13,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
+use wrenchline_protocol::realtime::payloads::Column;
 use wrenchline_protocol::realtime::{BroadcastPayload, Frame, UserBroadcast, Vsn};
 
 use super::*;
@@ -631,8 +632,13 @@ async fn postgres_changes_are_delivered() {
             table: "sessions".into(),
             change_type: ChangeType::Update,
             commit_timestamp: Some("2026-01-01T00:00:00Z".into()),
+            columns: vec![Column {
+                name: "id".into(),
+                kind: "uuid".into(),
+            }],
             record: json!({"id": "s1", "status": "live"}),
             old_record: Some(json!({"id": "s1"})),
+            errors: None,
         }))
     );
     let ChannelEvent::PostgresChange(insert) = next_event(&mut events).await else {

@@ -1,6 +1,7 @@
 //! The `phx_join` payload realtime-js sends: `{config: {broadcast, presence, postgres_changes,
-//! private}, access_token?}`. Parsing is lenient where Supabase is (unknown keys, missing parts,
-//! `null` token) and strict about types that would change meaning.
+//! private}, access_token?}`: read by the server ([`JoinPayload::parse`]) and written by the Rust
+//! client ([`JoinPayload::to_value`]). Parsing is lenient where Supabase is (unknown keys, missing
+//! parts, `null` token) and strict about types that would change meaning.
 
 use serde_json::{Map, Value};
 
@@ -15,6 +16,25 @@ pub struct PgBinding {
 }
 
 impl PgBinding {
+    /// A binding as a client asks for it: `event` (`*`, `INSERT`, `UPDATE`, `DELETE`) on `table`
+    /// of schema `public`, with an optional PostgREST filter (`session_id=eq.{id}`).
+    pub fn new(event: &str, table: &str, filter: Option<&str>) -> PgBinding {
+        let mut raw = Map::new();
+        raw.insert("event".into(), event.into());
+        raw.insert("schema".into(), "public".into());
+        raw.insert("table".into(), table.into());
+        if let Some(filter) = filter {
+            raw.insert("filter".into(), filter.into());
+        }
+        PgBinding {
+            raw,
+            event: event.to_string(),
+            schema: "public".into(),
+            table: Some(table.to_string()),
+            filter: filter.map(str::to_string),
+        }
+    }
+
     /// A stable id derived from the binding (as Supabase does), so every subscriber with the same
     /// binding gets the same id and one encoded frame serves them all.
     pub fn id(&self) -> u32 {
@@ -91,6 +111,33 @@ fn opt_string(
 }
 
 impl JoinPayload {
+    /// The payload as realtime-js sends it (every part of the config present, an absent presence
+    /// key as `""`); [`JoinPayload::parse`] reads it back unchanged.
+    pub fn to_value(&self) -> Value {
+        let mut root = Map::new();
+        if self.has_config {
+            let c = &self.config;
+            let bindings = c
+                .postgres_changes
+                .iter()
+                .map(|b| Value::Object(b.raw.clone()))
+                .collect();
+            root.insert(
+                "config".into(),
+                serde_json::json!({
+                    "broadcast": {"self": c.broadcast_self, "ack": c.broadcast_ack},
+                    "presence": {"key": c.presence_key.as_deref().unwrap_or(""), "enabled": c.presence_enabled},
+                    "postgres_changes": Value::Array(bindings),
+                    "private": c.private,
+                }),
+            );
+        }
+        if let Some(token) = &self.access_token {
+            root.insert("access_token".into(), token.as_str().into());
+        }
+        Value::Object(root)
+    }
+
     pub fn parse(payload: &Value) -> Result<JoinPayload, JoinError> {
         let Value::Object(root) = payload else {
             return Err(JoinError("the join payload must be an object".into()));
@@ -207,6 +254,33 @@ mod tests {
         ] {
             assert!(JoinPayload::parse(&bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn what_is_written_reads_back_unchanged() {
+        let written = JoinPayload {
+            config: JoinConfig {
+                broadcast_self: true,
+                broadcast_ack: false,
+                presence_key: Some("conn-1".into()),
+                presence_enabled: true,
+                postgres_changes: vec![
+                    PgBinding::new("*", "sessions", Some("id=eq.1")),
+                    PgBinding::new("INSERT", "messages", None),
+                ],
+                private: false,
+            },
+            has_config: true,
+            access_token: Some("tok".into()),
+        };
+        let value = written.to_value();
+        assert_eq!(value["config"]["postgres_changes"][0]["schema"], "public");
+        assert_eq!(JoinPayload::parse(&value).unwrap(), written);
+        let bare = JoinPayload {
+            access_token: Some("t".into()),
+            ..JoinPayload::default()
+        };
+        assert_eq!(JoinPayload::parse(&bare.to_value()).unwrap(), bare);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The channel topics Wrenchline serves. realtime-js prefixes every channel name with `realtime:`.
+//! The channel topics Wrenchline serves, named and parsed in one place (docs/architecture.md says
+//! who may join which). realtime-js prefixes every channel name with `realtime:`.
 
 use uuid::Uuid;
 
@@ -51,7 +52,8 @@ impl Topic {
         })
     }
 
-    /// The name without the `realtime:` prefix, as `system` messages report it.
+    /// The name without the `realtime:` prefix: the channel name a client asks for, and what
+    /// `system` messages report.
     pub fn name(&self) -> String {
         match self {
             Topic::SessionChat(id) => format!("chat:session-{id}"),
@@ -61,7 +63,7 @@ impl Topic {
     }
 
     pub fn full(&self) -> String {
-        format!("{PREFIX}{}", self.name())
+        full(&self.name())
     }
 
     pub fn session(&self) -> Option<Uuid> {
@@ -69,6 +71,18 @@ impl Topic {
             Topic::SessionChat(id) | Topic::SessionPresence(id) => Some(*id),
             Topic::Requests => None,
         }
+    }
+}
+
+/// The wire topic of a channel name: `realtime:{name}`.
+pub fn full(name: &str) -> String {
+    format!("{PREFIX}{name}")
+}
+
+impl std::fmt::Display for Topic {
+    /// The channel name ([`Topic::name`]).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
     }
 }
 

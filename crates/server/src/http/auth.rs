@@ -7,6 +7,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use time::OffsetDateTime;
 use uuid::Uuid;
+use wrenchline_protocol::intake::EMAIL_MAX;
 use wrenchline_protocol::text::{Lines, CONTROL_CHARACTER_MESSAGE};
 use wrenchline_protocol::{
     AccessToken, AuthTokens, ErrorBody, FieldErrors, LoginRequest, RefreshRequest, User,
@@ -66,12 +67,21 @@ async fn issue(
     })
 }
 
-/// The address a sign-in looks up: trimmed and in lower case; `None` when it holds control
+/// The address a sign-in looks up: trimmed and in lower case; a field error when it is longer
+/// than an email address can be (counted as sent, like the intake's) or holds control
 /// characters (any other text is a 401 when no account has it).
-pub(crate) fn login_email(sent: &str) -> Option<String> {
+pub(crate) fn login_email(sent: &str) -> Result<String, &'static str> {
+    if sent.chars().count() > EMAIL_MAX {
+        return Err(EMAIL_TOO_LONG_MESSAGE);
+    }
     let email = sent.trim().to_lowercase();
-    Lines::One.allows(&email).then_some(email)
+    if !Lines::One.allows(&email) {
+        return Err(CONTROL_CHARACTER_MESSAGE);
+    }
+    Ok(email)
 }
+
+const EMAIL_TOO_LONG_MESSAGE: &str = "An email address has at most 254 characters";
 
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest, security(()),
     responses(
@@ -81,8 +91,8 @@ pub(crate) fn login_email(sent: &str) -> Option<String> {
         (status = 403, description = "cross_origin: sent by a browser from another site", body = ErrorBody),
         (status = 413, description = "body_too_large", body = ErrorBody),
         (status = 415, description = "unsupported_media_type: the body is not sent as JSON", body = ErrorBody),
-        (status = 422, description = "invalid_body: a field is missing or has the wrong type; or validation_failed: the email holds control characters", body = ErrorBody),
-        (status = 429, description = "rate_limited: too many attempts from this address or for this account", body = ErrorBody,
+        (status = 422, description = "invalid_body: a field is missing or has the wrong type; or validation_failed: the email holds control characters or is longer than 254 characters", body = ErrorBody),
+        (status = 429, description = "rate_limited: too many attempts from this address, or too many failures for this account from this address", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until the next attempt is allowed"))),
         (status = 500, description = "internal", body = ErrorBody)))]
 pub async fn login(
@@ -90,12 +100,13 @@ pub async fn login(
     ClientAddr(client): ClientAddr,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<AuthTokens>, ApiError> {
-    let Some(email) = login_email(&body.email) else {
+    // Checked before any limiter, so an oversized address neither counts nor is kept as a key.
+    let email = login_email(&body.email).map_err(|problem| {
         let mut fields = FieldErrors::new();
-        fields.insert("email".into(), CONTROL_CHARACTER_MESSAGE.into());
-        return Err(ApiError::validation(fields));
-    };
-    state.limiters.login(client, &email)?;
+        fields.insert("email".into(), problem.into());
+        ApiError::validation(fields)
+    })?;
+    state.limiters.login(client, &email).await?;
     let record = state.store.mechanic_by_email(&email).await?;
     let hash = record
         .as_ref()
@@ -104,8 +115,10 @@ pub async fn login(
     let password = body.password;
     let ok = auth::hashing(move || auth::verify_password(&password, hash.as_deref())).await;
     let (true, Some(record)) = (ok, record) else {
+        state.limiters.login_failed(client, &email).await;
         return Err(invalid_credentials());
     };
+    state.limiters.login_succeeded(client, &email).await;
     let now = state.now();
     Ok(Json(
         issue(&state, record.user, Uuid::new_v4().to_string(), now).await?,
@@ -188,9 +201,13 @@ pub async fn customer_token(
 ) -> Result<Json<AccessToken>, ApiError> {
     caller.require_customer()?;
     let ttl = state.settings.access_token_ttl;
-    let access_token = state
-        .signer
-        .sign(&caller.user, TokenKind::Access, ttl, None, state.now());
+    let access_token = state.signer.sign(
+        &caller.user,
+        TokenKind::Access,
+        ttl,
+        caller.scope.clone(),
+        state.now(),
+    );
     Ok(Json(AccessToken {
         access_token,
         expires_in: ttl.whole_seconds() as u64,

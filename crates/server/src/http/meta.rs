@@ -1,4 +1,6 @@
-//! Operational endpoints: liveness, Prometheus metrics and the OpenAPI document.
+//! Operational endpoints: liveness, the OpenAPI document, and Prometheus metrics, which are
+//! for operators only: served by [`metrics_router`] on the separate `--metrics-bind` listener,
+//! and a plain 404 on the public one.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +15,7 @@ use utoipa::openapi::RefOr;
 use utoipa::OpenApi;
 use wrenchline_protocol::{schema, Health, Plan, ServerTime};
 
+use crate::error::ApiError;
 use crate::http::ApiDoc;
 use crate::limits::Limits;
 use crate::state::AppState;
@@ -20,9 +23,22 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+        // Named here so that the customer page's fallback does not answer it either.
+        .route("/metrics", get(not_public))
         .route("/api/openapi.json", get(openapi))
         .route("/api/time", get(server_time))
+}
+
+/// The metrics listener's routes: `/metrics` and nothing else.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(not_public)
+        .with_state(state)
+}
+
+async fn not_public() -> ApiError {
+    ApiError::not_found("page")
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "meta", security(()),
@@ -50,8 +66,7 @@ pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>
     }
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "meta", security(()),
-    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String)))]
+/// Prometheus text exposition, on the metrics listener only.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let available = state.hub.available_mechanics();
     state
@@ -246,10 +261,11 @@ mod tests {
         .map(String::from)
         .into_iter()
         .chain(around(1, 20))
+        .chain(around(1, EMAIL_MAX))
         .collect();
         let email = property(&doc(), "LoginRequest", "email");
         assert_agree("login email", &email, &emails, |s| {
-            crate::http::auth::login_email(s).is_some()
+            crate::http::auth::login_email(s).is_ok()
         });
     }
 

@@ -15,6 +15,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -31,12 +32,12 @@ use crate::state::AppState;
 #[openapi(
     info(title = "Wrenchline API", description = "Remote help for drivers: intake, sessions, chat and sign-in."),
     paths(
-        intake::plans, intake::waiver, intake::intake, intake::sign_waiver, intake::resume_link, intake::resume,
+        intake::plans, intake::waiver, intake::intake, intake::sign_waiver, intake::resume_link, intake::resume, intake::check_resume,
         availability::availability,
         sessions::requests, sessions::session, sessions::accept, sessions::start, sessions::end,
         messages::history, messages::post,
         auth::login, auth::refresh, auth::logout, auth::customer_token,
-        meta::healthz, meta::metrics, meta::openapi, meta::server_time,
+        meta::healthz, meta::openapi, meta::server_time,
     ),
     modifiers(&SecuritySchemes),
     tags(
@@ -104,7 +105,10 @@ pub fn router(state: AppState) -> Router {
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
         ))
-        .layer(CompressionLayer::new())
+        // Release packages (application/octet-stream) are compressed already and streamed.
+        .layer(CompressionLayer::new().compress_when(
+            DefaultPredicate::new().and(NotForContentType::const_new("application/octet-stream")),
+        ))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(move |request: &Request| {

@@ -12,23 +12,34 @@
 //! `darwin-aarch64`, optionally suffixed with a bundle type: `linux-x86_64-rpm`) to
 //! `{file, signature}`, the signature being the content of Tauri's `.sig`. Only names listed there
 //! are ever served, under a version that parses as semver, so no request can reach another path.
+//!
+//! Files are streamed from disk as they are sent, never compressed again (packages are compressed
+//! already), and at most `release_downloads_at_once` (limits file) at a time; beyond that the
+//! answer is 503 with `Retry-After`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use axum::body::Body;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use futures_util::StreamExt as _;
 use semver::Version;
 use serde::{Deserialize, Serialize};
+use tokio_util::io::ReaderStream;
+use wrenchline_protocol::ErrorBody;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The descriptor file inside each version directory.
 pub const RELEASE_FILE: &str = "release.json";
+
+/// Seconds a download refused for being one too many is told to wait.
+const BUSY_RETRY_AFTER_SECONDS: u64 = 10;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -136,17 +147,31 @@ async fn download(
     if !release.platforms.values().any(|p| p.file == file) {
         return Err(ApiError::not_found("release file"));
     }
+    let Some(permit) = state.limiters.download() else {
+        return Ok(busy());
+    };
     let path = dir.join(version.to_string()).join(&file);
-    let bytes = match tokio::fs::read(&path).await {
-        Ok(bytes) => bytes,
+    let opened = match tokio::fs::File::open(&path).await {
+        Ok(opened) => opened,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             tracing::warn!(path = %path.display(), "release.json names a file that is missing");
             return Err(ApiError::not_found("release file"));
         }
         Err(e) => return Err(ApiError::Internal(e.into())),
     };
+    let length = opened
+        .metadata()
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .len();
     let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{file}\""))
         .map_err(|e| ApiError::Internal(e.into()))?;
+    // The place among the downloads running at once is held until the last byte is sent (or
+    // the client goes away and the body is dropped).
+    let stream = ReaderStream::new(opened).map(move |chunk| {
+        let _held = &permit;
+        chunk
+    });
     Ok((
         [
             (
@@ -154,14 +179,37 @@ async fn download(
                 HeaderValue::from_static("application/octet-stream"),
             ),
             (header::CONTENT_DISPOSITION, disposition),
+            (header::CONTENT_LENGTH, HeaderValue::from(length)),
             (
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("public, max-age=86400, immutable"),
             ),
         ],
-        bytes,
+        Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// 503 with `Retry-After`: every place for a download is taken.
+fn busy() -> Response {
+    let body = ErrorBody {
+        error: "downloads_busy".into(),
+        message: format!(
+            "Too many downloads are running; try again in {BUSY_RETRY_AFTER_SECONDS} s"
+        ),
+        fields: Default::default(),
+        missing: Vec::new(),
+        session: None,
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(
+            header::RETRY_AFTER,
+            HeaderValue::from(BUSY_RETRY_AFTER_SECONDS),
+        )],
+        Json(body),
+    )
+        .into_response()
 }
 
 fn releases_dir(state: &AppState) -> Result<PathBuf, ApiError> {

@@ -1,71 +1,28 @@
 //! Turns committed changes into `postgres_changes` messages for the topics allowed to see them:
 //! a session's row and its messages go to that session's topics; offered requests, and the
-//! update that takes one out of the offer, go to the mechanics' request feed.
+//! update that takes one out of the offer, go to the mechanics' request feed. A mechanic a
+//! session no longer has is closed out of its topics after hearing of the change.
 
-use serde_json::{json, Value};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
+use serde_json::Value;
 use tokio::sync::mpsc;
+use wrenchline_protocol::realtime::payloads::{
+    ChangeType, PostgresChange, MESSAGE_COLUMNS, SESSION_COLUMNS,
+};
 use wrenchline_protocol::realtime::topics::Topic;
 use wrenchline_protocol::SessionStatus;
 
 use crate::events::Change;
 use crate::state::AppState;
 
-const SESSION_COLUMNS: &[(&str, &str)] = &[
-    ("id", "uuid"),
-    ("status", "text"),
-    ("plan", "text"),
-    ("customer_id", "uuid"),
-    ("customer_name", "text"),
-    ("mechanic_id", "uuid"),
-    ("mechanic_name", "text"),
-    ("vehicle", "jsonb"),
-    ("concern", "text"),
-    ("created_at", "timestamptz"),
-    ("waiver_signed_at", "timestamptz"),
-    ("accepted_at", "timestamptz"),
-    ("started_at", "timestamptz"),
-    ("ends_at", "timestamptz"),
-    ("ended_at", "timestamptz"),
-    ("end_reason", "text"),
-];
-
-const MESSAGE_COLUMNS: &[(&str, &str)] = &[
-    ("id", "uuid"),
-    ("session_id", "uuid"),
-    ("seq", "int8"),
-    ("sender_id", "uuid"),
-    ("sender_role", "text"),
-    ("body", "text"),
-    ("client_id", "text"),
-    ("created_at", "timestamptz"),
-];
-
 fn data(
     table: &str,
     columns: &[(&str, &str)],
-    change_type: &str,
+    change_type: ChangeType,
     record: &Value,
     old: Option<&Value>,
 ) -> Value {
-    let columns: Vec<Value> = columns
-        .iter()
-        .map(|(name, ty)| json!({ "name": name, "type": ty }))
-        .collect();
-    let mut data = json!({
-        "schema": "public",
-        "table": table,
-        "commit_timestamp": OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
-        "type": change_type,
-        "columns": columns,
-        "record": record,
-        "errors": null,
-    });
-    if let Some(old) = old {
-        data["old_record"] = old.clone();
-    }
-    data
+    let change = PostgresChange::new(table, columns, change_type, record.clone(), old.cloned());
+    serde_json::to_value(change).expect("a change serializes")
 }
 
 /// Publishes changes in the order they were committed, until the server stops.
@@ -80,7 +37,13 @@ fn publish(state: &AppState, change: Change) {
     match change {
         Change::SessionInserted(session) => {
             let record = serde_json::to_value(&session).expect("a session serializes");
-            let data = data("sessions", SESSION_COLUMNS, "INSERT", &record, None);
+            let data = data(
+                "sessions",
+                SESSION_COLUMNS,
+                ChangeType::Insert,
+                &record,
+                None,
+            );
             for topic in [
                 Topic::SessionChat(session.id),
                 Topic::SessionPresence(session.id),
@@ -96,7 +59,7 @@ fn publish(state: &AppState, change: Change) {
             let data = data(
                 "sessions",
                 SESSION_COLUMNS,
-                "UPDATE",
+                ChangeType::Update,
                 &record,
                 old_record.as_ref(),
             );
@@ -121,6 +84,20 @@ fn publish(state: &AppState, change: Change) {
                     old_record.as_ref(),
                 );
             }
+            // A mechanic the session no longer has (it went back to the feed) loses its channels.
+            if let Some(gone) = old
+                .as_ref()
+                .and_then(|o| o.mechanic_id)
+                .filter(|m| new.mechanic_id != Some(*m))
+            {
+                for topic in [Topic::SessionChat(new.id), Topic::SessionPresence(new.id)] {
+                    hub.evict(
+                        topic,
+                        gone,
+                        "This session is no longer yours: it went back to the request feed",
+                    );
+                }
+            }
             let newly_waiting = new.status == SessionStatus::Waiting
                 && old
                     .as_ref()
@@ -131,7 +108,13 @@ fn publish(state: &AppState, change: Change) {
         }
         Change::MessageInserted(message) => {
             let record = serde_json::to_value(&message).expect("a message serializes");
-            let data = data("messages", MESSAGE_COLUMNS, "INSERT", &record, None);
+            let data = data(
+                "messages",
+                MESSAGE_COLUMNS,
+                ChangeType::Insert,
+                &record,
+                None,
+            );
             for topic in [
                 Topic::SessionChat(message.session_id),
                 Topic::SessionPresence(message.session_id),

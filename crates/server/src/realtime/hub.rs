@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use wrenchline_protocol::presence::{Availability, Participants};
 use wrenchline_protocol::realtime::topics::Topic;
-use wrenchline_protocol::realtime::{Filter, Frame, UserBroadcast, Vsn};
+use wrenchline_protocol::realtime::{Filter, Frame, PostgresChangesMessage, UserBroadcast, Vsn};
 use wrenchline_protocol::{Role, Session};
 
 use crate::lifecycle::PresenceView;
@@ -235,6 +235,42 @@ impl Hub {
         self.topics.remove_if(&state.full, |_, t| t.is_empty());
     }
 
+    /// Closes `user`'s channels on `topic` from the server side, because they no longer take
+    /// part in it (a mechanic whose session went back to the feed): a `system` error saying why,
+    /// then `phx_close`; their presence leaves with them, and nothing more reaches them there.
+    pub fn evict(&self, topic: Topic, user: Uuid, reason: &str) {
+        let Some(state) = self.topic(&topic.full()) else {
+            return;
+        };
+        let gone: Vec<Subscriber> = {
+            let mut subscribers = state.subscribers.write().expect("lock");
+            let ids: Vec<u64> = subscribers
+                .iter()
+                .filter(|(_, s)| s.user_id == user)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter().filter_map(|id| subscribers.remove(id)).collect()
+        };
+        for sub in gone {
+            self.untrack(&state, sub.conn.id);
+            let system = Frame::new(
+                &*state.full,
+                "system",
+                json!({ "extension": "system", "status": "error", "message": reason, "channel": topic.name() }),
+            )
+            .with_refs(Some(&sub.join_ref), None);
+            sub.conn.send_frame(sub.wire.vsn(), &system);
+            let close = Frame::new(&*state.full, "phx_close", json!({}))
+                .with_refs(Some(&sub.join_ref), Some(&sub.join_ref));
+            sub.conn.send_frame(sub.wire.vsn(), &close);
+        }
+        self.topics.remove_if(&state.full, |_, t| t.is_empty());
+    }
+
+    fn is_subscribed(state: &TopicState, conn: u64) -> bool {
+        state.subscribers.read().expect("lock").contains_key(&conn)
+    }
+
     /// Sends the full presence state to one subscriber (after every join on a presence topic).
     pub fn send_presence_state(
         &self,
@@ -265,6 +301,10 @@ impl Hub {
         role: Role,
         payload: Map<String, Value>,
     ) {
+        // A channel the server closed (see `evict`) tracks nothing.
+        if !Self::is_subscribed(state, conn) {
+            return;
+        }
         let mut presence = state.presence.lock().expect("lock");
         let leaves = Self::remove_conn(&mut presence, conn);
         let mut meta = payload;
@@ -344,6 +384,9 @@ impl Hub {
         payload: Option<Value>,
         binary: Option<&UserBroadcast>,
     ) {
+        if !Self::is_subscribed(state, sender) {
+            return;
+        }
         let frame = payload.map(|p| Frame::new(&*state.full, "broadcast", p));
         self.fan_out(
             state,
@@ -398,7 +441,11 @@ impl Hub {
                     let frame = Frame::new(
                         &*state.full,
                         "postgres_changes",
-                        json!({ "ids": ids, "data": data }),
+                        serde_json::to_value(PostgresChangesMessage {
+                            ids: ids.clone(),
+                            data,
+                        })
+                        .expect("a change serializes"),
                     );
                     let out = Outgoing::Text(frame.encode(vsn).into());
                     cache.push(((vsn, ids), out.clone()));

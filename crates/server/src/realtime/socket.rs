@@ -553,7 +553,8 @@ impl Connection {
     }
 
     /// Who may join: a valid access token, and for session topics the session's customer or its
-    /// assigned mechanic, for the request feed a mechanic.
+    /// assigned mechanic (with a token whose scope reaches the session), for the request feed a
+    /// mechanic.
     async fn authorize(
         &self,
         topic: Topic,
@@ -595,7 +596,8 @@ impl Connection {
             }
             Topic::SessionChat(id) | Topic::SessionPresence(id) => {
                 match self.state.store.session(id).await {
-                    Ok(Some(session)) if session.is_participant(user.id) => {}
+                    // A browser that came in by a resume link reaches that session only.
+                    Ok(Some(session)) if session.is_participant(user.id) && claims.reaches(id) => {}
                     Ok(_) => return Err(unauthorized()),
                     Err(e) => {
                         tracing::error!(error = ?e, "join authorization failed");

@@ -1,10 +1,72 @@
 //! Every forbidden pair of (anonymous, customer A, customer B, mechanic X, mechanic Y) × endpoint is
 //! refused and changes nothing. Customer A's session has been accepted by mechanic X.
 
-use reqwest::{Method, StatusCode};
-use serde_json::json;
+use std::time::Duration;
 
-use crate::helpers::{spawn_app, Actor};
+use futures_util::{SinkExt, StreamExt};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+use uuid::Uuid;
+
+use crate::helpers::{spawn_app, Actor, TestApp};
+
+/// A realtime connection as realtime-js opens it (vsn 2.0.0), for joins in these tests.
+pub struct Socket(
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+);
+
+impl Socket {
+    pub async fn connect(app: &TestApp) -> Socket {
+        let url = format!(
+            "{}/realtime/v1/websocket?vsn=2.0.0",
+            app.base.replace("http://", "ws://")
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        Socket(ws)
+    }
+
+    /// Joins `topic` (without the `realtime:` prefix) with `token` and `bindings` for
+    /// `postgres_changes`; the join's reply payload.
+    pub async fn join(&mut self, topic: &str, token: &str, bindings: Value) -> Value {
+        let join_ref = Uuid::new_v4().to_string();
+        let frame = json!([join_ref, join_ref, format!("realtime:{topic}"), "phx_join",
+            {"config": {"broadcast": {"self": false, "ack": false}, "presence": {"key": ""}, "postgres_changes": bindings}, "access_token": token}]);
+        self.0.send(Message::text(frame.to_string())).await.unwrap();
+        self.next(|f| f[3] == "phx_reply" && f[1] == join_ref.as_str())
+            .await
+            .map(|f| f[4].clone())
+            .expect("a join is answered")
+    }
+
+    /// Sends one frame as it is.
+    pub async fn push(&mut self, frame: Value) {
+        self.0.send(Message::text(frame.to_string())).await.unwrap();
+    }
+
+    /// The next frame matching `pred` within 10 s, skipping others.
+    pub async fn next(&mut self, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        self.next_within(Duration::from_secs(10), pred).await
+    }
+
+    /// The next frame matching `pred` within `window`, skipping others.
+    pub async fn next_within(
+        &mut self,
+        window: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + window;
+        while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, self.0.next()).await {
+            if let Message::Text(text) = message {
+                let frame: Value = serde_json::from_str(text.as_str()).unwrap();
+                if pred(&frame) {
+                    return Some(frame);
+                }
+            }
+        }
+        None
+    }
+}
 
 /// Who, how, where, with what body, and the refusal expected.
 type Case<'a> = (
@@ -359,4 +421,109 @@ async fn cross_site_writes_are_refused() {
         .await
         .unwrap();
     assert_eq!(same.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn a_browser_resumed_by_link_reaches_that_session_only() {
+    let app = spawn_app().await;
+    let (customer, linked) = app.offered_session().await;
+    let (_, body) = app
+        .post(
+            "/api/intake",
+            &customer,
+            Some(&crate::helpers::intake_body()),
+        )
+        .await;
+    let other: Uuid = body["session"]["id"].as_str().unwrap().parse().unwrap();
+    let (_, link) = app
+        .post(
+            &format!("/api/sessions/{linked}/resume-link"),
+            &customer,
+            None,
+        )
+        .await;
+    let token = link["url"]
+        .as_str()
+        .unwrap()
+        .split("token=")
+        .nth(1)
+        .unwrap();
+    let response = app
+        .send(
+            Method::POST,
+            "/api/resume",
+            &Actor::Anonymous,
+            Some(&json!({"token": token})),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let cookie = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .find_map(|v| v.to_str().ok()?.strip_prefix("wl_customer="))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let resumed = Actor::Customer {
+        cookie,
+        id: customer.id().unwrap(),
+    };
+
+    // Every endpoint of the other session answers as if it did not exist, and nothing changes.
+    let o = other;
+    let cases = [
+        (Method::GET, format!("/api/sessions/{o}"), None),
+        (Method::GET, format!("/api/sessions/{o}/messages"), None),
+        (
+            Method::POST,
+            format!("/api/sessions/{o}/messages"),
+            Some(json!({"body": "hi", "client_id": "c1"})),
+        ),
+        (
+            Method::POST,
+            format!("/api/sessions/{o}/waiver"),
+            Some(json!({"signed_name": "Dana Driver", "agree": true})),
+        ),
+        (Method::POST, format!("/api/sessions/{o}/resume-link"), None),
+        (Method::POST, format!("/api/sessions/{o}/start"), None),
+        (Method::POST, format!("/api/sessions/{o}/end"), None),
+    ];
+    for (method, path, body) in &cases {
+        let (status, answer) = app
+            .request(method.clone(), path, &resumed, body.as_ref())
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {answer}");
+    }
+    let stored = app.state.store.session(other).await.unwrap().unwrap();
+    assert_eq!(stored.status, wrenchline_protocol::SessionStatus::Pending);
+    assert!(stored.waiver_signed_at.is_none());
+    let (status, _) = app.get(&format!("/api/sessions/{linked}"), &resumed).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The realtime token traded for that identity carries the same reach.
+    let access = app.access_token(&resumed).await;
+    let mut socket = Socket::connect(&app).await;
+    for topic in [
+        format!("chat:session-{other}"),
+        format!("chat:session-{other}:presence"),
+    ] {
+        let reply = socket.join(&topic, &access, json!([])).await;
+        assert_eq!(reply["status"], "error", "{topic}: {reply}");
+    }
+    for topic in [
+        format!("chat:session-{linked}"),
+        format!("chat:session-{linked}:presence"),
+    ] {
+        let reply = socket.join(&topic, &access, json!([])).await;
+        assert_eq!(reply["status"], "ok", "{topic}: {reply}");
+    }
+    // The customer's own browser still reaches both.
+    let full = app.access_token(&customer).await;
+    let reply = socket
+        .join(&format!("chat:session-{other}"), &full, json!([]))
+        .await;
+    assert_eq!(reply["status"], "ok", "{reply}");
 }

@@ -241,7 +241,7 @@ async fn the_count_is_a_metric_and_documented() {
     let gauge = || async {
         let metrics = app
             .http
-            .get(format!("{}/metrics", app.base))
+            .get(format!("{}/metrics", app.metrics_base.as_ref().unwrap()))
             .send()
             .await
             .unwrap()

@@ -173,6 +173,39 @@ async fn serve_prints_its_address_and_the_demo_credentials_work() {
     }
 }
 
+#[tokio::test]
+async fn serve_writes_its_address_to_the_ready_file() {
+    let db = fresh_database_url().await;
+    let dir = std::env::temp_dir().join(format!("wl-ready-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ready = dir.join("ready.json");
+    let server = spawn_server_process(|serve| {
+        serve
+            .args(["--bind", "127.0.0.1:0"])
+            .env("WRENCHLINE_READY_FILE", &ready)
+            .env("WRENCHLINE_DATABASE_URL", &db);
+    })
+    .await;
+    // The file is complete once it exists (written aside and renamed), and names the address
+    // of the `listening on` line, which stays as it was.
+    let mut waited = 0;
+    while !ready.exists() && waited < 100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&ready).unwrap()).unwrap();
+    assert_eq!(written, json!({ "http": server.base }));
+    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "no temporary file is left beside it");
+    let health = reqwest::get(format!("{}/healthz", server.base))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), reqwest::StatusCode::OK);
+    drop(server);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn bad_flags_are_explained() {
     let (ok, _, err) = run(&["serve", "--bind", "not-an-address"], None);

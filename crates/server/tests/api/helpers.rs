@@ -50,6 +50,8 @@ pub fn on_postgres() -> bool {
 /// The server in this process, with its state at hand; its HTTP side is the `Api` it derefs to.
 pub struct TestApp {
     pub api: Api,
+    /// `http://ADDR` of the metrics listener (every test server has one on a free port).
+    pub metrics_base: Option<String>,
     pub database_url: String,
     pub state: AppState,
     stop: Option<oneshot::Sender<()>>,
@@ -108,9 +110,11 @@ pub async fn spawn_app_on(database_url: String, configure: impl FnOnce(&mut Sett
     // Every test client comes from 127.0.0.1; per-address limits are tested on their own.
     settings.limits.login_per_address_per_minute = 10_000;
     settings.limits.intakes_per_address_per_hour = 10_000;
+    settings.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
     configure(&mut settings);
     let app = Application::build(settings).await.expect("server builds");
     let addr = app.local_addr();
+    let metrics_base = app.metrics_addr().map(|addr| format!("http://{addr}"));
     let state = app.state().clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async {
@@ -118,6 +122,7 @@ pub async fn spawn_app_on(database_url: String, configure: impl FnOnce(&mut Sett
     }));
     TestApp {
         api: Api::new(format!("http://{addr}")),
+        metrics_base,
         database_url,
         state,
         stop: Some(stop),

@@ -9,56 +9,231 @@ use crate::helpers::{
     fresh_database_url, intake_body, spawn_app_with, spawn_server_process, Actor, TestApp, PASSWORD,
 };
 
+/// `POST /api/auth/login` as a reverse proxy on 127.0.0.1 sends it for `forwarded_for`.
+async fn sign_in_from(
+    app: &TestApp,
+    forwarded_for: &str,
+    email: &str,
+    password: &str,
+) -> reqwest::Response {
+    app.http
+        .post(format!("{}/api/auth/login", app.base))
+        .header("x-forwarded-for", forwarded_for)
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
-async fn sign_in_attempts_are_limited_per_account() {
-    let app = spawn_app_with(|s| s.limits.login_per_account_per_minute = 3).await;
-    let mechanic = app.mechanic("Sam").await; // one successful login
+async fn guessing_from_elsewhere_does_not_lock_a_mechanic_out() {
+    let app = spawn_app_with(|s| {
+        s.limits.login_failures_per_account_and_address_per_minute = 3;
+        s.trusted_proxies = TrustedProxies::parse("127.0.0.1").unwrap();
+    })
+    .await;
+    let mechanic = app.mechanic("Sam").await;
     let email = app.email_of(&mechanic).await;
+    let (guesser, own) = ("198.51.100.7", "203.0.113.5");
+    for _ in 0..3 {
+        let response = sign_in_from(&app, guesser, &email, "wrong").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let refused = sign_in_from(&app, guesser, &email, PASSWORD).await;
+    assert_rate_limited(refused, "failed sign-ins").await;
+    // The same account from its own address: signs in, again and again (successes do not count).
+    for _ in 0..5 {
+        let response = sign_in_from(&app, own, &email, PASSWORD).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    // A mistyped password from its own address counts there, and a success clears it.
     for _ in 0..2 {
-        let (status, _) = app
+        let response = sign_in_from(&app, own, &email, "typo").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        sign_in_from(&app, own, &email, PASSWORD).await.status(),
+        StatusCode::OK
+    );
+    for _ in 0..2 {
+        let response = sign_in_from(&app, own, &email, "typo").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        sign_in_from(&app, own, &email, PASSWORD).await.status(),
+        StatusCode::OK
+    );
+    // The guesser stays refused, for another account too only once it fails there.
+    assert_eq!(
+        sign_in_from(&app, guesser, &email, "wrong").await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        sign_in_from(&app, guesser, "other@garage.example", "x")
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_email_is_refused_before_any_limit() {
+    let app = spawn_app_with(|s| {
+        s.limits.login_per_address_per_minute = 1;
+        s.limits.login_failures_per_account_and_address_per_minute = 1;
+    })
+    .await;
+    let long = format!(
+        "{}@garage.example",
+        "a".repeat(255 - "@garage.example".len())
+    );
+    assert_eq!(long.chars().count(), 255);
+    for _ in 0..3 {
+        let (status, body) = app
             .post(
                 "/api/auth/login",
                 &Actor::Anonymous,
-                Some(&json!({"email": email, "password": "wrong"})),
+                Some(&json!({"email": long, "password": "x"})),
             )
             .await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["error"], "validation_failed");
+        assert!(body["fields"]["email"].as_str().unwrap().contains("254"));
     }
-    let response = app
-        .send(
-            reqwest::Method::POST,
-            "/api/auth/login",
-            &Actor::Anonymous,
-            Some(&json!({"email": email, "password": PASSWORD})),
-        )
-        .await;
-    assert_eq!(
-        response.status(),
-        StatusCode::TOO_MANY_REQUESTS,
-        "even the right password waits"
-    );
-    assert!(
-        response.headers()["retry-after"]
-            .to_str()
-            .unwrap()
-            .parse::<u64>()
-            .unwrap()
-            >= 1
-    );
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["error"], "rate_limited");
-    let (status, _) = app
+    // Nothing was counted: this address still has its one attempt.
+    let at_limit = &long[1..];
+    assert_eq!(at_limit.chars().count(), 254);
+    let (status, body) = app
         .post(
             "/api/auth/login",
             &Actor::Anonymous,
-            Some(&json!({"email": "other@garage.example", "password": "x"})),
+            Some(&json!({"email": at_limit, "password": "x"})),
         )
         .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
+
+#[tokio::test]
+async fn ipv6_clients_are_limited_by_their_64() {
+    let app = spawn_app_with(|s| {
+        s.limits.intakes_per_address_per_hour = 1;
+        s.limits.login_per_address_per_minute = 1;
+        s.limits.connections_per_address = 1;
+        s.trusted_proxies = TrustedProxies::parse("127.0.0.1").unwrap();
+    })
+    .await;
+    let created = StatusCode::CREATED;
+    let limited = StatusCode::TOO_MANY_REQUESTS;
     assert_eq!(
-        status,
-        StatusCode::UNAUTHORIZED,
-        "other accounts are not locked out"
+        intake_via_proxy(&app, Some("2001:db8:1:2::1")).await,
+        created
     );
+    assert_eq!(
+        intake_via_proxy(&app, Some("2001:db8:1:2:ffff:ffff:ffff:ffff")).await,
+        limited,
+        "another address of the same /64"
+    );
+    assert_eq!(
+        intake_via_proxy(&app, Some("2001:db8:1:3::1")).await,
+        created
+    );
+
+    assert_eq!(
+        login_via_proxy(&app, "2001:db8:1:2::1").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(login_via_proxy(&app, "2001:db8:1:2::2").await, limited);
+    assert_eq!(
+        login_via_proxy(&app, "2001:db8:1:4::2").await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let socket = |forwarded_for: &'static str| {
+        let url = format!(
+            "{}/realtime/v1/websocket?vsn=2.0.0",
+            app.base.replace("http://", "ws://")
+        );
+        async move {
+            use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+            let mut request = url.into_client_request().unwrap();
+            request
+                .headers_mut()
+                .insert("x-forwarded-for", forwarded_for.parse().unwrap());
+            tokio_tungstenite::connect_async(request).await
+        }
+    };
+    let _held = socket("2001:db8:1:2::1").await.expect("the first socket");
+    assert!(
+        socket("2001:db8:1:2::abcd").await.is_err(),
+        "the /64 already holds its one connection"
+    );
+    assert!(socket("2001:db8:1:3::1").await.is_ok());
+}
+
+/// A client with a connection pool of its own, from `local` (127.0.0.2 is loopback too).
+fn client_from(local: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(local.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+/// `GET /healthz` through `client`: its status, or `None` when the connection was refused.
+async fn health(app: &TestApp, client: &reqwest::Client) -> Option<StatusCode> {
+    let response = client.get(format!("{}/healthz", app.base)).send().await;
+    response.ok().map(|r| r.status())
+}
+
+#[tokio::test]
+async fn plain_http_connections_are_capped_per_address() {
+    let app = spawn_app_with(|s| s.limits.http_connections_per_address = 2).await;
+    // Each client keeps its connection open in its pool after the request.
+    let first = client_from("127.0.0.1");
+    let second = client_from("127.0.0.1");
+    assert_eq!(health(&app, &first).await, Some(StatusCode::OK));
+    assert_eq!(health(&app, &second).await, Some(StatusCode::OK));
+    let third = client_from("127.0.0.1");
+    let refused = health(&app, &third).await;
+    assert!(
+        matches!(refused, None | Some(StatusCode::TOO_MANY_REQUESTS)),
+        "a third connection from the same address: {refused:?}"
+    );
+    assert_eq!(
+        health(&app, &client_from("127.0.0.2")).await,
+        Some(StatusCode::OK),
+        "another address is served"
+    );
+    // The held connections still work, and closing one frees its place.
+    assert_eq!(health(&app, &second).await, Some(StatusCode::OK));
+    drop(first);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if health(&app, &client_from("127.0.0.1")).await == Some(StatusCode::OK) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the place was never freed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_trusted_proxys_connections_are_not_capped() {
+    let app = spawn_app_with(|s| {
+        s.limits.http_connections_per_address = 1;
+        s.trusted_proxies = TrustedProxies::parse("127.0.0.1").unwrap();
+    })
+    .await;
+    let clients: Vec<_> = (0..3).map(|_| client_from("127.0.0.1")).collect();
+    for client in &clients {
+        assert_eq!(
+            health(&app, client).await,
+            Some(StatusCode::OK),
+            "the proxy's connections carry many clients"
+        );
+    }
 }
 
 #[tokio::test]

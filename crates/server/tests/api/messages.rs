@@ -133,3 +133,61 @@ async fn bad_messages_are_refused_with_field_errors() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(app.message_count().await, 0);
 }
+
+#[tokio::test]
+async fn messages_are_refused_once_the_time_is_up_even_before_the_clock_ends_the_session() {
+    let app = spawn_app().await;
+    let (customer, _mechanic, session) = app.waiting_session().await;
+    let now = time::OffsetDateTime::now_utc();
+    // Live with a minute left: the session clock has nothing to do yet.
+    let started = now - time::Duration::minutes(29);
+    app.state.store.start(session, started).await.unwrap();
+    let user = app
+        .state
+        .store
+        .user(customer.id().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let open = wrenchline_server::lifecycle::OPEN_FOR_MESSAGES;
+    // At a moment past `ends_at`, the store refuses the message although the row still says live.
+    let later = now + time::Duration::minutes(2);
+    let posted = app
+        .state
+        .store
+        .post_message(session, &user, "late-1", "Too late?", open, later)
+        .await
+        .unwrap();
+    let Err(wrenchline_server::storage::PostRefused::NotOpen(current)) = posted else {
+        panic!("a message after ends_at was stored: {posted:?}");
+    };
+    assert_eq!(current.status, wrenchline_protocol::SessionStatus::Live);
+    assert_eq!(app.message_count().await, 0);
+    // Before `ends_at` it is taken.
+    let posted = app
+        .state
+        .store
+        .post_message(session, &user, "early-1", "Still here", open, now)
+        .await
+        .unwrap();
+    assert!(posted.is_ok());
+
+    // Over HTTP: a session past its end answers a clear 409, whether or not the clock has run.
+    let (late_customer, _, late) = app.waiting_session().await;
+    app.state
+        .store
+        .start(late, now - time::Duration::minutes(31))
+        .await
+        .unwrap();
+    let (status, body) = app
+        .post(
+            &format!("/api/sessions/{late}/messages"),
+            &late_customer,
+            Some(&json!({"body": "Anyone?", "client_id": "late-2"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "session_ended");
+    assert!(body["message"].is_string());
+    assert_eq!(app.message_count().await, 1);
+}

@@ -1,6 +1,8 @@
 use reqwest::StatusCode;
 
-use crate::helpers::{spawn_app, Actor};
+use crate::helpers::{
+    fresh_database_url, spawn_app, spawn_app_with, spawn_server_process, Actor, Api,
+};
 
 #[tokio::test]
 async fn health_metrics_and_openapi_are_served() {
@@ -10,9 +12,10 @@ async fn health_metrics_and_openapi_are_served() {
     assert_eq!(health["status"], "ok");
 
     app.offered_session().await;
+    let metrics_base = app.metrics_base.as_ref().expect("a metrics listener");
     let metrics = app
         .http
-        .get(format!("{}/metrics", app.base))
+        .get(format!("{metrics_base}/metrics"))
         .send()
         .await
         .unwrap();
@@ -61,14 +64,99 @@ async fn health_metrics_and_openapi_are_served() {
         "/api/sessions/{id}/resume-link",
         "/api/plans",
         "/healthz",
-        "/metrics",
     ] {
         assert!(
             paths.contains_key(path),
             "{path} missing from the OpenAPI document"
         );
     }
+    assert!(
+        !paths.contains_key("/metrics"),
+        "the public listener's document does not offer /metrics"
+    );
     assert!(doc["components"]["schemas"]["Session"].is_object());
+}
+
+/// What the public listener answers at `/metrics`: a JSON 404, neither Prometheus text nor the
+/// customer page.
+async fn assert_metrics_not_public(base: &str) {
+    let http = reqwest::Client::new();
+    for path in ["/metrics", "/metrics?format=prometheus"] {
+        let response = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            content_type.starts_with("application/json"),
+            "{path}: {content_type}"
+        );
+        let text = response.text().await.unwrap();
+        assert!(!text.contains("wrenchline_"), "{path}: {text}");
+        assert!(!text.contains("<html"), "{path}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn metrics_are_not_served_on_the_public_listener() {
+    let app = spawn_app().await;
+    app.offered_session().await;
+    assert_metrics_not_public(&app.base).await;
+    // The metrics listener serves metrics and nothing else.
+    let metrics_base = app.metrics_base.as_ref().expect("a metrics listener");
+    let (status, _) = Api::new(metrics_base.as_str())
+        .get("/api/plans", &Actor::Anonymous)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let app = spawn_app_with(|s| s.metrics_bind = None).await;
+    assert!(app.metrics_base.is_none());
+    assert_metrics_not_public(&app.base).await;
+}
+
+/// `serve --metrics-bind` (or `WRENCHLINE_METRICS_BIND`) opens a second listener, says where on
+/// stdout and in the log, and serves the metrics there.
+#[tokio::test]
+async fn serve_metrics_bind_opens_a_metrics_listener() {
+    for by_env in [false, true] {
+        let db = fresh_database_url().await;
+        let log = std::env::temp_dir().join(format!("wl-log-{}.txt", uuid::Uuid::new_v4()));
+        let mut server = spawn_server_process(|serve| {
+            serve.args(["--bind", "127.0.0.1:0", "--database-url", &db]);
+            if by_env {
+                serve.env("WRENCHLINE_METRICS_BIND", "127.0.0.1:0");
+            } else {
+                serve.args(["--metrics-bind", "127.0.0.1:0"]);
+            }
+            serve.stderr(std::fs::File::create(&log).unwrap());
+        })
+        .await;
+        let line = server.next_line().await;
+        let metrics_base = line
+            .strip_prefix("metrics on ")
+            .unwrap_or_else(|| panic!("expected `metrics on ADDR`, got {line:?}"))
+            .to_string();
+        assert_ne!(metrics_base, server.base);
+        server.api().offered_session().await;
+        let text = reqwest::get(format!("{metrics_base}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            text.contains("wrenchline_session_transitions_total{to=\"pending\"} 1"),
+            "{text}"
+        );
+        assert_metrics_not_public(&server.base).await;
+        drop(server);
+        let written = std::fs::read_to_string(&log).unwrap();
+        let _ = std::fs::remove_file(&log);
+        assert!(
+            written.contains(&format!("metrics on {metrics_base}")),
+            "{written}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -1,9 +1,13 @@
 //! The browser-facing defences, endpoint by endpoint: a write a browser sends from another
 //! origin is refused before it changes anything, and every page, asset and error the server
-//! answers with carries a Content-Security-Policy.
+//! answers with carries a Content-Security-Policy. Also the connection-level ones: HTTP clients
+//! that stall are cut off (but open WebSockets are not), and the database file is private.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -11,7 +15,7 @@ use uuid::Uuid;
 use wrenchline_protocol::Session;
 use wrenchline_server::http::web::PAGE_CSP;
 
-use crate::helpers::{intake_body, spawn_app, Actor, TestApp};
+use crate::helpers::{intake_body, spawn_app, spawn_app_with, Actor, TestApp};
 
 /// The policy of everything that is not a page: nothing may load, nothing may frame it.
 const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
@@ -347,5 +351,143 @@ async fn every_page_and_asset_carries_a_content_security_policy() {
             .unwrap();
         assert_eq!(response.status(), status, "{path}");
         assert_policy(path, &response, API_CSP);
+    }
+}
+
+/// A raw connection to `app`, for what an HTTP client library would not do.
+async fn raw_connection(app: &TestApp) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(app.base.trim_start_matches("http://"))
+        .await
+        .unwrap()
+}
+
+/// Reads until the server closes `stream` (or resets it); what it sent, and how long that took.
+async fn read_until_closed(
+    stream: &mut tokio::net::TcpStream,
+    limit: Duration,
+) -> (String, Duration) {
+    use tokio::io::AsyncReadExt;
+    let started = Instant::now();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(started + limit, stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => received.extend_from_slice(&buffer[..n]),
+            Err(_) => panic!(
+                "still open after {limit:?}; received {:?}",
+                String::from_utf8_lossy(&received)
+            ),
+        }
+    }
+    (String::from_utf8_lossy(&received).into(), started.elapsed())
+}
+
+fn short_timeouts(settings: &mut wrenchline_server::Settings) {
+    settings.limits.http_header_timeout_seconds = 1;
+    settings.limits.http_body_timeout_seconds = 1;
+    settings.limits.http_request_timeout_seconds = 2;
+}
+
+#[tokio::test]
+async fn a_client_that_stalls_in_its_headers_is_disconnected() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_with(short_timeouts).await;
+    let mut stalled = raw_connection(&app).await;
+    stalled
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nAccept: app")
+        .await
+        .unwrap();
+    let (_, after) = read_until_closed(&mut stalled, Duration::from_secs(10)).await;
+    assert!(after < Duration::from_secs(4), "closed after {after:?}");
+    // A connection that never sends a byte is closed the same way.
+    let mut silent = raw_connection(&app).await;
+    let (_, after) = read_until_closed(&mut silent, Duration::from_secs(10)).await;
+    assert!(after < Duration::from_secs(4), "closed after {after:?}");
+}
+
+#[tokio::test]
+async fn an_idle_kept_alive_connection_is_closed() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_with(short_timeouts).await;
+    let mut connection = raw_connection(&app).await;
+    connection
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let (received, after) = read_until_closed(&mut connection, Duration::from_secs(10)).await;
+    assert!(received.starts_with("HTTP/1.1 200"), "{received}");
+    assert!(after < Duration::from_secs(4), "closed after {after:?}");
+}
+
+#[tokio::test]
+async fn a_client_that_stalls_in_its_body_is_answered_and_disconnected() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_with(short_timeouts).await;
+    let mut connection = raw_connection(&app).await;
+    connection
+        .write_all(
+            b"POST /api/auth/login HTTP/1.1\r\nHost: localhost\r\n\
+              Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"email\": ",
+        )
+        .await
+        .unwrap();
+    let (received, after) = read_until_closed(&mut connection, Duration::from_secs(10)).await;
+    assert!(after < Duration::from_secs(4), "closed after {after:?}");
+    let status: u16 = received
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no response: {received:?}"));
+    assert!((400..500).contains(&status), "{received}");
+}
+
+#[tokio::test]
+async fn the_timeouts_leave_an_open_websocket_alone() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let app = spawn_app_with(short_timeouts).await;
+    let url = format!(
+        "{}/realtime/v1/websocket?vsn=2.0.0",
+        app.base.replace("http://", "ws://")
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    // Longer than every HTTP timeout, with nothing sent either way.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    ws.send(Message::text(
+        json!([null, "1", "phoenix", "heartbeat", {}]).to_string(),
+    ))
+    .await
+    .unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("a heartbeat reply")
+        .expect("the socket is open")
+        .unwrap();
+    let frame: Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+    assert_eq!(frame[3], "phx_reply", "{frame}");
+    assert_eq!(frame[4]["status"], "ok", "{frame}");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_sqlite_database_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    if crate::helpers::on_postgres() {
+        return;
+    }
+    let app = spawn_app().await;
+    app.offered_session().await; // a write, so the WAL is in use
+    let path = app
+        .database_url
+        .strip_prefix("sqlite://")
+        .expect("a SQLite file")
+        .to_string();
+    for file in [path.clone(), format!("{path}-wal"), format!("{path}-shm")] {
+        let mode = std::fs::metadata(&file)
+            .unwrap_or_else(|e| panic!("{file}: {e}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}: {:o}", mode & 0o777);
     }
 }

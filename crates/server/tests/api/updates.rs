@@ -290,3 +290,90 @@ async fn without_a_releases_folder_updates_are_not_found() {
         assert!(body["message"].is_string());
     }
 }
+
+#[tokio::test]
+async fn a_download_is_sent_as_stored_even_to_a_client_that_takes_compression() {
+    let releases = releases();
+    let app = app_serving(&releases).await;
+    let url = format!("{}/api/desk/releases/0.2.0/{DEB}", app.base);
+    let response = app
+        .http
+        .get(&url)
+        .header("accept-encoding", "gzip, br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers().get("content-encoding").is_none(),
+        "{:?}",
+        response.headers()
+    );
+    assert_eq!(
+        response.headers()["content-length"],
+        releases.deb.len().to_string().as_str()
+    );
+    assert_eq!(response.bytes().await.unwrap().to_vec(), releases.deb);
+}
+
+/// A release whose package is larger than the sockets between test and server can buffer, so a
+/// download whose body is not read stays under way.
+fn large_release() -> (PathBuf, String) {
+    let dir = std::env::temp_dir().join(format!("wl-releases-{}", Uuid::new_v4()));
+    let file = "Wrenchline_0.9.0_amd64.deb";
+    write_release(
+        &dir,
+        "0.9.0",
+        json!({"linux-x86_64": {"file": file, "signature": "unused"}}),
+    );
+    let package: Vec<u8> = (0..64 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.join("0.9.0").join(file), package).unwrap();
+    (dir, format!("/api/desk/releases/0.9.0/{file}"))
+}
+
+#[tokio::test]
+async fn downloads_beyond_the_cap_are_told_to_come_back() {
+    let (dir, path) = large_release();
+    let served = dir.clone();
+    let app = spawn_app_with(move |s| {
+        s.releases_dir = Some(served);
+        s.limits.release_downloads_at_once = 1;
+    })
+    .await;
+    let url = format!("{}{path}", app.base);
+    // Headers arrive while the package is still being read from disk and sent.
+    let mut under_way = reqwest::get(&url).await.unwrap();
+    assert_eq!(under_way.status(), StatusCode::OK);
+    assert_eq!(
+        under_way.headers()["content-length"],
+        (64 * 1024 * 1024).to_string().as_str()
+    );
+    let first = under_way.chunk().await.unwrap().expect("a first chunk");
+    assert!(!first.is_empty());
+
+    let busy = reqwest::get(&url).await.unwrap();
+    assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let retry_after: u64 = busy.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+    let body: Value = busy.json().await.unwrap();
+    assert_eq!(body["error"], "downloads_busy", "{body}");
+
+    // A client that goes away frees its place.
+    drop(under_way);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let response = reqwest::get(&url).await.unwrap();
+        if response.status() == StatusCode::OK {
+            assert_eq!(response.bytes().await.unwrap().len(), 64 * 1024 * 1024);
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(tokio::time::Instant::now() < deadline, "never freed");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

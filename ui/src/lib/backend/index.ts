@@ -1,82 +1,48 @@
 // The one interface through which the UI reaches the outside world. Its implementations (desktop:
 // Tauri commands and events; web: HTTP and realtime-js, `web.ts`) live in this folder, and this
 // folder is the only place allowed to import `@tauri-apps/*`, so the rest of the UI runs in a
-// plain browser too. Types mirror the wire types of crates/protocol (field names as in DESIGN.md).
+// plain browser too. The wire types are generated from crates/protocol (lib/generated, see
+// docs/architecture.md) and re-exported here.
 
-/** A session plan as served by `GET /api/plans`. */
-export type Plan = {
-  id: string;
-  name: string;
-  minutes: number;
-  price_cents: number;
+import type {
+  IntakeRequest,
+  IntakeResponse,
+  MechanicAvailability,
+  Message,
+  Plan,
+  ResumeCheck,
+  ResumeLink,
+  ResumeResponse,
+  Role,
+  Session,
+  SessionEnding,
+  SessionStatus,
+  Typing,
+  User,
+  Vehicle,
+  Waiver,
+  WaiverResponse,
+} from '../generated';
+
+export type {
+  IntakeRequest,
+  IntakeResponse,
+  MechanicAvailability,
+  Message,
+  Plan,
+  ResumeCheck,
+  ResumeLink,
+  ResumeResponse,
+  Role,
+  Session,
+  SessionEnding,
+  SessionStatus,
+  Typing,
+  User,
+  Vehicle,
+  Waiver,
+  WaiverResponse,
 };
-
-export type Role = 'customer' | 'mechanic';
-
-export type User = { id: string; role: Role; name: string; email: string };
-
-export type SessionStatus = 'pending' | 'waiting' | 'live' | 'completed' | 'cancelled';
-
-export type Vehicle = {
-  year: number;
-  make: string;
-  model: string;
-  vin: string | null;
-  mileage: number | null;
-};
-
-export type Session = {
-  id: string;
-  status: SessionStatus;
-  plan: string;
-  customer_id: string;
-  customer_name: string;
-  mechanic_id: string | null;
-  mechanic_name: string | null;
-  vehicle: Vehicle;
-  concern: string;
-  created_at: string;
-  waiver_signed_at: string | null;
-  accepted_at: string | null;
-  started_at: string | null;
-  ends_at: string | null;
-  ended_at: string | null;
-  end_reason: string | null;
-};
-
-export type Message = {
-  id: string;
-  session_id: string;
-  seq: number;
-  sender_id: string;
-  sender_role: Role;
-  body: string;
-  client_id: string;
-  created_at: string;
-};
-
-export type Waiver = { version: string; text: string };
-
-/** `POST /api/intake` as sent. */
-export type IntakeRequest = {
-  name: string;
-  email: string;
-  phone?: string | null;
-  vehicle: {
-    year: number;
-    make: string;
-    model: string;
-    vin?: string | null;
-    mileage?: number | null;
-  };
-  concern: string;
-  plan: string;
-};
-
-export type ResumeLink = { url: string; expires_at: string };
-
-/** `GET /api/availability`: distinct mechanics connected and not away. */
-export type MechanicAvailability = { mechanics_online: number };
 
 /**
  * Every failure reaches the UI as this one shape: the server's `{error, message, fields?,
@@ -109,12 +75,6 @@ export class BackendError extends Error {
 /** How the realtime link of one session is doing. */
 export type LinkStatus = 'connecting' | 'subscribed' | 'reconnecting' | 'closed';
 
-/** `session_ending`, broadcast by the server shortly before a live session's time is up. */
-export type SessionEnding = { session_id: string; ends_at: string; seconds_left: number };
-
-/** Someone is typing (`typing` broadcast on the session topic). */
-export type Typing = { user_id: string; role: Role };
-
 /**
  * Callbacks of one session subscription. `presence` gets the raw presence state (connection key →
  * payloads) so the caller decides who is present by payload `user_id` (lib/presence.ts) and can
@@ -141,11 +101,14 @@ export interface Backend {
   plans(): Promise<Plan[]>;
   waiver(): Promise<Waiver>;
   /** Files an intake; the web implementation receives the identity cookie with the answer. */
-  submitIntake(body: IntakeRequest): Promise<{ session: Session; user: User }>;
-  signWaiver(sessionId: string, signedName: string, agree: boolean): Promise<{ session: Session; next: string }>;
+  submitIntake(body: IntakeRequest): Promise<IntakeResponse>;
+  signWaiver(sessionId: string, signedName: string, agree: boolean): Promise<WaiverResponse>;
   session(sessionId: string): Promise<Session>;
   resumeLink(sessionId: string): Promise<ResumeLink>;
-  resume(token: string): Promise<{ session: Session; user: User; next: string }>;
+  /** Looks at a resume link without using it: is it usable, would it replace this browser's identity. */
+  checkResume(token: string): Promise<ResumeCheck>;
+  /** Uses a resume link (once); `replaceIdentity` after the person agreed to switch identities. */
+  resume(token: string, replaceIdentity?: boolean): Promise<ResumeResponse>;
   /** Who this client is (customer: from the identity cookie; mechanic: from the sign-in). */
   me(): Promise<User>;
   /** The server clock minus the local clock, in ms. */

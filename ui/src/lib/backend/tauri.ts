@@ -8,12 +8,14 @@
 import { invoke } from '@tauri-apps/api/core';
 import { listen, type Event, type UnlistenFn } from '@tauri-apps/api/event';
 import { sampleClockOffset } from '../countdown';
+import type { Availability, Role } from '../generated';
 import {
   BackendError,
   type Backend,
   type LinkStatus,
   type Message,
   type Plan,
+  type ResumeCheck,
   type ResumeLink,
   type Session,
   type SessionHandlers,
@@ -28,7 +30,7 @@ export type AuthView =
   | { state: 'signed_out'; server_url: string; email: string | null; notice: string | null }
   | { state: 'signed_in'; server_url: string; user: User };
 
-export type Availability = 'online' | 'away';
+export type { Availability } from '../generated';
 
 /** The request feed's connection: `connecting`, `live`, `reconnecting`. */
 export type FeedStatus = string;
@@ -89,7 +91,7 @@ type SessionEvent =
   | { kind: 'session'; session_id: string; session: Session }
   | { kind: 'message'; session_id: string; message: Message }
   | { kind: 'presence'; session_id: string; state: Record<string, unknown> }
-  | { kind: 'typing'; session_id: string; user_id: string; role: 'customer' | 'mechanic' }
+  | { kind: 'typing'; session_id: string; user_id: string; role: Role }
   | { kind: 'ending'; session_id: string; ends_at: string; seconds_left: number };
 
 /** Least time between two typing notices. */
@@ -149,6 +151,10 @@ export class TauriBackend implements Backend {
 
   resumeLink(): Promise<ResumeLink> {
     return unsupported('A resume link');
+  }
+
+  checkResume(): Promise<ResumeCheck> {
+    return unsupported('Resuming');
   }
 
   resume(): Promise<{ session: Session; user: User; next: string }> {

@@ -11,6 +11,7 @@ import {
   type MechanicAvailability,
   type Message,
   type Plan,
+  type ResumeCheck,
   type ResumeLink,
   type Session,
   type SessionHandlers,
@@ -18,8 +19,9 @@ import {
   type User,
   type Waiver,
 } from './index';
+import type { AccessToken, PresencePayload, Typing } from '../generated';
 
-type Token = { access_token: string; expires_in: number; user: User };
+type Token = AccessToken;
 
 /** Refresh the realtime token this long before it runs out (a quarter of its life if shorter). */
 const REFRESH_MARGIN_MS = 60_000;
@@ -129,9 +131,16 @@ export class WebBackend implements Backend {
     return request('POST', `/api/sessions/${enc(sessionId)}/resume-link`);
   }
 
-  async resume(token: string) {
+  checkResume(token: string): Promise<ResumeCheck> {
+    return request('POST', '/api/resume/check', { token });
+  }
+
+  async resume(token: string, replaceIdentity = false) {
     this.tokenCache = null;
-    return request<{ session: Session; user: User; next: string }>('POST', '/api/resume', { token });
+    return request<{ session: Session; user: User; next: string }>('POST', '/api/resume', {
+      token,
+      replace_identity: replaceIdentity,
+    });
   }
 
   /** A realtime token for this browser's customer, reused while it has a while to live. */
@@ -235,7 +244,8 @@ class SessionLink implements SessionSubscription {
       if (this.closed || this.presence !== channel) return;
       if (status === 'SUBSCRIBED') {
         // Every (re)join is a new connection to the server: track again.
-        void channel.track({ user_id: user.id, role: user.role, online_at: new Date().toISOString() });
+        const me: PresencePayload = { user_id: user.id, role: user.role, online_at: new Date().toISOString() };
+        void channel.track(me);
       } else if (status === 'CLOSED') {
         this.restart();
       }
@@ -345,7 +355,8 @@ class SessionLink implements SessionSubscription {
     const now = Date.now();
     if (!chat || !user || chat.state !== 'joined' || now - this.lastTyping < TYPING_EVERY_MS) return;
     this.lastTyping = now;
-    void chat.send({ type: 'broadcast', event: 'typing', payload: { user_id: user.id, role: user.role } });
+    const typing: Typing = { user_id: user.id, role: user.role };
+    void chat.send({ type: 'broadcast', event: 'typing', payload: typing });
   }
 
   close(): void {

@@ -74,6 +74,7 @@ class FakeBackend implements Backend {
   submitIntake = vi.fn();
   signWaiver = vi.fn();
   resumeLink = vi.fn();
+  checkResume = vi.fn();
   resume = vi.fn();
   async session() {
     return structuredClone(this.current);
@@ -165,6 +166,22 @@ describe('ChatRoom', () => {
     backend.handlers!.session!(session({ status: 'live', mechanic_id: 'mech-1' }));
     backend.handlers!.session!(session({ status: 'waiting', mechanic_id: 'mech-1' }));
     expect(room.session?.status).toBe('live');
+  });
+
+  it('follows a waiting session back to pending when a fresh read confirms it', async () => {
+    backend.current = session({ status: 'waiting', mechanic_id: 'mech-1' });
+    backend.handlers!.session!(backend.current);
+    expect(room.phase).toBe('joining');
+    // A stale pending copy, while the server still says waiting: ignored.
+    backend.handlers!.session!(session({ status: 'pending', mechanic_id: null }));
+    await settle();
+    expect(room.session?.status).toBe('waiting');
+    // The mechanic never joined: the server offers the request again, and says so.
+    backend.current = session({ status: 'pending', mechanic_id: null });
+    backend.handlers!.session!(backend.current);
+    await settle();
+    expect(room.session?.status).toBe('pending');
+    expect(room.phase).toBe('waiting_accept');
   });
 
   it('catches up on history after every subscription, without duplicates', async () => {

@@ -131,6 +131,8 @@ export class ChatRoom {
   private nudged = false;
   private lastExpiryPoll = 0;
   private stopped = false;
+  /** Bumped on every applied copy of the session (see `applySession`). */
+  private sessionVersion = 0;
   private catchingUp: Promise<void> | null = null;
   private catchUpAgain = false;
   /**
@@ -208,9 +210,20 @@ export class ChatRoom {
     this.subscription = null;
   }
 
-  private applySession(next: Session): void {
+  /**
+   * Applies a copy of the session. `askedAt` is `sessionVersion` when the copy was asked for: a
+   * copy read after the current one was applied is newer whatever its status, which is how a
+   * waiting session whose mechanic never joined is seen going back to pending.
+   */
+  private applySession(next: Session, askedAt?: number): void {
     const current = this.session;
-    if (current && current.id === next.id && RANK[next.status] < RANK[current.status]) return;
+    const freshRead = askedAt !== undefined && askedAt === this.sessionVersion;
+    if (!freshRead && current && current.id === next.id && RANK[next.status] < RANK[current.status]) {
+      // An older copy, or a real step back (pending again): a read now tells which.
+      if (current.status === 'waiting' && next.status === 'pending') this.reread();
+      return;
+    }
+    this.sessionVersion += 1;
     this.session = next;
     if (RANK[next.status] >= 3) {
       // Over: nothing more to say or hear.
@@ -218,6 +231,17 @@ export class ChatRoom {
       this.subscription = null;
       this.link = 'closed';
     }
+  }
+
+  /** Reads the session afresh; the answer wins unless another copy was applied meanwhile. */
+  private reread(): void {
+    const askedAt = this.sessionVersion;
+    this.backend.session(this.sessionId).then(
+      (fresh) => {
+        if (!this.stopped) this.applySession(fresh, askedAt);
+      },
+      () => undefined,
+    );
   }
 
   private applyMessages(messages: readonly Message[]): void {
@@ -238,8 +262,9 @@ export class ChatRoom {
       do {
         this.catchUpAgain = false;
         try {
+          const askedAt = this.sessionVersion;
           const session = await this.backend.session(this.sessionId);
-          this.applySession(session);
+          this.applySession(session, askedAt);
           for (;;) {
             const page = await this.backend.history(this.sessionId, lastSeq(this.entries));
             this.applyMessages(page);
