@@ -73,6 +73,8 @@ struct AdminDatabase {
     create_database: bool,
 }
 
+// Parsed once at start: the size of the `serve` variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Serve the API, realtime and the customer web link.
