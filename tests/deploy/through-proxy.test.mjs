@@ -23,9 +23,12 @@ import {
 const base = process.env.WL_PROXY_BASE
 const proxy = process.env.WL_PROXY_NAME ?? 'the proxy'
 assert.ok(base?.startsWith('https://'), 'WL_PROXY_BASE is the https:// address of the proxy')
+// The shape tests/support/server.mjs gives a server it started: here the proxy's address, and
+// the database the packaged server uses (mechanics are added to it with the CLI).
 const server = {
   base,
   wsBase: base.replace(/^https:/, 'wss:'),
+  databaseUrl: process.env.WL_DATABASE_URL,
   db: { url: process.env.WL_DATABASE_URL },
 }
 
