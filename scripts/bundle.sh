@@ -118,7 +118,7 @@ fi
 server_secs=0
 if [ -z "$server_bin" ]; then
   [ -f "$root/ui/dist/index.html" ] || die "ui/dist is missing (the server embeds it); run without --skip-ui"
-  step "cargo build --release -p wrenchline-server (web UI embedded)"
+  step "cargo build --release -p wrenchline-server -p wrenchline-bench (web UI embedded; the build scripts/bench.sh reuses)"
   server_started=$SECONDS
   (cd "$root" && cargo build --release --locked -p wrenchline-server -p wrenchline-bench)
   server_secs=$((SECONDS - server_started))
