@@ -219,7 +219,8 @@ sed -e "s#^WRENCHLINE_DATABASE_URL=.*#WRENCHLINE_DATABASE_URL=sqlite://$db#" \
     -e "s#^WRENCHLINE_BIND=.*#WRENCHLINE_BIND=127.0.0.1:$server_port#" \
     "$work/installed.env" > "$env_file"
 "$work/wrenchline-server" serve --env-file "$env_file" >"$work/server.out" 2>"$work/server.log" &
-pids+=($!)
+server_pid=$!
+pids+=($server_pid)
 for _ in $(seq 100); do grep -q '^listening on' "$work/server.out" && break; sleep 0.1; done
 check "the packaged server starts on SQLite with the unit's environment file" grep -qx "listening on http://127.0.0.1:$server_port" "$work/server.out"
 check "it logs the database it uses and the retention period" bash -c \
@@ -283,6 +284,16 @@ check "sqlite3 .backup (the guide's online backup) while the server runs" \
   sqlite3 "$db" ".backup '$work/backup.db'"
 check "the backup holds the mechanic (mechanic list on the restored file)" bash -c \
   "'$work/wrenchline-server' mechanic list --database-url 'sqlite://$work/backup.db' | grep -q '^$email	First Mechanic	active'"
+# The guide's restore: stop, install the copy as the service's file (owner: here this user, in the
+# guide wrenchline), remove the old -wal and -shm, start; the server then serves the copy.
+kill "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null
+check "restore: install -m 0600 the backup over the database, rm -wal/-shm, start again" bash -c "
+  install -m 0600 -o '$(id -u)' -g '$(id -g)' '$work/backup.db' '$db' && rm -f '$db-wal' '$db-shm' &&
+  { '$work/wrenchline-server' serve --env-file '$env_file' >'$work/restored.out' 2>'$work/restored.log' & echo \$! > '$work/restored.pid'; } &&
+  for _ in \$(seq 100); do grep -q '^listening on' '$work/restored.out' && break; sleep 0.1; done &&
+  [ \"\$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' \
+      -d '{\"email\":\"$email\",\"password\":\"$password\"}' http://127.0.0.1:$server_port/api/auth/login)\" = 200 ]"
+[ -f "$work/restored.pid" ] && pids+=("$(cat "$work/restored.pid")")
 
 pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 if [ -n "$pgbin" ] && [ "$(id -u)" = 0 ]; then
