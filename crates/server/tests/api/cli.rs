@@ -612,3 +612,52 @@ fn an_unreachable_database_is_named_at_start() {
     );
     assert!(!err.contains("pw-not-shown"), "{err}");
 }
+
+#[tokio::test]
+async fn a_new_token_secret_signs_tokens_out_and_refresh_tokens_sign_back_in() {
+    let db = fresh_database_url().await;
+    let (email, password) = ("lee@garage.example", "rotation password 1");
+    let (ok, _, err) = add_mechanic(&db, email, "Lee", password);
+    assert!(ok, "{err}");
+    let start = || {
+        spawn_server_process(|serve| {
+            serve.args(["--bind", "127.0.0.1:0", "--database-url", &db]);
+        })
+    };
+    let mut server = start().await;
+    let (status, tokens) = login(&server.base, email, password).await;
+    assert_eq!(status, StatusCode::OK);
+    server.kill();
+
+    // docs/deploy.md, "Token-signing secret": delete the stored one, restart.
+    let store = wrenchline_server::storage::Store::connect(&db)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM server_secrets WHERE name = 'token_hs256'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store.close().await;
+    let server = start().await;
+    let http = reqwest::Client::new();
+    let requests = |token: String| {
+        http.get(format!("{}/api/requests", server.base))
+            .bearer_auth(token)
+            .send()
+    };
+    let old = tokens["access_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        requests(old).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let refreshed = http
+        .post(format!("{}/api/auth/refresh", server.base))
+        .json(&json!({"refresh_token": tokens["refresh_token"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), StatusCode::OK);
+    let body: Value = refreshed.json().await.unwrap();
+    let new = body["access_token"].as_str().unwrap().to_string();
+    assert_eq!(requests(new).await.unwrap().status(), StatusCode::OK);
+}
