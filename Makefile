@@ -13,7 +13,7 @@ BIND ?= 127.0.0.1:8080
 # The Chromium the test suites drive headless (Debian's: Playwright's download does not work here).
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup ui run serve test test-rust test-postgres test-realtime test-browser test-desktop test-fuzz test-schemathesis test-bundle bundle bench bench-quick soak measure-desk lint ui-check browser-deps
+.PHONY: setup ui run serve test test-rust test-postgres test-realtime test-browser test-desktop test-fuzz test-schemathesis test-bundle test-deploy bundle bench bench-quick soak measure-desk lint ui-check browser-deps
 
 setup:
 	@scripts/setup.sh
@@ -47,7 +47,7 @@ serve: ui
 # SQLite, the storage and API suite again on PostgreSQL.
 # Each suite's time is printed as it ends and in a table at the end (scripts/suites.sh).
 SUITES := ui-check lint test-rust test-postgres test-realtime test-browser test-desktop test-fuzz \
-  test-schemathesis test-bundle bench-quick
+  test-schemathesis test-bundle bench-quick test-deploy
 test: setup
 	@scripts/suites.sh $(SUITES)
 	@echo "make test: all suites passed"
@@ -100,14 +100,21 @@ test-schemathesis: ui
 	scripts/schemathesis.sh
 	scripts/with-postgres.sh scripts/schemathesis.sh
 
-# Signed .deb and .rpm, SHA256SUMS and updater signatures into dist/, with keys from the
-# environment (see docs/deploy.md).
+# Signed .deb and .rpm of the desktop app and of wrenchline-server, SHA256SUMS and updater
+# signatures into dist/, with keys from the environment (see docs/deploy.md).
 bundle: ui
 	scripts/bundle.sh --skip-ui
 
 # The bundle command with throwaway keys, every signature verified, tampered copies refused.
 test-bundle: ui
 	tests/bundle/run.sh --skip-ui
+
+# The server package installed into a throwaway root (maintainer scripts, systemd-analyze verify),
+# the nginx and Caddy configs on Debian's nginx and caddy, the realtime flow through each of them in
+# front of the packaged server, and the guide's backup and PostgreSQL steps. Packs the release server
+# that bench-quick built (builds it when missing).
+test-deploy: ui
+	tests/deploy/run.sh
 
 # The desktop app as a real window under Xvfb, driven through tauri-driver, with a session D-Bus,
 # a notification daemon and an unlocked gnome-keyring, against a real server.

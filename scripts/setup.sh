@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing Wrenchline needs on Debian or Ubuntu: system libraries for
-# the desktop app, PostgreSQL and the display/D-Bus tools the tests start, cargo-nextest, and the
-# front-end's npm packages. Each step is skipped when already satisfied, so it is cheap to repeat.
+# the desktop app, PostgreSQL and the display/D-Bus tools the tests start, the packaging and
+# signing tools, nginx and caddy for the deploy test, cargo-nextest, and the front-end's npm
+# packages. Each step is skipped when already satisfied, so it is cheap to repeat.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,9 @@ apt_packages=(
   libwebkit2gtk-4.1-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev librsvg2-dev
   libayatana-appindicator3-dev libxdo-dev libdbus-1-dev libssl-dev
   postgresql xvfb dbus dbus-x11 xauth
+  # Packaging and the deploy test: signing, .deb/.rpm building, Debian's nginx and caddy for the
+  # shipped configs, sqlite3 for the documented backup.
+  dpkg-dev rpm debsigs debsig-verify minisign gnupg binutils openssl sqlite3 nginx caddy
 )
 
 missing=()
@@ -24,7 +28,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo_cmd=()
   [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
   "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  # nginx and caddy are only run by the tests, on their own ports: their packages must not start
+  # the system services (on port 80) while installing. policy-rc.d says so for the install only.
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee "$policy" >/dev/null
+    "${sudo_cmd[@]}" chmod 755 "$policy"
+  fi
   "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ -n "$policy" ]; then "${sudo_cmd[@]}" rm -f "$policy"; fi
 fi
 # PostgreSQL's package starts a system cluster; the tests use their own throwaway cluster.
 

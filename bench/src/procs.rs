@@ -382,7 +382,7 @@ pub async fn add_mechanic(
     use tokio::io::AsyncWriteExt;
     let mut child = Command::new(server_bin)
         .args(["mechanic", "add", "--email", email, "--name", name])
-        .arg("--password-stdin")
+        .args(["--password-stdin", "--create-database"])
         .args(["--database-url", &db.url])
         .env("WRENCHLINE_LOG", "warn")
         .stdin(Stdio::piped())

@@ -14,6 +14,7 @@ pub mod memory;
 pub mod metrics;
 pub mod proxy;
 pub mod realtime;
+pub mod retention;
 pub mod state;
 pub mod storage;
 

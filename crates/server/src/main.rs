@@ -1,12 +1,13 @@
-//! The `wrenchline-server` command line: `serve`, and `mechanic add|list|disable` for
-//! administrators. Every flag also reads a `WRENCHLINE_*` environment variable.
+//! The `wrenchline-server` command line: `serve`, and `mechanic add|list|enable|disable|
+//! reset-password` for administrators; logging set-up. Every flag also reads a `WRENCHLINE_*`
+//! environment variable, and `--env-file` reads them from the service's environment file.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use time::OffsetDateTime;
 use tracing_subscriber::EnvFilter;
 use wrenchline_protocol::text::Lines;
@@ -14,8 +15,8 @@ use wrenchline_server::auth::{hash_password, hashing, random_token};
 use wrenchline_server::config::{load_plans, Settings, LIFECYCLE_SECONDS};
 use wrenchline_server::limits::Limits;
 use wrenchline_server::proxy::TrustedProxies;
-use wrenchline_server::storage::Store;
-use wrenchline_server::Application;
+use wrenchline_server::storage::{describe_database_url, Store, StoreError};
+use wrenchline_server::{retention, Application};
 
 #[derive(Parser)]
 #[command(
@@ -26,20 +27,53 @@ use wrenchline_server::Application;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Read WRENCHLINE_* settings from this file first (the service's environment file, e.g.
+    /// /etc/wrenchline/wrenchline-server.env); its values win over the environment, flags win
+    /// over both.
+    #[arg(long, global = true, value_name = "PATH")]
+    env_file: Option<PathBuf>,
+    /// Log lines as text (no colours unless stderr is a terminal) or as JSON objects, one per
+    /// line, for log shippers.
+    #[arg(
+        long,
+        global = true,
+        env = "WRENCHLINE_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Args, Clone)]
 struct Database {
-    /// sqlite://FILE (created on first start) or postgres://USER@HOST/DB
+    /// sqlite://FILE (created on first start) or postgres://USER:PASSWORD@HOST/DB
     #[arg(
         long,
         env = "WRENCHLINE_DATABASE_URL",
-        default_value = "sqlite://wrenchline.db"
+        default_value = "sqlite://wrenchline.db",
+        hide_env_values = true
     )]
     database_url: String,
 }
 
-// Parsed once at start and matched at once: the size of the largest variant costs nothing.
+/// The database of an administrator's command, which must already exist.
+#[derive(Args, Clone)]
+struct AdminDatabase {
+    #[command(flatten)]
+    db: Database,
+    /// Create the database (a new SQLite file, or the tables in an empty PostgreSQL database)
+    /// when it does not exist yet, for first setup. Without it a missing database is an error.
+    #[arg(long)]
+    create_database: bool,
+}
+
+// Parsed once at start: the size of the `serve` variant costs nothing worth a box.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
@@ -91,6 +125,15 @@ enum Command {
         /// Token-signing secret (at least 32 bytes); by default one is generated and kept in the database.
         #[arg(long, env = "WRENCHLINE_TOKEN_SECRET", hide_env_values = true)]
         token_secret: Option<String>,
+        /// Days after a session ends before its chat transcript and the customer's personal data
+        /// are deleted (checked at start and hourly); 0 keeps everything, at most 36500.
+        #[arg(
+            long,
+            env = "WRENCHLINE_RETENTION_DAYS",
+            default_value_t = retention::DEFAULT_DAYS,
+            value_parser = clap::value_parser!(u32).range(0..=36_500)
+        )]
+        retention_days: u32,
         /// Once connections are accepted, write the bound listeners as JSON to this file
         /// (`{"http": "http://ADDR"}`, replaced atomically), for scripts and test harnesses.
         #[arg(long, env = "WRENCHLINE_READY_FILE")]
@@ -103,37 +146,60 @@ enum Command {
     },
 }
 
+/// What every mechanic command says about passwords.
+const PASSWORD_RULES: &str = "Passwords: 10 to 256 characters, read from the first line of \
+standard input (spaces count, the line ending does not); no control characters.";
+
 #[derive(Subcommand)]
 enum MechanicCommand {
     /// Create a mechanic; the password is read from standard input.
+    #[command(after_help = PASSWORD_RULES)]
     Add {
         #[arg(long)]
         email: String,
         #[arg(long)]
         name: String,
-        /// Read the password from the first line of standard input.
+        /// Read the password from the first line of standard input (required).
         #[arg(long)]
         password_stdin: bool,
         #[command(flatten)]
-        db: Database,
+        db: AdminDatabase,
     },
-    /// List mechanics.
+    /// List mechanics: email, name, active or disabled, id (tab-separated).
     List {
         #[command(flatten)]
-        db: Database,
+        db: AdminDatabase,
     },
     /// Disable a mechanic and revoke their sign-ins.
     Disable {
         #[arg(long)]
         email: String,
         #[command(flatten)]
-        db: Database,
+        db: AdminDatabase,
+    },
+    /// Let a disabled mechanic sign in again (with their old password).
+    Enable {
+        #[arg(long)]
+        email: String,
+        #[command(flatten)]
+        db: AdminDatabase,
+    },
+    /// Set a new password, read from standard input; revokes every sign-in of the mechanic.
+    #[command(after_help = PASSWORD_RULES)]
+    ResetPassword {
+        #[arg(long)]
+        email: String,
+        /// Read the new password from the first line of standard input (required).
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        db: AdminDatabase,
     },
 }
 
 const DEMO_EMAIL: &str = "demo@wrenchline.test";
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     let requested = std::env::var("WRENCHLINE_LOG").unwrap_or_else(|_| "info,sqlx=warn".into());
     // Below info these libraries log frame and header contents, which carry tokens and cookies;
     // they stay at info whatever was asked for.
@@ -141,22 +207,63 @@ fn init_tracing() {
         "{requested},tungstenite=info,tokio_tungstenite=info,hyper=info,h2=info"
     ))
     .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        // Colour codes only for a person at a terminal: journald and files get plain text.
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
+}
+
+/// Loads `--env-file PATH` (or `--env-file=PATH`) into the environment before the flags are
+/// parsed, so that its variables fill in every flag a command line leaves out. It runs before any
+/// thread starts; values in the file replace those already set, as for the service.
+fn load_env_file(args: &[std::ffi::OsString]) -> anyhow::Result<()> {
+    let mut path = None;
+    let mut rest = args.iter().skip(1);
+    while let Some(arg) = rest.next() {
+        let Some(text) = arg.to_str() else { continue };
+        if text == "--" {
+            break;
+        } else if text == "--env-file" {
+            path = rest.next().map(PathBuf::from);
+        } else if let Some(value) = text.strip_prefix("--env-file=") {
+            path = Some(PathBuf::from(value));
+        }
+    }
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let entries = dotenvy::from_path_iter(&path)
+        .with_context(|| format!("cannot read the environment file {}", path.display()))?;
+    for entry in entries {
+        let (key, value) =
+            entry.with_context(|| format!("{} is not an environment file", path.display()))?;
+        std::env::set_var(key, value);
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
+    let args: Vec<_> = std::env::args_os().collect();
+    load_env_file(&args)?;
+    let cli = Cli::parse_from(args);
+    init_tracing(cli.log_format);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(run())
+        .block_on(run(cli))
 }
 
-async fn run() -> anyhow::Result<()> {
-    init_tracing();
-    match Cli::parse().command {
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         Command::Serve {
             bind,
             metrics_bind,
@@ -172,8 +279,10 @@ async fn run() -> anyhow::Result<()> {
             request_accept_timeout,
             mechanic_join_timeout,
             token_secret,
+            retention_days,
             ready_file,
         } => {
+            tracing::info!("database: {}", describe_database_url(&db.database_url));
             let mut settings = Settings::new(bind, db.database_url);
             settings.metrics_bind = metrics_bind;
             settings.public_url = public_url.map(|u| u.trim_end_matches('/').to_string());
@@ -211,16 +320,26 @@ async fn run() -> anyhow::Result<()> {
                 }
             }
             settings.token_secret = token_secret;
-            serve(settings, demo, ready_file).await
+            serve(settings, demo, retention_days, ready_file).await
         }
         Command::Mechanic { command } => mechanic(command).await,
     }
 }
 
-async fn serve(settings: Settings, demo: bool, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+async fn serve(
+    settings: Settings,
+    demo: bool,
+    retention_days: u32,
+    ready_file: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let app = Application::build(settings)
         .await
         .context("starting the server")?;
+    if retention_days > 0 {
+        tokio::spawn(retention::run(app.state().store.clone(), retention_days));
+    } else {
+        tracing::info!("retention off: ended sessions are kept until deleted by hand");
+    }
     let demo_password = if demo {
         Some(seed_demo(app.state().store.clone()).await?)
     } else {
@@ -311,6 +430,44 @@ fn normalized_email(email: &str) -> anyhow::Result<String> {
     Ok(email)
 }
 
+/// The password on the first line of standard input, checked against [`PASSWORD_RULES`].
+fn password_from_stdin(password_stdin: bool) -> anyhow::Result<String> {
+    if !password_stdin {
+        bail!("pass the password on standard input with --password-stdin");
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    let length = password.chars().count();
+    if length < 10 {
+        bail!("the password must have at least 10 characters");
+    }
+    if length > 256 {
+        bail!("the password must have at most 256 characters");
+    }
+    if password.chars().any(char::is_control) {
+        bail!("the password must not hold control characters");
+    }
+    Ok(password)
+}
+
+/// Opens the database of an admin command, after saying which one it is (without a password).
+async fn open_admin_database(db: &AdminDatabase) -> anyhow::Result<Store> {
+    let url = &db.db.database_url;
+    eprintln!("database: {}", describe_database_url(url));
+    if db.create_database {
+        return Ok(Store::connect(url).await?);
+    }
+    match Store::connect_existing(url).await {
+        Ok(store) => Ok(store),
+        Err(e @ StoreError::Missing(_)) => Err(anyhow::anyhow!(
+            "{e}: check --database-url, WRENCHLINE_DATABASE_URL or --env-file; the server \
+             creates its database on first start, or pass --create-database for first setup"
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
 async fn mechanic(command: MechanicCommand) -> anyhow::Result<()> {
     match command {
         MechanicCommand::Add {
@@ -327,48 +484,81 @@ async fn mechanic(command: MechanicCommand) -> anyhow::Result<()> {
             if !Lines::One.allows(&name) {
                 bail!("--name must not hold control characters (U+0000 to U+001F)");
             }
-            if !password_stdin {
-                bail!("pass the password on standard input with --password-stdin");
-            }
-            let mut password = String::new();
-            std::io::stdin().lock().read_line(&mut password)?;
-            let password = password.trim_end_matches(['\r', '\n']).to_string();
-            if password.chars().count() < 10 {
-                bail!("the password must have at least 10 characters");
-            }
-            let store = Store::connect(&db.database_url).await?;
+            let password = password_from_stdin(password_stdin)?;
+            let store = open_admin_database(&db).await?;
             let hash = hashing(move || hash_password(&password)).await;
-            match store
+            let created = store
                 .create_mechanic(&email, &name, &hash, OffsetDateTime::now_utc())
-                .await?
-            {
+                .await;
+            store.close().await;
+            match created? {
                 Some(user) => println!(
-                    "added mechanic {} <{}> ({})",
-                    user.name, user.email, user.id
+                    "added mechanic {} <{}> ({}) to {}",
+                    user.name,
+                    user.email,
+                    user.id,
+                    describe_database_url(&db.db.database_url)
                 ),
                 None => bail!("a mechanic with email {email} already exists"),
             }
-            store.close().await;
         }
         MechanicCommand::List { db } => {
-            let store = Store::connect(&db.database_url).await?;
-            for (user, disabled) in store.list_mechanics().await? {
+            let store = open_admin_database(&db).await?;
+            let mechanics = store.list_mechanics().await;
+            store.close().await;
+            for (user, disabled) in mechanics? {
                 let state = if disabled { "disabled" } else { "active" };
                 println!("{}\t{}\t{}\t{}", user.email, user.name, state, user.id);
             }
-            store.close().await;
         }
         MechanicCommand::Disable { email, db } => {
             let email = normalized_email(&email)?;
-            let store = Store::connect(&db.database_url).await?;
-            if !store
+            let store = open_admin_database(&db).await?;
+            let done = store
                 .disable_mechanic(&email, OffsetDateTime::now_utc())
-                .await?
-            {
+                .await;
+            store.close().await;
+            if !done? {
                 bail!("no mechanic with email {email}");
             }
-            println!("disabled {email}; their sign-ins are revoked");
+            println!(
+                "disabled {email} in {}; their sign-ins are revoked",
+                describe_database_url(&db.db.database_url)
+            );
+        }
+        MechanicCommand::Enable { email, db } => {
+            let email = normalized_email(&email)?;
+            let store = open_admin_database(&db).await?;
+            let done = store.enable_mechanic(&email).await;
             store.close().await;
+            if !done? {
+                bail!("no mechanic with email {email}");
+            }
+            println!(
+                "enabled {email} in {}; they can sign in again",
+                describe_database_url(&db.db.database_url)
+            );
+        }
+        MechanicCommand::ResetPassword {
+            email,
+            password_stdin,
+            db,
+        } => {
+            let email = normalized_email(&email)?;
+            let password = password_from_stdin(password_stdin)?;
+            let store = open_admin_database(&db).await?;
+            let hash = hashing(move || hash_password(&password)).await;
+            let done = store
+                .reset_mechanic_password(&email, &hash, OffsetDateTime::now_utc())
+                .await;
+            store.close().await;
+            if !done? {
+                bail!("no mechanic with email {email}");
+            }
+            println!(
+                "new password set for {email} in {}; their sign-ins are revoked",
+                describe_database_url(&db.db.database_url)
+            );
         }
     }
     Ok(())

@@ -2,12 +2,14 @@
 //! PostgreSQL through sqlx's `Any` driver; placeholders are `$n`, which both engines accept.
 //! Every lifecycle transition is a single conditional `UPDATE … WHERE status = <expected>`: zero
 //! rows affected means another request won, and the caller gets the current state instead.
+//! Retention deletes are conditional too, so any number of servers may run them at once.
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{AnyPool, ConnectOptions, Connection, Executor, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 use wrenchline_protocol::{
@@ -22,6 +24,13 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub enum StoreError {
     #[error("database error")]
     Database(#[from] sqlx::Error),
+    /// The first connection failed: the server is unreachable, or refused the credentials.
+    #[error("cannot connect to the database at {target}")]
+    Connect { target: String, source: sqlx::Error },
+    /// The database (an SQLite file, or Wrenchline's tables) does not exist and was not to be
+    /// created.
+    #[error("there is no Wrenchline database at {0}")]
+    Missing(String),
     #[error("migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt row: {0}")]
@@ -202,6 +211,66 @@ pub enum Engine {
     Postgres,
 }
 
+/// The file of an SQLite URL (`sqlite://FILE`, `sqlite:FILE`), absolute; `None` for other
+/// engines and in-memory databases.
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" || url.contains("mode=memory") {
+        return None;
+    }
+    let path = PathBuf::from(path);
+    Some(std::path::absolute(&path).unwrap_or(path))
+}
+
+/// A database URL as an operator may see it: the SQLite file as an absolute path, a server URL
+/// without its password.
+pub fn describe_database_url(url: &str) -> String {
+    if let Some(file) = sqlite_file(url) {
+        return format!("sqlite://{}", file.display());
+    }
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_password(None);
+            if parsed.query().is_some() {
+                let kept: Vec<(String, String)> = parsed
+                    .query_pairs()
+                    .filter(|(k, _)| k != "password")
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect();
+                parsed.set_query(None);
+                if !kept.is_empty() {
+                    parsed.query_pairs_mut().extend_pairs(kept);
+                }
+            }
+            parsed.to_string()
+        }
+        Err(_) => "(an unreadable database URL)".into(),
+    }
+}
+
+/// Where a connection goes, for error messages: `host:port (database D, user U)` or the file.
+fn connect_target(url: &str) -> String {
+    if let Some(file) = sqlite_file(url) {
+        return file.display().to_string();
+    }
+    match sqlx::postgres::PgConnectOptions::from_str(url) {
+        Ok(pg) if url.starts_with("postgres") => {
+            let place = match pg.get_socket() {
+                Some(socket) => format!("{} (socket)", socket.display()),
+                None => format!("{}:{}", pg.get_host(), pg.get_port()),
+            };
+            format!(
+                "{place} (database {}, user {})",
+                pg.get_database().unwrap_or(pg.get_username()),
+                pg.get_username()
+            )
+        }
+        _ => describe_database_url(url),
+    }
+}
+
 /// Creates the file of a SQLite database that is to be created (`mode=rwc`, see
 /// [`normalize_database_url`]) readable and writable by its owner only (0600), before SQLite
 /// opens it: SQLite gives the `-wal` and `-shm` files it makes beside it the same mode. An
@@ -240,19 +309,76 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects, applies the connection settings the engine needs, and runs the migrations.
+    /// Connects, applies the connection settings the engine needs, and runs the migrations; a new
+    /// SQLite file and the tables are created when missing.
     pub async fn connect(url: &str) -> StoreResult<Self> {
+        let store = Self::open(&normalize_database_url(url), url).await?;
+        MIGRATOR.run(&store.pool).await?;
+        Ok(store)
+    }
+
+    /// As [`Store::connect`], for a database that must exist already: a missing SQLite file or
+    /// a database without Wrenchline's tables is [`StoreError::Missing`], and nothing is created.
+    pub async fn connect_existing(url: &str) -> StoreResult<Self> {
+        let mut open_url = url.to_string();
+        if let Some(file) = sqlite_file(url) {
+            if !file.is_file() {
+                return Err(StoreError::Missing(describe_database_url(url)));
+            }
+            if !url.contains("mode=") {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                open_url = format!("{url}{sep}mode=rw");
+            }
+        }
+        let store = Self::open(&open_url, url).await?;
+        let probe = match store.engine {
+            Engine::Sqlite => {
+                "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' \
+                 AND name = '_sqlx_migrations'"
+            }
+            Engine::Postgres => {
+                "SELECT COUNT(*) AS n FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations'"
+            }
+        };
+        let tables: i64 = sqlx::query(probe)
+            .fetch_one(&store.pool)
+            .await?
+            .try_get("n")?;
+        if tables == 0 {
+            store.close().await;
+            return Err(StoreError::Missing(describe_database_url(url)));
+        }
+        MIGRATOR.run(&store.pool).await?;
+        Ok(store)
+    }
+
+    /// The pool, with the engine's connection settings; `given` is the URL as configured, for
+    /// error messages.
+    async fn open(url: &str, given: &str) -> StoreResult<Self> {
         sqlx::any::install_default_drivers();
-        let url = normalize_database_url(url);
         let engine = if url.starts_with("postgres") {
             Engine::Postgres
         } else {
             Engine::Sqlite
         };
         if engine == Engine::Sqlite {
-            create_private_sqlite_file(&url)?;
+            create_private_sqlite_file(url)?;
         }
-        let options = AnyConnectOptions::from_str(&url)?;
+        let options = AnyConnectOptions::from_str(url)?;
+        // One connection first, on its own: the pool would retry a refused connection until its
+        // timeout and then report only that it timed out, not why.
+        let unreachable = |source| StoreError::Connect {
+            target: connect_target(given),
+            source,
+        };
+        options
+            .connect()
+            .await
+            .map_err(unreachable)?
+            .close()
+            .await
+            .map_err(unreachable)?;
         let pool = AnyPoolOptions::new()
             .max_connections(match engine {
                 Engine::Sqlite => 8,
@@ -272,8 +398,8 @@ impl Store {
                 })
             })
             .connect_with(options)
-            .await?;
-        MIGRATOR.run(&pool).await?;
+            .await
+            .map_err(unreachable)?;
         Ok(Store { pool, engine })
     }
 
@@ -440,6 +566,47 @@ impl Store {
             "UPDATE users SET disabled = 1 WHERE email = $1 AND role = 'mechanic' RETURNING id",
         )
         .bind(email)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let id: String = row.try_get("id")?;
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .bind(millis(now))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Lets a disabled mechanic sign in again.
+    pub async fn enable_mechanic(&self, email: &str) -> StoreResult<bool> {
+        let done =
+            sqlx::query("UPDATE users SET disabled = 0 WHERE email = $1 AND role = 'mechanic'")
+                .bind(email)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Replaces a mechanic's password and revokes every refresh token they hold; an account that
+    /// is disabled stays disabled.
+    pub async fn reset_mechanic_password(
+        &self,
+        email: &str,
+        password_hash: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "UPDATE users SET password_hash = $2 WHERE email = $1 AND role = 'mechanic' RETURNING id",
+        )
+        .bind(email)
+        .bind(password_hash)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
@@ -1062,5 +1229,96 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.map(|r| r.try_get("family_id")).transpose()?)
+    }
+
+    // ---- retention ----
+
+    /// Deletes what identifies a customer once their sessions ended before `cutoff`: the chat
+    /// transcripts of those sessions, the session's free text, VIN and waiver signature, and the
+    /// name, email and phone of customers with no session that ended later or is still open.
+    /// Pending sessions (never accepted) count as ended when created. Only rows that still hold
+    /// something are touched, so repeated or concurrent runs change nothing twice.
+    pub async fn forget_ended_sessions(&self, cutoff: OffsetDateTime) -> StoreResult<Forgotten> {
+        // Never NULL: an open session (no `ended_at`) is simply not expired.
+        const EXPIRED: &str = "((ended_at IS NOT NULL AND ended_at < $1) \
+             OR (status = 'pending' AND created_at < $1))";
+        let cutoff = millis(cutoff);
+        let mut tx = self.pool.begin().await?;
+        let messages = sqlx::query(&format!(
+            "DELETE FROM messages WHERE session_id IN (SELECT id FROM sessions WHERE {EXPIRED})"
+        ))
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let sessions = sqlx::query(&format!(
+            "UPDATE sessions SET concern = '', vehicle_vin = NULL, waiver_name = NULL \
+             WHERE {EXPIRED} AND (concern <> '' OR vehicle_vin IS NOT NULL OR waiver_name IS NOT NULL)"
+        ))
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let customers = sqlx::query(
+            "UPDATE users SET name = '', email = '', phone = NULL \
+             WHERE role = 'customer' AND created_at < $1 \
+             AND (name <> '' OR email <> '' OR phone IS NOT NULL) \
+             AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.customer_id = users.id \
+               AND NOT ((s.ended_at IS NOT NULL AND s.ended_at < $1) \
+                 OR (s.status = 'pending' AND s.created_at < $1)))",
+        )
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(Forgotten {
+            messages,
+            sessions,
+            customers,
+        })
+    }
+}
+
+/// What one retention pass deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Forgotten {
+    /// Chat messages deleted.
+    pub messages: u64,
+    /// Sessions whose concern, VIN and waiver signature were blanked.
+    pub sessions: u64,
+    /// Customers whose name, email and phone were blanked.
+    pub customers: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_are_shown_without_passwords() {
+        assert_eq!(
+            describe_database_url(
+                "postgres://wrenchline:s3cret@db.internal:5433/wrenchline?sslmode=require&password=x"
+            ),
+            "postgres://wrenchline@db.internal:5433/wrenchline?sslmode=require"
+        );
+        assert_eq!(
+            describe_database_url("postgres://wrenchline@localhost/wrenchline"),
+            "postgres://wrenchline@localhost/wrenchline"
+        );
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            describe_database_url("sqlite://wrenchline.db"),
+            format!("sqlite://{}", cwd.join("wrenchline.db").display())
+        );
+        assert_eq!(
+            describe_database_url("sqlite:///var/lib/wrenchline/wrenchline.db?mode=rwc"),
+            "sqlite:///var/lib/wrenchline/wrenchline.db"
+        );
+        assert_eq!(
+            connect_target("postgres://wrenchline:s3cret@db.internal:5433/wl"),
+            "db.internal:5433 (database wl, user wrenchline)"
+        );
     }
 }

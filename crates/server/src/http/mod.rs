@@ -18,7 +18,8 @@ use axum::Router;
 use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::LatencyUnit;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -109,16 +110,24 @@ pub fn router(state: AppState) -> Router {
             DefaultPredicate::new().and(NotForContentType::const_new("application/octet-stream")),
         ))
         .layer(
-            TraceLayer::new_for_http().make_span_with(move |request: &Request| {
-                let client = ClientAddr::of(request.extensions(), request.headers(), &proxies);
-                // The path only: query strings carry resume tokens and realtime API keys.
-                tracing::info_span!(
-                    "request",
-                    method = %request.method(),
-                    path = %request.uri().path(),
-                    client = client.map(|c| tracing::field::display(c.0)),
-                )
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(move |request: &Request| {
+                    let client = ClientAddr::of(request.extensions(), request.headers(), &proxies);
+                    // The path only: query strings carry resume tokens and realtime API keys.
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        client = client.map(|c| tracing::field::display(c.0)),
+                    )
+                })
+                // One line per request at info: the span's method, path and client, with the
+                // status and latency.
+                .on_response(
+                    DefaultOnResponse::new()
+                        .level(tracing::Level::INFO)
+                        .latency_unit(LatencyUnit::Millis),
+                ),
         )
         .with_state(state)
 }

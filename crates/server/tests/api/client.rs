@@ -179,7 +179,7 @@ async fn after_a_server_restart_clients_reconnect_rejoin_and_retrack() {
     let topic = wrenchline_protocol::realtime::topics::Topic::SessionPresence(session);
     until(
         "the server's presence is rebuilt from both re-tracks",
-        || restarted.state.hub.present_users(topic.clone()).len() == 2,
+        || restarted.state.hub.present_users(topic).len() == 2,
     )
     .await;
 }

@@ -350,7 +350,8 @@ pub fn run_server_command(args: &[&str], stdin: Option<&str>) -> (bool, String, 
     )
 }
 
-/// `wrenchline-server mechanic add`, the password on stdin as an administrator types it.
+/// `wrenchline-server mechanic add`, the password on stdin as an administrator types it; as at
+/// first setup, the database is created if it does not exist yet.
 pub fn add_mechanic(db: &str, email: &str, name: &str, password: &str) -> (bool, String, String) {
     run_server_command(
         &[
@@ -361,6 +362,7 @@ pub fn add_mechanic(db: &str, email: &str, name: &str, password: &str) -> (bool,
             "--name",
             name,
             "--password-stdin",
+            "--create-database",
             "--database-url",
             db,
         ],

@@ -15,6 +15,7 @@ mod messages;
 mod meta;
 mod realtime;
 mod reliability;
+mod retention;
 mod secrets;
 mod security;
 mod sign_in;
