@@ -76,6 +76,9 @@ impl ApiClient {
             .user_agent(concat!("wrenchline-client/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(10))
             .timeout(std::time::Duration::from_secs(30))
+            // The server closes a connection idle for its header timeout (at most 30 s); dropping
+            // ours first means a request never goes out on a connection the server is closing.
+            .pool_idle_timeout(std::time::Duration::from_secs(20))
             .build()?;
         Ok(ApiClient {
             http,
