@@ -52,7 +52,7 @@ impl Application {
         let listener = TcpListener::bind(settings.bind).await?;
         let addr = listener.local_addr()?;
         let (events, changes) = Events::new();
-        let hub = Arc::new(Hub::new());
+        let hub = Arc::new(Hub::new(&settings.limits));
         let limiters = Limiters::new(settings.limits.clone());
         let state = AppState(Arc::new(Inner {
             limiters,
@@ -94,6 +94,7 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let clock = tokio::spawn(session_clock(self.state.clone()));
+        let accounts = tokio::spawn(realtime::watch_accounts(self.state.clone()));
         let dispatch = tokio::spawn(realtime::changes::dispatch(
             self.state.clone(),
             self.changes,
@@ -110,6 +111,7 @@ impl Application {
         })
         .await;
         clock.abort();
+        accounts.abort();
         dispatch.abort();
         self.state.store.close().await;
         served

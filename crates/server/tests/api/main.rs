@@ -13,6 +13,7 @@ mod limits;
 mod messages;
 mod meta;
 mod realtime;
+mod realtime_limits;
 mod reliability;
 mod secrets;
 mod security;
