@@ -376,6 +376,24 @@ mod tests {
             ),
             (500, 1024, 2048)
         );
+        std::fs::write(
+            &path,
+            "session_topic_subscribers_per_user = 2\nbroadcasts_per_user_per_second = 7\n\
+             outbound_queue_max_bytes = 65536\n",
+        )
+        .unwrap();
+        let limits = Limits::load(&path).unwrap();
+        assert_eq!(
+            (
+                limits.session_topic_subscribers_per_user,
+                limits.broadcasts_per_user_per_second,
+                limits.outbound_queue_max_bytes,
+                limits.session_topic_subscribers
+            ),
+            (2, 7, 65536, Limits::default().session_topic_subscribers)
+        );
+        std::fs::write(&path, "session_topic_subscribers = 0\n").unwrap();
+        assert!(matches!(Limits::load(&path), Err(LimitsError::Zero { .. })));
         std::fs::write(&path, "presence_payload_max_bytes = 0\n").unwrap();
         assert!(matches!(Limits::load(&path), Err(LimitsError::Zero { .. })));
         for too_large in [

@@ -412,10 +412,9 @@ impl Store {
 
     /// Ids of every disabled mechanic.
     pub async fn disabled_mechanics(&self) -> StoreResult<Vec<Uuid>> {
-        let rows =
-            sqlx::query("SELECT id FROM users WHERE role = 'mechanic' AND disabled = 1")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query("SELECT id FROM users WHERE role = 'mechanic' AND disabled = 1")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(|row| uuid_col(row, "id")).collect()
     }
 

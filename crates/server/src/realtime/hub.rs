@@ -234,7 +234,10 @@ impl TopicState {
     /// Records a status read from the database, unless the change feed has already said one
     /// (which is never older than a read).
     pub fn note_read_status(&self, status: SessionStatus) {
-        self.known_status.lock().expect("lock").get_or_insert(status);
+        self.known_status
+            .lock()
+            .expect("lock")
+            .get_or_insert(status);
     }
 }
 
@@ -359,7 +362,9 @@ impl Hub {
     /// authorization reads the database; `subscribe` decides).
     pub fn room_for(&self, topic: Topic, user: Uuid, conn: u64) -> Result<(), TopicFull> {
         match self.topic(&topic.full()) {
-            Some(state) => self.check_room(&state.subscribers.read().expect("lock"), topic, user, conn),
+            Some(state) => {
+                self.check_room(&state.subscribers.read().expect("lock"), topic, user, conn)
+            }
             None => Ok(()),
         }
     }
@@ -492,7 +497,11 @@ impl Hub {
     ) -> bool {
         let mut guard = state.presence.lock().expect("lock");
         let presence = &mut *guard;
-        let was_present = presence.entries.values().flatten().any(|m| m.user_id == user_id);
+        let was_present = presence
+            .entries
+            .values()
+            .flatten()
+            .any(|m| m.user_id == user_id);
         presence.version += 1;
         let leaves = Self::remove_conn(&mut presence.entries, conn);
         let mut meta = payload;
@@ -504,7 +513,11 @@ impl Hub {
             meta: Value::Object(meta),
         };
         let joins = json!({ key: presence_entry(&[&meta.meta]) });
-        presence.entries.entry(key.to_string()).or_default().push(meta);
+        presence
+            .entries
+            .entry(key.to_string())
+            .or_default()
+            .push(meta);
         self.fan_out_diff(state, joins, leaves);
         !was_present
     }
@@ -596,7 +609,10 @@ impl Hub {
     /// A broadcast from the server itself, to every subscriber of a topic. `event` is one of
     /// [`SERVER_EVENTS`], which clients may not send.
     pub fn server_broadcast(&self, topic: Topic, event: &str, payload: Value) {
-        debug_assert!(SERVER_EVENTS.contains(&event), "{event} is not in SERVER_EVENTS");
+        debug_assert!(
+            SERVER_EVENTS.contains(&event),
+            "{event} is not in SERVER_EVENTS"
+        );
         if let Some(state) = self.topic(&topic.full()) {
             let frame = Frame::new(
                 &*state.full,
@@ -780,5 +796,23 @@ impl PresenceView for Hub {
             customer_present: present.contains(&session.customer_id),
             mechanic_present: session.mechanic_id.is_some_and(|m| present.contains(&m)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_start_check_per_session_runs_at_a_time() {
+        let hub = Hub::new(&Limits::default());
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        assert!(hub.begin_start_check(a), "the first check runs");
+        assert!(!hub.begin_start_check(a), "a second waits for the first");
+        assert!(!hub.begin_start_check(a), "and a third is the same second");
+        assert!(hub.begin_start_check(b), "another session's check runs");
+        assert!(hub.end_start_check(a), "the first runs once more");
+        assert!(!hub.end_start_check(a), "then it is done");
+        assert!(hub.begin_start_check(a), "and the next check runs at once");
     }
 }

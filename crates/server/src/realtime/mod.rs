@@ -135,7 +135,7 @@ async fn check_start(state: &AppState, session_id: Uuid) {
     if session.status != SessionStatus::Waiting || !state.hub.participants(&session).both() {
         return;
     }
-    match lifecycle::start(&state, session).await {
+    match lifecycle::start(state, session).await {
         Ok(live) => {
             tracing::info!(session_id = %live.id, "both participants present: session is live")
         }

@@ -74,7 +74,10 @@ mod tests {
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         assert!(rates.admit(a, Action::Broadcast));
         assert!(rates.admit(a, Action::Broadcast));
-        assert!(!rates.admit(a, Action::Broadcast), "a's third in the same second");
+        assert!(
+            !rates.admit(a, Action::Broadcast),
+            "a's third in the same second"
+        );
         assert!(rates.admit(b, Action::Broadcast), "b has its own budget");
         assert!(rates.admit(a, Action::Join), "joins are counted apart");
     }

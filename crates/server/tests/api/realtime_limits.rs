@@ -77,10 +77,7 @@ async fn session_topics_hold_few_subscriptions_per_user_and_in_all() {
     let mut third = Client::connect(&app).await;
     let refused = third.join(&topic, &ct, config(json!([]))).await;
     assert_eq!(refused[4]["status"], "error");
-    assert!(
-        reason(&refused).starts_with("TooManyChannels"),
-        "{refused}"
-    );
+    assert!(reason(&refused).starts_with("TooManyChannels"), "{refused}");
     assert!(
         reason(&refused).contains('2'),
         "the reply names the cap: {refused}"
@@ -349,8 +346,14 @@ async fn postgres_changes_bindings_are_merged_and_capped() {
         )
         .await;
     assert_eq!(joined[4]["status"], "ok", "{joined}");
-    let echo = joined[4]["response"]["postgres_changes"].as_array().unwrap();
-    assert_eq!(echo.len(), 5, "one echo per binding sent, as realtime-js expects");
+    let echo = joined[4]["response"]["postgres_changes"]
+        .as_array()
+        .unwrap();
+    assert_eq!(
+        echo.len(),
+        5,
+        "one echo per binding sent, as realtime-js expects"
+    );
     let message_id = echo[0]["id"].clone();
     assert_eq!(echo[1]["id"], message_id);
     let (status, _) = app
@@ -486,7 +489,12 @@ async fn a_client_under_a_stream_still_has_its_heartbeats_answered() {
         while tokio::time::Instant::now() < until {
             tick.tick().await;
             let frame = json!([sref, "0", chat, "broadcast", {"type": "broadcast", "event": "typing", "payload": {"pad": pad}}]);
-            if sender.ws.send(Message::text(frame.to_string())).await.is_err() {
+            if sender
+                .ws
+                .send(Message::text(frame.to_string()))
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -517,7 +525,11 @@ async fn a_client_under_a_stream_still_has_its_heartbeats_answered() {
                 let frame: Value = serde_json::from_str(text.as_str()).unwrap();
                 if frame[2] == "phoenix" && frame[3] == "phx_reply" {
                     let r = frame[1].as_str().unwrap();
-                    let at = asked.iter().find(|(a, _)| a == r).expect("a reply asked for").1;
+                    let at = asked
+                        .iter()
+                        .find(|(a, _)| a == r)
+                        .expect("a reply asked for")
+                        .1;
                     slowest = slowest.max(at.elapsed());
                     answered += 1;
                 }
@@ -535,18 +547,28 @@ async fn a_client_under_a_stream_still_has_its_heartbeats_answered() {
     while answered < asked.len() {
         let next = tokio::time::timeout(Duration::from_secs(20), reader.ws.next()).await;
         let Ok(Some(Ok(Message::Text(text)))) = next else {
-            panic!("{answered} of {} heartbeats answered: {next:?}", asked.len());
+            panic!(
+                "{answered} of {} heartbeats answered: {next:?}",
+                asked.len()
+            );
         };
         let frame: Value = serde_json::from_str(text.as_str()).unwrap();
         if frame[2] == "phoenix" && frame[3] == "phx_reply" {
             let r = frame[1].as_str().unwrap();
-            let at = asked.iter().find(|(a, _)| a == r).expect("a reply asked for").1;
+            let at = asked
+                .iter()
+                .find(|(a, _)| a == r)
+                .expect("a reply asked for")
+                .1;
             slowest = slowest.max(at.elapsed());
             answered += 1;
         }
     }
     assert!(asked.len() >= 10);
-    assert!(slowest < Duration::from_secs(20), "slowest reply {slowest:?}");
+    assert!(
+        slowest < Duration::from_secs(20),
+        "slowest reply {slowest:?}"
+    );
     assert_eq!(app.state.metrics.realtime_connections.get(), 2);
 }
 
@@ -563,8 +585,7 @@ async fn a_disabled_mechanic_loses_its_channels_and_cannot_refresh_its_token() {
     let jref = joined[0].as_str().unwrap().to_string();
     let mut feed = Client::connect(&app).await;
     assert_eq!(
-        feed.join("realtime:requests", &mt, config(json!([])))
-            .await[4]["status"],
+        feed.join("realtime:requests", &mt, config(json!([]))).await[4]["status"],
         "ok"
     );
 
@@ -572,7 +593,14 @@ async fn a_disabled_mechanic_loses_its_channels_and_cannot_refresh_its_token() {
     let db = app.database_url.clone();
     let (ok, _, stderr) = tokio::task::spawn_blocking(move || {
         run_server_command(
-            &["mechanic", "disable", "--email", &email, "--database-url", &db],
+            &[
+                "mechanic",
+                "disable",
+                "--email",
+                &email,
+                "--database-url",
+                &db,
+            ],
             None,
         )
     })
@@ -582,10 +610,17 @@ async fn a_disabled_mechanic_loses_its_channels_and_cannot_refresh_its_token() {
 
     // A refresh with the (still unexpired) token is checked against the account.
     refreshing
-        .push(Some(&jref), &chat, "access_token", json!({"access_token": mt}))
+        .push(
+            Some(&jref),
+            &chat,
+            "access_token",
+            json!({"access_token": mt}),
+        )
         .await;
     let closed = refreshing
-        .expect("the channel closed", |f| f[3] == "system" || f[3] == "phx_close")
+        .expect("the channel closed", |f| {
+            f[3] == "system" || f[3] == "phx_close"
+        })
         .await;
     assert_eq!(closed[4]["status"], "error", "{closed}");
     assert!(
@@ -610,7 +645,9 @@ async fn a_disabled_mechanic_loses_its_channels_and_cannot_refresh_its_token() {
     }
     // And a new join is refused.
     let mut again = Client::connect(&app).await;
-    let refused = again.join("realtime:requests", &mt, config(json!([]))).await;
+    let refused = again
+        .join("realtime:requests", &mt, config(json!([])))
+        .await;
     assert_eq!(refused[4]["status"], "error");
 }
 
@@ -623,7 +660,10 @@ async fn the_socket_url_carries_no_token_and_its_apikey_is_ignored() {
 
     // No apikey at all, the token in the join: joined.
     let mut bare = connect_url(&socket_url(&app, "vsn=2.0.0")).await;
-    assert_eq!(bare.join(&chat, &ct, config(json!([]))).await[4]["status"], "ok");
+    assert_eq!(
+        bare.join(&chat, &ct, config(json!([]))).await[4]["status"],
+        "ok"
+    );
     // realtime-js' constant apikey, the token in the join: joined.
     let mut constant = connect_url(&socket_url(&app, "apikey=wrenchline&vsn=2.0.0")).await;
     assert_eq!(
@@ -634,7 +674,12 @@ async fn the_socket_url_carries_no_token_and_its_apikey_is_ignored() {
     let mut keyed = connect_url(&socket_url(&app, &format!("apikey={ct}&vsn=2.0.0"))).await;
     let r = (keyed.next_ref + 1).to_string();
     keyed
-        .push(Some(&r), &chat, "phx_join", json!({"config": config(json!([]))}))
+        .push(
+            Some(&r),
+            &chat,
+            "phx_join",
+            json!({"config": config(json!([]))}),
+        )
         .await;
     let refused = keyed.reply(&r).await;
     assert_eq!(refused[4]["status"], "error");
@@ -677,7 +722,12 @@ async fn one_customer_flooding_its_session_does_not_disturb_another() {
     let mut flood = tokio::task::JoinSet::new();
     let url = socket_url(&app, "vsn=2.0.0");
     for i in 0..SOCKETS {
-        let (url, at, stop, user) = (url.clone(), at.clone(), stop.clone(), attacker.id().unwrap());
+        let (url, at, stop, user) = (
+            url.clone(),
+            at.clone(),
+            stop.clone(),
+            attacker.id().unwrap(),
+        );
         flood.spawn(async move {
             let Ok((ws, _)) = tokio_tungstenite::connect_async(&url).await else {
                 return (0usize, 0usize);
@@ -714,7 +764,11 @@ async fn one_customer_flooding_its_session_does_not_disturb_another() {
         exchange(&mut mech, &mut cust, &mref, &chat).await;
         sent += 2;
         for topic in [presence_topic(own), chat_topic(own)] {
-            let held = app.state.hub.topic(&topic).map_or(0, |t| t.subscriber_count());
+            let held = app
+                .state
+                .hub
+                .topic(&topic)
+                .map_or(0, |t| t.subscriber_count());
             most_held = most_held.max(held);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
