@@ -4,6 +4,7 @@
 //! session itself once both of its participants are present. Connections of accounts disabled
 //! meanwhile (by another process, through the database) are cut off within a minute.
 
+pub mod broadcast_api;
 pub mod changes;
 pub mod hub;
 pub mod rates;
@@ -14,7 +15,7 @@ use axum::extract::ws::WebSocketUpgrade;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -41,7 +42,9 @@ const MAX_WRITE_BUFFER: usize = 512 * 1024;
 pub const MAX_FRAME_BYTES: usize = 256 * 1024;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/realtime/v1/websocket", get(upgrade))
+    Router::new()
+        .route("/realtime/v1/websocket", get(upgrade))
+        .route("/realtime/v1/api/broadcast", post(broadcast_api::broadcast))
 }
 
 /// The socket URL's query. realtime-js always adds an `apikey`; Wrenchline reads no credential

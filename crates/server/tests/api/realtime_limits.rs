@@ -446,14 +446,17 @@ async fn the_outbound_queue_is_bounded_in_bytes() {
     assert_eq!(app.state.metrics.realtime_connections.get(), 1);
 }
 
-/// A client reading a stream a little slower than it arrives, through a small receive buffer:
-/// the server's writes to it wait most of the time. Its heartbeats must still be read and
-/// answered, and it must not be cut off as idle.
+/// A client on a slow link under a stream (it reads about 400 KiB a second, through a small
+/// receive buffer, while a little more arrives, after a burst that fills the socket buffers):
+/// the server's writes to it wait all the time and its queue never empties. Its heartbeats must
+/// still be read and answered, and it must not be cut off as idle.
 #[tokio::test]
 async fn a_client_under_a_stream_still_has_its_heartbeats_answered() {
     let app = spawn_app_with(|s| {
         s.limits.broadcasts_per_connection_per_second = 1000;
         s.limits.broadcasts_per_user_per_second = 1000;
+        // The stream here is a large backlog on purpose; the byte bound is tested on its own.
+        s.limits.outbound_queue_max_bytes = 32 * 1024 * 1024;
     })
     .await;
     let (customer, mechanic, session) = app.waiting_session().await;
@@ -480,14 +483,19 @@ async fn a_client_under_a_stream_still_has_its_heartbeats_answered() {
         .await;
     let sref = joined[0].as_str().unwrap().to_string();
 
-    // About 120 frames of 1 KiB a second in, about 100 a second read.
+    // A burst of 100 frames of 60 KiB, then 7 a second (420 KiB/s) for the run.
     let run = Duration::from_secs(36);
-    let pad = "x".repeat(1024);
+    let pad = "x".repeat(60 * 1024);
     let streaming = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_micros(8_300));
+        let mut tick = tokio::time::interval(Duration::from_millis(143));
         let until = tokio::time::Instant::now() + run;
+        let mut burst = 100;
         while tokio::time::Instant::now() < until {
-            tick.tick().await;
+            if burst > 0 {
+                burst -= 1;
+            } else {
+                tick.tick().await;
+            }
             let frame = json!([sref, "0", chat, "broadcast", {"type": "broadcast", "event": "typing", "payload": {"pad": pad}}]);
             if sender
                 .ws
@@ -540,7 +548,8 @@ async fn a_client_under_a_stream_still_has_its_heartbeats_answered() {
             ),
             _ => {}
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        // 400 KiB a second.
+        tokio::time::sleep(Duration::from_micros(60 * 1024 * 1_000_000 / (400 * 1024))).await;
     }
     let _sender = streaming.await.unwrap();
     // The stream has stopped: what is still queued drains, the last replies with it.
@@ -801,4 +810,79 @@ async fn exchange(from: &mut Client, to: &mut Client, join_ref: &str, topic: &st
         f[3] == "broadcast" && f[4]["event"] == "typing"
     })
     .await;
+}
+
+/// realtime-js's HTTP fallback for broadcasts, authorized and limited like the socket's.
+#[tokio::test]
+async fn the_http_broadcast_path_is_authorized_and_limited_like_the_socket() {
+    let app = spawn_app_with(|s| s.limits.broadcasts_per_user_per_second = 3).await;
+    let (customer, mechanic, session) = app.waiting_session().await;
+    let (outsider, _) = app.offered_session().await;
+    let chat = chat_topic(session);
+    let mut listener = Client::connect(&app).await;
+    listener
+        .join(&chat, &token(&app, &mechanic).await, config(json!([])))
+        .await;
+    let ct = token(&app, &customer).await;
+    let post = |token: Option<String>, body: Value| {
+        let mut request = app
+            .http
+            .post(format!("{}/realtime/v1/api/broadcast", app.base))
+            .header("apikey", "wrenchline")
+            .json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let one = |topic: &str, event: &str| json!({"messages": [{"topic": topic, "event": event, "payload": {"typing": true}, "private": false}]});
+    let topic = format!("chat:session-{session}");
+
+    let sent = post(Some(ct.clone()), one(&topic, "typing")).await.unwrap();
+    assert_eq!(sent.status(), reqwest::StatusCode::ACCEPTED);
+    let heard = listener
+        .expect("the HTTP broadcast", |f| f[3] == "broadcast")
+        .await;
+    assert_eq!(heard[4]["event"], "typing");
+    assert_eq!(heard[4]["payload"]["typing"], true);
+
+    for (who, token, body, status) in [
+        ("no token", None, one(&topic, "typing"), 401),
+        (
+            "a server event",
+            Some(ct.clone()),
+            one(&topic, "session_ending"),
+            403,
+        ),
+        (
+            "the request feed",
+            Some(ct.clone()),
+            one("requests", "typing"),
+            403,
+        ),
+        (
+            "someone else's session",
+            Some(token(&app, &outsider).await),
+            one(&topic, "typing"),
+            404,
+        ),
+        (
+            "over the user's budget",
+            Some(ct.clone()),
+            json!({"messages": [
+                {"topic": topic, "event": "a", "payload": {}},
+                {"topic": topic, "event": "b", "payload": {}},
+                {"topic": topic, "event": "c", "payload": {}},
+            ]}),
+            429,
+        ),
+    ] {
+        let refused = post(token, body).await.unwrap();
+        assert_eq!(refused.status().as_u16(), status, "{who}");
+    }
+    let nothing = listener.drain(Duration::from_millis(300)).await;
+    assert!(
+        !nothing.iter().any(|f| f[3] == "broadcast"),
+        "refused broadcasts reached nobody: {nothing:?}"
+    );
 }
