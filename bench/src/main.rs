@@ -65,7 +65,7 @@ struct SuiteArgs {
     postgres_url: Option<String>,
     #[arg(long, default_value = "bench/results/latest.json")]
     out: PathBuf,
-    /// Only these scenarios (relay, live, idle, chat, fanout, race), comma-separated.
+    /// Only these scenarios (relay, live, idle, chat, fanout, race, attack), comma-separated.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Only these systems (wrenchline, bare-relay, socket.io), comma-separated.
@@ -388,7 +388,8 @@ async fn suite(args: SuiteArgs, nproc: usize, nofile: u64, pinned: bool) -> anyh
         || want("idle")
         || want("chat")
         || want("fanout")
-        || want("race");
+        || want("race")
+        || want("attack");
     let mechanics = sizes.fanout_mechanics.max(sizes.race_mechanics);
     let sqlite = Db {
         kind: "sqlite",
@@ -449,6 +450,9 @@ async fn suite(args: SuiteArgs, nproc: usize, nofile: u64, pinned: bool) -> anyh
     }
     if want("race") {
         outcomes.extend(scenarios::race::race(&env).await);
+    }
+    if want("attack") {
+        outcomes.extend(scenarios::attack::attack(&env).await);
     }
     let mut notes = Vec::new();
     if env.postgres.is_none() && (want("chat") || want("race") || want("fanout")) {
