@@ -164,6 +164,8 @@ test(
       accessToken: async () => mechanic.token,
       name: 'mechanic (accessToken)',
     })
+    // setAuth() without a token asks the accessToken callback, as realtime-js does on connect.
+    await m.setAuth()
     await subscribed(m.channel(topics.session(sessionId)))
     const url = m.__log.entries[0].text
     assert.match(url, /apikey=wrenchline(&|$)/, 'the URL carries the constant apikey')
