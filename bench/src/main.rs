@@ -122,6 +122,12 @@ fn write_config(work: &std::path::Path) -> anyhow::Result<()> {
          messages_per_user_per_minute = 1000000000\n\
          joins_per_connection_per_second = 1000000\n\
          presence_per_connection_per_second = 1000000\n\
+         joins_per_user_per_second = 1000000\n\
+         presence_per_user_per_second = 1000000\n\
+         broadcasts_per_connection_per_second = 1000000\n\
+         broadcasts_per_user_per_second = 1000000\n\
+         session_topic_subscribers_per_user = 1000000\n\
+         session_topic_subscribers = 1000000\n\
          connections_per_address = 1000000\n",
     )?;
     // A day-long trial, so no session ends while a scenario runs.
