@@ -886,3 +886,87 @@ async fn the_http_broadcast_path_is_authorized_and_limited_like_the_socket() {
         "refused broadcasts reached nobody: {nothing:?}"
     );
 }
+
+/// A joiner's presence state is built outside the topic's lock; joiners arriving while others
+/// track must still get their state before any diff, and end with the same presence as the
+/// server.
+#[tokio::test]
+async fn joiners_during_tracks_get_their_state_first_and_converge() {
+    use wrenchline_protocol::realtime::presence_sync::PresenceState;
+    let app = spawn_app_with(|s| {
+        s.limits.presence_per_connection_per_second = 10_000;
+        s.limits.presence_per_user_per_second = 10_000;
+        s.limits.joins_per_user_per_second = 10_000;
+        s.limits.session_topic_subscribers_per_user = 10;
+        s.limits.session_topic_subscribers = 20;
+    })
+    .await;
+    let (customer, mechanic, session) = app.waiting_session().await;
+    let (ct, mt) = (token(&app, &customer).await, token(&app, &mechanic).await);
+    let topic = presence_topic(session);
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut trackers = tokio::task::JoinSet::new();
+    for (actor, t, role) in [(&customer, &ct, "customer"), (&mechanic, &mt, "mechanic")] {
+        let mut c = Client::connect(&app).await;
+        let joined = c.join(&topic, t, config(json!([]))).await;
+        let jref = joined[0].as_str().unwrap().to_string();
+        let (actor, topic, stop) = (actor.clone(), topic.clone(), stop.clone());
+        trackers.spawn(async move {
+            while !stop.is_cancelled() {
+                track(&mut c, &topic, &jref, &actor, role).await;
+            }
+            c
+        });
+    }
+    let mut joiners = tokio::task::JoinSet::new();
+    for i in 0..6 {
+        tokio::time::sleep(Duration::from_millis(70)).await;
+        let mut c = Client::connect(&app).await;
+        let t = if i % 2 == 0 { ct.clone() } else { mt.clone() };
+        let (topic, stop) = (topic.clone(), stop.clone());
+        joiners.spawn(async move {
+            let joined = c.join(&topic, &t, config(json!([]))).await;
+            assert_eq!(joined[4]["status"], "ok", "{joined}");
+            let mut state: Option<PresenceState> = None;
+            loop {
+                let quiet = stop.is_cancelled();
+                let frames = c.drain(Duration::from_millis(100)).await;
+                for f in &frames {
+                    match (f[3].as_str(), state.as_mut()) {
+                        (Some("presence_state"), None) => {
+                            let mut s = PresenceState::new();
+                            s.sync_state(&f[4]);
+                            state = Some(s);
+                        }
+                        (Some("presence_diff"), Some(s)) => {
+                            s.sync_diff(&f[4]);
+                        }
+                        (Some("presence_diff"), None) => panic!("a diff before the state"),
+                        (Some("presence_state"), Some(_)) => panic!("a second state"),
+                        _ => {}
+                    }
+                }
+                if quiet && frames.is_empty() {
+                    break;
+                }
+            }
+            state.expect("a presence state").to_value()
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.cancel();
+    let _trackers: Vec<Client> = trackers.join_all().await;
+    let views = joiners.join_all().await;
+    // A late joiner's state is what the server holds now.
+    let mut late = Client::connect(&app).await;
+    late.join(&topic, &ct, config(json!([]))).await;
+    let truth = late
+        .expect("presence_state", |f| f[3] == "presence_state")
+        .await;
+    let mut expected = PresenceState::new();
+    expected.sync_state(&truth[4]);
+    for view in views {
+        assert_eq!(view, expected.to_value());
+    }
+}
