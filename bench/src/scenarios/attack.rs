@@ -290,14 +290,15 @@ async fn flood_socket(
 }
 
 /// The programs, with a work directory of their own whose limits are the defaults except the
-/// number of sockets one address may hold.
+/// number of sockets one address may hold: the attacker's, plus the unrelated pair's two (every
+/// client here connects from 127.0.0.1).
 fn attack_programs(env: &Env, sockets: usize) -> anyhow::Result<Programs> {
     let mut programs = env.programs.clone();
     programs.work = env.programs.work.join("attack");
     std::fs::create_dir_all(&programs.work)?;
     std::fs::write(
         programs.work.join("limits.toml"),
-        format!("connections_per_address = {sockets}\n"),
+        format!("connections_per_address = {}\n", sockets + 2),
     )?;
     std::fs::copy(
         env.programs.work.join("plans.toml"),
