@@ -28,7 +28,7 @@ use super::hub::{
     SERVER_EVENTS,
 };
 use super::rates::Action;
-use crate::auth::{TokenError, TokenKind};
+use crate::auth::{Claims, TokenError, TokenKind};
 use crate::limits::Limiters;
 use crate::state::AppState;
 
@@ -73,6 +73,9 @@ struct Connection {
     joins: DefaultDirectRateLimiter,
     presence_events: DefaultDirectRateLimiter,
     broadcasts: DefaultDirectRateLimiter,
+    /// The last access token verified on this connection: a client sends the same one with
+    /// every join, and a join flood should not cost a signature check each.
+    last_token: Option<(String, Claims)>,
 }
 
 /// What became of one read from the socket.
@@ -121,6 +124,7 @@ pub async fn run(socket: WebSocket, state: AppState, vsn: Vsn) {
         joins: Limiters::per_second(limits.joins_per_connection_per_second),
         presence_events: Limiters::per_second(limits.presence_per_connection_per_second),
         broadcasts: Limiters::per_second(limits.broadcasts_per_connection_per_second),
+        last_token: None,
         state: state.clone(),
         conn,
         vsn,
@@ -664,17 +668,13 @@ impl Connection {
     /// checked first: the token, the user's join budget and room on the topic, then the
     /// database.
     async fn authorize(
-        &self,
+        &mut self,
         topic: Topic,
         token: Option<&str>,
     ) -> Result<(Uuid, Role, i64), String> {
         let token =
             token.ok_or("Unauthorized: an access token is required to join this channel")?;
-        let claims = self
-            .state
-            .signer
-            .verify(token, TokenKind::Access)
-            .map_err(token_reason)?;
+        let claims = self.verify(token)?;
         if !self.state.hub.rates.admit(claims.sub, Action::Join) {
             return Err("ClientJoinRateLimitReached: Too many joins per second".into());
         }
@@ -716,6 +716,24 @@ impl Connection {
             }
         }
         Ok((user.id, user.role, claims.exp))
+    }
+
+    /// Verifies an access token, or takes the claims of the same token verified before on this
+    /// connection while it has not expired.
+    fn verify(&mut self, token: &str) -> Result<Claims, String> {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        if let Some((known, claims)) = &self.last_token {
+            if known == token && claims.exp > now {
+                return Ok(claims.clone());
+            }
+        }
+        let claims = self
+            .state
+            .signer
+            .verify(token, TokenKind::Access)
+            .map_err(token_reason)?;
+        self.last_token = Some((token.to_string(), claims.clone()));
+        Ok(claims)
     }
 
     async fn refresh_token(&mut self, frame: &Frame) {
