@@ -65,7 +65,7 @@ struct SuiteArgs {
     postgres_url: Option<String>,
     #[arg(long, default_value = "bench/results/latest.json")]
     out: PathBuf,
-    /// Only these scenarios (relay, live, idle, chat, fanout, race), comma-separated.
+    /// Only these scenarios (relay, live, idle, chat, fanout, race, attack), comma-separated.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Only these systems (wrenchline, bare-relay, socket.io), comma-separated.
@@ -122,6 +122,12 @@ fn write_config(work: &std::path::Path) -> anyhow::Result<()> {
          messages_per_user_per_minute = 1000000000\n\
          joins_per_connection_per_second = 1000000\n\
          presence_per_connection_per_second = 1000000\n\
+         joins_per_user_per_second = 1000000\n\
+         presence_per_user_per_second = 1000000\n\
+         broadcasts_per_connection_per_second = 1000000\n\
+         broadcasts_per_user_per_second = 1000000\n\
+         session_topic_subscribers_per_user = 1000000\n\
+         session_topic_subscribers = 1000000\n\
          connections_per_address = 1000000\n\
          http_connections_per_address = 1000000\n",
     )?;
@@ -389,7 +395,8 @@ async fn suite(args: SuiteArgs, nproc: usize, nofile: u64, pinned: bool) -> anyh
         || want("idle")
         || want("chat")
         || want("fanout")
-        || want("race");
+        || want("race")
+        || want("attack");
     let mechanics = sizes.fanout_mechanics.max(sizes.race_mechanics);
     let sqlite = Db {
         kind: "sqlite",
@@ -450,6 +457,9 @@ async fn suite(args: SuiteArgs, nproc: usize, nofile: u64, pinned: bool) -> anyh
     }
     if want("race") {
         outcomes.extend(scenarios::race::race(&env).await);
+    }
+    if want("attack") {
+        outcomes.extend(scenarios::attack::attack(&env).await);
     }
     let mut notes = Vec::new();
     if env.postgres.is_none() && (want("chat") || want("race") || want("fanout")) {

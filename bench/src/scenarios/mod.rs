@@ -2,6 +2,7 @@
 //! databases and their fixtures, and the measured step that the relay and live scenarios both
 //! use.
 
+pub mod attack;
 pub mod chat;
 pub mod fanout;
 pub mod idle;
@@ -45,6 +46,10 @@ pub struct Sizes {
     pub fanout_rounds: usize,
     pub race_mechanics: usize,
     pub race_rounds: usize,
+    /// One customer's flood beside an unrelated live session: its sockets (the address's
+    /// connection limit) and the length of the quiet and of the attacked window.
+    pub attack_sockets: usize,
+    pub attack_window: Duration,
 }
 
 impl Sizes {
@@ -68,6 +73,8 @@ impl Sizes {
             fanout_rounds: 5,
             race_mechanics: 20,
             race_rounds: 50,
+            attack_sockets: 50,
+            attack_window: Duration::from_secs(3),
         }
     }
 
@@ -94,6 +101,8 @@ impl Sizes {
             fanout_rounds: 20,
             race_mechanics: 20,
             race_rounds: 1_000,
+            attack_sockets: 500,
+            attack_window: Duration::from_secs(30),
         }
     }
 

@@ -76,7 +76,7 @@ impl Application {
             None => None,
         };
         let (events, changes) = Events::new();
-        let hub = Arc::new(Hub::new());
+        let hub = Arc::new(Hub::new(&settings.limits));
         let limiters = Limiters::new(settings.limits.clone());
         let state = AppState(Arc::new(Inner {
             limiters,
@@ -126,6 +126,7 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let clock = tokio::spawn(session_clock(self.state.clone()));
+        let accounts = tokio::spawn(realtime::watch_accounts(self.state.clone()));
         let dispatch = tokio::spawn(realtime::changes::dispatch(
             self.state.clone(),
             self.changes,
@@ -168,6 +169,7 @@ impl Application {
         };
         tokio::join!(public, metrics, signal);
         clock.abort();
+        accounts.abort();
         dispatch.abort();
         self.state.store.close().await;
         Ok(())

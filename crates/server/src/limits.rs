@@ -56,6 +56,24 @@ pub struct Limits {
     pub presence_payload_max_bytes: usize,
     /// Largest broadcast, in bytes of the whole frame.
     pub broadcast_payload_max_bytes: usize,
+    // ---- realtime: per user, per topic and per connection (see `crate::realtime::rates`) ----
+    /// Joins one user may make per second, over all their connections.
+    pub joins_per_user_per_second: u32,
+    /// Presence tracks and untracks one user may send per second, over all their connections.
+    pub presence_per_user_per_second: u32,
+    /// Broadcasts one connection may send per second.
+    pub broadcasts_per_connection_per_second: u32,
+    /// Broadcasts one user may send per second, over all their connections and HTTP.
+    pub broadcasts_per_user_per_second: u32,
+    /// Subscriptions one user may hold on one session topic (`chat:session-{id}` and its
+    /// `:presence` topic count apart); the mechanics' `requests` feed is not capped this way.
+    pub session_topic_subscribers_per_user: u32,
+    /// Subscriptions a session topic may hold in all.
+    pub session_topic_subscribers: u32,
+    /// `postgres_changes` bindings one join may carry, once duplicates are merged.
+    pub postgres_changes_per_join: u32,
+    /// Bytes of frames a connection may have queued before it is cut off as too slow.
+    pub outbound_queue_max_bytes: usize,
 }
 
 /// Most characters `message_max_chars` may allow: at up to 4 bytes each in UTF-8 they still fit
@@ -96,6 +114,14 @@ impl Default for Limits {
             message_max_chars: wrenchline_protocol::MAX_MESSAGE_CHARS,
             presence_payload_max_bytes: 4 * 1024,
             broadcast_payload_max_bytes: 64 * 1024,
+            joins_per_user_per_second: 30,
+            presence_per_user_per_second: 30,
+            broadcasts_per_connection_per_second: 20,
+            broadcasts_per_user_per_second: 40,
+            session_topic_subscribers_per_user: 4,
+            session_topic_subscribers: 10,
+            postgres_changes_per_join: 4,
+            outbound_queue_max_bytes: 2 * 1024 * 1024,
         }
     }
 }
@@ -150,6 +176,9 @@ impl Limits {
             limits.presence_payload_max_bytes,
             limits.broadcast_payload_max_bytes,
         ];
+        if limits.realtime_values().contains(&0) {
+            return Err(LimitsError::Zero { path: name });
+        }
         let seconds = [
             limits.http_header_timeout_seconds,
             limits.http_body_timeout_seconds,
@@ -194,9 +223,23 @@ impl Limits {
         }
         Ok(limits)
     }
+
+    /// The realtime limits, for the check that none is zero.
+    fn realtime_values(&self) -> [usize; 8] {
+        [
+            self.joins_per_user_per_second as usize,
+            self.presence_per_user_per_second as usize,
+            self.broadcasts_per_connection_per_second as usize,
+            self.broadcasts_per_user_per_second as usize,
+            self.session_topic_subscribers_per_user as usize,
+            self.session_topic_subscribers as usize,
+            self.postgres_changes_per_join as usize,
+            self.outbound_queue_max_bytes,
+        ]
+    }
 }
 
-fn quota(per: Duration, n: u32) -> Quota {
+pub(crate) fn quota(per: Duration, n: u32) -> Quota {
     let n = NonZeroU32::new(n.max(1)).expect("at least one");
     Quota::with_period(per / n.get())
         .expect("a positive period")
@@ -641,6 +684,24 @@ mod tests {
             ),
             (500, 1024, 2048)
         );
+        std::fs::write(
+            &path,
+            "session_topic_subscribers_per_user = 2\nbroadcasts_per_user_per_second = 7\n\
+             outbound_queue_max_bytes = 65536\n",
+        )
+        .unwrap();
+        let limits = Limits::load(&path).unwrap();
+        assert_eq!(
+            (
+                limits.session_topic_subscribers_per_user,
+                limits.broadcasts_per_user_per_second,
+                limits.outbound_queue_max_bytes,
+                limits.session_topic_subscribers
+            ),
+            (2, 7, 65536, Limits::default().session_topic_subscribers)
+        );
+        std::fs::write(&path, "session_topic_subscribers = 0\n").unwrap();
+        assert!(matches!(Limits::load(&path), Err(LimitsError::Zero { .. })));
         std::fs::write(&path, "presence_payload_max_bytes = 0\n").unwrap();
         assert!(matches!(Limits::load(&path), Err(LimitsError::Zero { .. })));
         for too_large in [

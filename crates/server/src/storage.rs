@@ -624,6 +624,14 @@ impl Store {
         Ok(true)
     }
 
+    /// Ids of every disabled mechanic.
+    pub async fn disabled_mechanics(&self) -> StoreResult<Vec<Uuid>> {
+        let rows = sqlx::query("SELECT id FROM users WHERE role = 'mechanic' AND disabled = 1")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| uuid_col(row, "id")).collect()
+    }
+
     /// An active user (disabled mechanics are treated as unknown).
     pub async fn user(&self, id: Uuid) -> StoreResult<Option<User>> {
         let row =

@@ -148,20 +148,30 @@ test(
 )
 
 test(
-  'a valid access token in the apikey query parameter authorizes a join that carries none',
+  'the socket URL carries no token: apikey is ignored, a token in apikey authorizes nothing',
   withClients(server, async (ctx) => {
     const { customer, mechanic, sessionId } = await acceptedPair(ctx.server)
-    const c = await ctx.realtime({ apikey: customer.token, name: 'customer (apikey)' })
-    const m = await ctx.realtime({ apikey: mechanic.token, name: 'mechanic (apikey)' })
+    // A valid access token as apikey and none in the join: refused, the apikey is no credential.
+    const c = await ctx.realtime({ apikey: customer.token, name: 'customer (token as apikey)' })
     assert.equal(c.accessTokenValue, null)
-    await subscribed(c.channel(topics.session(sessionId)))
-    await subscribed(m.channel(topics.requests))
-    const join = c.__log.messages('>').find((x) => x.event === 'phx_join')
-    assert.equal(join.payload.access_token, undefined, 'the join must carry no access_token here')
-    assert.match(c.__log.entries[0].text, /apikey=/, 'the URL carries the apikey')
-    // The customer's apikey must not open the mechanics' feed.
-    const out = await subscribeOutcome(c.channel(topics.requests))
+    const out = await subscribeOutcome(c.channel(topics.session(sessionId)), { timeout: 12000 })
     assert.equal(out.status, 'CHANNEL_ERROR')
+    const refused = c.__log.messages('<').find((x) => x.event === 'phx_reply' && x.payload.status === 'error')
+    assert.match(refused.payload.response.reason, /access token is required/)
+    // realtime-js given accessToken: the URL holds only the constant apikey, the join the token.
+    const m = await ctx.realtime({
+      apikey: 'wrenchline',
+      accessToken: async () => mechanic.token,
+      name: 'mechanic (accessToken)',
+    })
+    // setAuth() without a token asks the accessToken callback, as realtime-js does on connect.
+    await m.setAuth()
+    await subscribed(m.channel(topics.session(sessionId)))
+    const url = m.__log.entries[0].text
+    assert.match(url, /apikey=wrenchline(&|$)/, 'the URL carries the constant apikey')
+    assert.ok(!url.includes(mechanic.token), 'the URL carries no token')
+    const join = m.__log.messages('>').find((x) => x.event === 'phx_join')
+    assert.equal(join.payload.access_token, mechanic.token, 'the join carries the token')
   })
 )
 

@@ -36,6 +36,7 @@ fn publish(state: &AppState, change: Change) {
     let hub = &state.hub;
     match change {
         Change::SessionInserted(session) => {
+            hub.note_status(session.id, session.status);
             let record = serde_json::to_value(&session).expect("a session serializes");
             let data = data(
                 "sessions",
@@ -52,6 +53,7 @@ fn publish(state: &AppState, change: Change) {
             }
         }
         Change::SessionUpdated { old, new } => {
+            hub.note_status(new.id, new.status);
             let record = serde_json::to_value(&new).expect("a session serializes");
             let old_record = old
                 .as_ref()

@@ -2,11 +2,13 @@
 //! topic, and fan-out. Each outgoing frame is encoded once per wire format and shared by every
 //! recipient; each connection has a bounded queue, and a connection whose queue is full is cut
 //! off rather than allowed to grow the server's memory. Topics live in a sharded map, so no lock
-//! is global; per-topic locks are held only for non-blocking work.
+//! is global; per-topic locks are held only for non-blocking work, and a joiner's full presence
+//! state is built outside them. Session topics hold a bounded number of subscribers, per user
+//! and in all.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use axum::body::Bytes;
 use axum::extract::ws::Utf8Bytes;
@@ -18,12 +20,23 @@ use uuid::Uuid;
 use wrenchline_protocol::presence::{Availability, Participants};
 use wrenchline_protocol::realtime::topics::Topic;
 use wrenchline_protocol::realtime::{Filter, Frame, PostgresChangesMessage, UserBroadcast, Vsn};
-use wrenchline_protocol::{Role, Session};
+use wrenchline_protocol::{Role, Session, SessionStatus};
 
+use super::rates::{LocalRates, UserRates};
 use crate::lifecycle::PresenceView;
+use crate::limits::Limits;
 
-/// Frames a connection may have queued before it is considered too slow and disconnected.
+/// Frames a connection may have queued before it is considered too slow and disconnected (the
+/// queue is bounded in bytes too: `outbound_queue_max_bytes`).
 pub const QUEUE_CAPACITY: usize = 1024;
+
+/// Broadcast events only the server sends; a client may not send them (it could otherwise
+/// announce, say, the end of a session to the other participant).
+pub const SERVER_EVENTS: &[&str] = &["session_ending"];
+
+/// Attempts at building a joiner's presence state outside the topic's lock before it is built
+/// under the lock (the state kept changing meanwhile).
+const PRESENCE_STATE_ATTEMPTS: usize = 3;
 
 /// A frame ready for the socket, shareable between recipients without copying.
 #[derive(Debug, Clone)]
@@ -32,29 +45,95 @@ pub enum Outgoing {
     Binary(Bytes),
 }
 
+impl Outgoing {
+    pub fn len(&self) -> usize {
+        match self {
+            Outgoing::Text(text) => text.len(),
+            Outgoing::Binary(bytes) => bytes.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Why the server cuts a connection off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// Its queue is full, in frames or in bytes: it does not read fast enough.
+    SlowConsumer,
+    /// Its account was disabled.
+    AccountDisabled,
+}
+
 /// The sending side of one connection.
 #[derive(Clone)]
 pub struct ConnHandle {
     pub id: u64,
     tx: mpsc::Sender<Outgoing>,
     kill: CancellationToken,
+    /// Bytes queued and not yet taken by the socket loop.
+    queued: Arc<AtomicUsize>,
+    max_bytes: usize,
+    cut: Arc<OnceLock<Cut>>,
 }
 
 impl ConnHandle {
-    pub fn new(id: u64, tx: mpsc::Sender<Outgoing>, kill: CancellationToken) -> Self {
-        ConnHandle { id, tx, kill }
+    pub fn new(
+        id: u64,
+        tx: mpsc::Sender<Outgoing>,
+        kill: CancellationToken,
+        max_bytes: usize,
+    ) -> Self {
+        ConnHandle {
+            id,
+            tx,
+            kill,
+            queued: Arc::new(AtomicUsize::new(0)),
+            max_bytes,
+            cut: Arc::new(OnceLock::new()),
+        }
     }
 
-    /// Queues a frame; a full queue disconnects the connection (it cannot keep up).
+    /// Queues a frame; a full queue (in frames, or in bytes once something is queued)
+    /// disconnects the connection: it cannot keep up.
     pub fn send(&self, frame: Outgoing) -> bool {
+        let len = frame.len();
+        let before = self.queued.fetch_add(len, Ordering::AcqRel);
+        if before > 0 && before + len > self.max_bytes {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
+            self.cut_off(Cut::SlowConsumer);
+            return false;
+        }
         match self.tx.try_send(frame) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.kill.cancel();
+                self.queued.fetch_sub(len, Ordering::AcqRel);
+                self.cut_off(Cut::SlowConsumer);
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.queued.fetch_sub(len, Ordering::AcqRel);
+                false
+            }
         }
+    }
+
+    /// The socket loop took `frame` off the queue.
+    pub fn taken(&self, frame: &Outgoing) {
+        self.queued.fetch_sub(frame.len(), Ordering::AcqRel);
+    }
+
+    /// Closes the connection; the first reason given is the one the client is told.
+    pub fn cut_off(&self, why: Cut) {
+        let _ = self.cut.set(why);
+        self.kill.cancel();
+    }
+
+    /// Why the connection was cut off, if it was.
+    pub fn cut_reason(&self) -> Option<Cut> {
+        self.cut.get().copied()
     }
 
     pub fn send_frame(&self, vsn: Vsn, frame: &Frame) -> bool {
@@ -106,6 +185,9 @@ pub struct Subscriber {
     pub wire: Wire,
     pub broadcast_self: bool,
     pub bindings: Arc<[ActiveBinding]>,
+    /// Set until the subscriber has its presence state: diffs skip it meanwhile, since the state
+    /// it gets includes them.
+    pub awaiting_state: Arc<AtomicBool>,
 }
 
 /// One tracked presence: a connection's payload under its key.
@@ -118,17 +200,68 @@ struct Meta {
     meta: Value,
 }
 
+/// The presence of one topic; `version` changes with every change of `entries`.
+#[derive(Default)]
+struct Presence {
+    version: u64,
+    entries: HashMap<String, Vec<Meta>>,
+}
+
 pub struct TopicState {
     pub topic: Topic,
     pub full: Arc<str>,
     subscribers: RwLock<HashMap<u64, Subscriber>>,
-    presence: Mutex<HashMap<String, Vec<Meta>>>,
+    presence: Mutex<Presence>,
+    /// The session's status as last seen (a session topic's): from the change feed, or from the
+    /// read of a live-start check when the feed has said nothing yet.
+    known_status: Mutex<Option<SessionStatus>>,
 }
 
 impl TopicState {
     fn is_empty(&self) -> bool {
         self.subscribers.read().expect("lock").is_empty()
-            && self.presence.lock().expect("lock").is_empty()
+            && self.presence.lock().expect("lock").entries.is_empty()
+    }
+
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers.read().expect("lock").len()
+    }
+
+    pub fn known_status(&self) -> Option<SessionStatus> {
+        *self.known_status.lock().expect("lock")
+    }
+
+    /// Records a status read from the database, unless the change feed has already said one
+    /// (which is never older than a read).
+    pub fn note_read_status(&self, status: SessionStatus) {
+        self.known_status
+            .lock()
+            .expect("lock")
+            .get_or_insert(status);
+    }
+}
+
+/// Why a join was refused by the topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicFull {
+    /// The user holds as many subscriptions on this topic as one user may.
+    PerUser(u32),
+    /// The topic holds as many subscriptions as it may.
+    Total(u32),
+}
+
+impl std::fmt::Display for TopicFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TopicFull::PerUser(n) => write!(
+                f,
+                "TooManyChannels: you already have {n} subscriptions to this topic; leave one first"
+            ),
+            TopicFull::Total(n) => write!(
+                f,
+                "TooManyChannels: this topic already has its {n} subscriptions"
+            ),
+        }
     }
 }
 
@@ -166,12 +299,21 @@ impl<'a> Encoded<'a> {
     }
 }
 
-#[derive(Default)]
 pub struct Hub {
     topics: DashMap<Arc<str>, Arc<TopicState>>,
     next_conn: AtomicU64,
     next_ref: AtomicU64,
     shutdown: CancellationToken,
+    per_user_cap: u32,
+    per_topic_cap: u32,
+    queue_max_bytes: usize,
+    /// Per-user realtime budgets.
+    pub rates: Box<dyn UserRates>,
+    /// Sessions whose live start is being checked → whether another check was asked for
+    /// meanwhile.
+    start_checks: Mutex<HashMap<Uuid, bool>>,
+    /// Live-start checks that read the database (for tests and metrics).
+    start_reads: AtomicU64,
 }
 
 fn presence_entry(metas: &[&Value]) -> Value {
@@ -179,8 +321,24 @@ fn presence_entry(metas: &[&Value]) -> Value {
 }
 
 impl Hub {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(limits: &Limits) -> Self {
+        Hub {
+            topics: DashMap::new(),
+            next_conn: AtomicU64::new(0),
+            next_ref: AtomicU64::new(0),
+            shutdown: CancellationToken::new(),
+            per_user_cap: limits.session_topic_subscribers_per_user,
+            per_topic_cap: limits.session_topic_subscribers,
+            queue_max_bytes: limits.outbound_queue_max_bytes,
+            rates: Box::new(LocalRates::new(limits)),
+            start_checks: Mutex::new(HashMap::new()),
+            start_reads: AtomicU64::new(0),
+        }
+    }
+
+    /// The most bytes a connection may have queued.
+    pub fn queue_max_bytes(&self) -> usize {
+        self.queue_max_bytes
     }
 
     pub fn next_conn_id(&self) -> u64 {
@@ -200,32 +358,75 @@ impl Hub {
         self.topics.get(full).map(|t| t.clone())
     }
 
+    /// Whether `user` could subscribe to `topic` now (a cheap check before the join's
+    /// authorization reads the database; `subscribe` decides).
+    pub fn room_for(&self, topic: Topic, user: Uuid, conn: u64) -> Result<(), TopicFull> {
+        match self.topic(&topic.full()) {
+            Some(state) => {
+                self.check_room(&state.subscribers.read().expect("lock"), topic, user, conn)
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn check_room(
+        &self,
+        subscribers: &HashMap<u64, Subscriber>,
+        topic: Topic,
+        user: Uuid,
+        conn: u64,
+    ) -> Result<(), TopicFull> {
+        if topic.session().is_none() {
+            return Ok(());
+        }
+        let others = subscribers.values().filter(|s| s.conn.id != conn);
+        let (mut total, mut own) = (0u32, 0u32);
+        for s in others {
+            total += 1;
+            own += u32::from(s.user_id == user);
+        }
+        if own >= self.per_user_cap {
+            return Err(TopicFull::PerUser(self.per_user_cap));
+        }
+        if total >= self.per_topic_cap {
+            return Err(TopicFull::Total(self.per_topic_cap));
+        }
+        Ok(())
+    }
+
     /// Adds a subscriber, after queueing `first` (the join reply) to it so that nothing fanned
-    /// out on the topic can overtake the reply.
+    /// out on the topic can overtake the reply; refused when a session topic is full.
     pub fn subscribe(
         &self,
         topic: Topic,
         subscriber: Subscriber,
         first: &Frame,
-    ) -> Arc<TopicState> {
+    ) -> Result<Arc<TopicState>, TopicFull> {
         let full: Arc<str> = topic.full().into();
         let entry = self.topics.entry(full.clone()).or_insert_with(|| {
             Arc::new(TopicState {
                 topic,
-                full,
+                full: full.clone(),
                 subscribers: RwLock::new(HashMap::new()),
-                presence: Mutex::new(HashMap::new()),
+                presence: Mutex::new(Presence::default()),
+                known_status: Mutex::new(None),
             })
         });
         let state = entry.value().clone();
+        let mut subscribers = state.subscribers.write().expect("lock");
+        if let Err(full_topic) =
+            self.check_room(&subscribers, topic, subscriber.user_id, subscriber.conn.id)
+        {
+            drop(subscribers);
+            drop(entry);
+            self.topics.remove_if(&full, |_, t| t.is_empty());
+            return Err(full_topic);
+        }
         subscriber.conn.send_frame(subscriber.wire.vsn(), first);
-        state
-            .subscribers
-            .write()
-            .expect("lock")
-            .insert(subscriber.conn.id, subscriber);
+        subscribers.insert(subscriber.conn.id, subscriber);
+        drop(subscribers);
         drop(entry);
-        state
+        Ok(state)
     }
 
     /// Removes a connection from a topic, with its presence (announced as a leave).
@@ -271,27 +472,56 @@ impl Hub {
         state.subscribers.read().expect("lock").contains_key(&conn)
     }
 
-    /// Sends the full presence state to one subscriber (after every join on a presence topic).
+    /// Sends the full presence state to one subscriber (after every join on a presence topic),
+    /// built and encoded outside the topic's lock. Diffs skip the subscriber until then
+    /// (`awaiting_state`), so the state is queued only if nothing changed while it was built.
     pub fn send_presence_state(
         &self,
         state: &TopicState,
         conn: &ConnHandle,
         wire: Wire,
         join_ref: &str,
+        awaiting_state: &AtomicBool,
     ) {
-        let presence = state.presence.lock().expect("lock");
-        let mut body = Map::new();
-        for (key, metas) in presence.iter() {
-            let metas: Vec<&Value> = metas.iter().map(|m| &m.meta).collect();
-            body.insert(key.clone(), presence_entry(&metas));
+        let encode = |entries: &[(String, Vec<Value>)]| {
+            let mut body = Map::new();
+            for (key, metas) in entries {
+                let metas: Vec<&Value> = metas.iter().collect();
+                body.insert(key.clone(), presence_entry(&metas));
+            }
+            let frame = Frame::new(&*state.full, "presence_state", Value::Object(body))
+                .with_refs(Some(join_ref), None);
+            Outgoing::Text(frame.encode(wire.vsn()).into())
+        };
+        let snapshot = |presence: &Presence| -> Vec<(String, Vec<Value>)> {
+            presence
+                .entries
+                .iter()
+                .map(|(key, metas)| (key.clone(), metas.iter().map(|m| m.meta.clone()).collect()))
+                .collect()
+        };
+        for _ in 0..PRESENCE_STATE_ATTEMPTS {
+            let (version, entries) = {
+                let presence = state.presence.lock().expect("lock");
+                (presence.version, snapshot(&presence))
+            };
+            let out = encode(&entries);
+            let presence = state.presence.lock().expect("lock");
+            if presence.version == version {
+                conn.send(out);
+                awaiting_state.store(false, Ordering::Release);
+                return;
+            }
         }
-        let frame = Frame::new(&*state.full, "presence_state", Value::Object(body))
-            .with_refs(Some(join_ref), None);
-        conn.send_frame(wire.vsn(), &frame);
+        // The state keeps changing: build it under the lock this once.
+        let presence = state.presence.lock().expect("lock");
+        conn.send(encode(&snapshot(&presence)));
+        awaiting_state.store(false, Ordering::Release);
     }
 
     /// Tracks (or re-tracks) a connection's presence under `key`, as the authenticated
-    /// `user_id` and `role` (the payload was checked against them).
+    /// `user_id` and `role` (the payload was checked against them). True when the user was not
+    /// present on the topic before: only then can a live start follow.
     pub fn track(
         &self,
         state: &TopicState,
@@ -300,13 +530,20 @@ impl Hub {
         user_id: Uuid,
         role: Role,
         payload: Map<String, Value>,
-    ) {
+    ) -> bool {
         // A channel the server closed (see `evict`) tracks nothing.
         if !Self::is_subscribed(state, conn) {
-            return;
+            return false;
         }
-        let mut presence = state.presence.lock().expect("lock");
-        let leaves = Self::remove_conn(&mut presence, conn);
+        let mut guard = state.presence.lock().expect("lock");
+        let presence = &mut *guard;
+        let was_present = presence
+            .entries
+            .values()
+            .flatten()
+            .any(|m| m.user_id == user_id);
+        presence.version += 1;
+        let leaves = Self::remove_conn(&mut presence.entries, conn);
         let mut meta = payload;
         meta.insert("phx_ref".into(), Value::String(self.phx_ref()));
         let meta = Meta {
@@ -316,15 +553,21 @@ impl Hub {
             meta: Value::Object(meta),
         };
         let joins = json!({ key: presence_entry(&[&meta.meta]) });
-        presence.entry(key.to_string()).or_default().push(meta);
+        presence
+            .entries
+            .entry(key.to_string())
+            .or_default()
+            .push(meta);
         self.fan_out_diff(state, joins, leaves);
+        !was_present
     }
 
     /// Removes a connection's presence, announcing the leave; a no-op if it tracked nothing.
     pub fn untrack(&self, state: &TopicState, conn: u64) {
         let mut presence = state.presence.lock().expect("lock");
-        let leaves = Self::remove_conn(&mut presence, conn);
+        let leaves = Self::remove_conn(&mut presence.entries, conn);
         if leaves.as_object().is_some_and(|l| !l.is_empty()) {
+            presence.version += 1;
             self.fan_out_diff(state, json!({}), leaves);
         }
     }
@@ -344,14 +587,24 @@ impl Hub {
         Value::Object(leaves)
     }
 
-    /// Called with the presence lock held, so diffs go out in the order the state changed.
+    /// Called with the presence lock held, so diffs go out in the order the state changed;
+    /// subscribers still waiting for their full state skip it.
     fn fan_out_diff(&self, state: &TopicState, joins: Value, leaves: Value) {
         let frame = Frame::new(
             &*state.full,
             "presence_diff",
             json!({ "joins": joins, "leaves": leaves }),
         );
-        self.fan_out(state, Some(&frame), None, None);
+        let mut encoded = Encoded::new(Some(&frame), None);
+        let subscribers = state.subscribers.read().expect("lock");
+        for sub in subscribers.values() {
+            if sub.awaiting_state.load(Ordering::Acquire) {
+                continue;
+            }
+            if let Some(out) = encoded.for_wire(sub.wire) {
+                sub.conn.send(out);
+            }
+        }
     }
 
     /// Sends a frame to every subscriber of a topic except `except`.
@@ -396,8 +649,13 @@ impl Hub {
         );
     }
 
-    /// A broadcast from the server itself, to every subscriber of a topic.
+    /// A broadcast from the server itself, to every subscriber of a topic. `event` is one of
+    /// [`SERVER_EVENTS`], which clients may not send.
     pub fn server_broadcast(&self, topic: Topic, event: &str, payload: Value) {
+        debug_assert!(
+            SERVER_EVENTS.contains(&event),
+            "{event} is not in SERVER_EVENTS"
+        );
         if let Some(state) = self.topic(&topic.full()) {
             let frame = Frame::new(
                 &*state.full,
@@ -462,7 +720,12 @@ impl Hub {
             return Vec::new();
         };
         let presence = state.presence.lock().expect("lock");
-        let mut users: Vec<Uuid> = presence.values().flatten().map(|m| m.user_id).collect();
+        let mut users: Vec<Uuid> = presence
+            .entries
+            .values()
+            .flatten()
+            .map(|m| m.user_id)
+            .collect();
         users.sort();
         users.dedup();
         users
@@ -477,6 +740,7 @@ impl Hub {
         };
         let presence = state.presence.lock().expect("lock");
         let online: HashSet<Uuid> = presence
+            .entries
             .values()
             .flatten()
             .filter(|m| m.role == Role::Mechanic)
@@ -493,6 +757,83 @@ impl Hub {
     pub fn topic_count(&self) -> usize {
         self.topics.len()
     }
+
+    /// Records a session's status from the change feed, on its presence topic if it has one.
+    pub fn note_status(&self, session: Uuid, status: SessionStatus) {
+        if let Some(state) = self.topic(&Topic::SessionPresence(session).full()) {
+            *state.known_status.lock().expect("lock") = Some(status);
+        }
+    }
+
+    /// Starts a live-start check of `session` unless one is running, in which case that one is
+    /// asked to check again when it is done; true when the caller should run the check.
+    pub fn begin_start_check(&self, session: Uuid) -> bool {
+        let mut checks = self.start_checks.lock().expect("lock");
+        match checks.get_mut(&session) {
+            Some(again) => {
+                *again = true;
+                false
+            }
+            None => {
+                checks.insert(session, false);
+                true
+            }
+        }
+    }
+
+    /// Ends a live-start check; true when another was asked for meanwhile (run it).
+    pub fn end_start_check(&self, session: Uuid) -> bool {
+        let mut checks = self.start_checks.lock().expect("lock");
+        match checks.get_mut(&session) {
+            Some(again) if *again => {
+                *again = false;
+                true
+            }
+            _ => {
+                checks.remove(&session);
+                false
+            }
+        }
+    }
+
+    pub fn count_start_read(&self) {
+        self.start_reads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Live-start checks that read the database since the server started.
+    pub fn start_reads(&self) -> u64 {
+        self.start_reads.load(Ordering::Relaxed)
+    }
+
+    /// Distinct users subscribed to any topic with `role`.
+    pub fn subscribed_users(&self, role: Role) -> HashSet<Uuid> {
+        let mut users = HashSet::new();
+        for topic in self.topics.iter() {
+            let subscribers = topic.subscribers.read().expect("lock");
+            users.extend(
+                subscribers
+                    .values()
+                    .filter(|s| s.role == role)
+                    .map(|s| s.user_id),
+            );
+        }
+        users
+    }
+
+    /// Cuts off every connection subscribed as one of `users`; how many were cut.
+    pub fn cut_off_users(&self, users: &HashSet<Uuid>, why: Cut) -> usize {
+        let mut conns: HashMap<u64, ConnHandle> = HashMap::new();
+        for topic in self.topics.iter() {
+            let subscribers = topic.subscribers.read().expect("lock");
+            for s in subscribers.values().filter(|s| users.contains(&s.user_id)) {
+                conns.entry(s.conn.id).or_insert_with(|| s.conn.clone());
+            }
+        }
+        for conn in conns.values() {
+            conn.cut_off(why);
+        }
+        conns.len()
+    }
 }
 
 impl PresenceView for Hub {
@@ -502,5 +843,23 @@ impl PresenceView for Hub {
             customer_present: present.contains(&session.customer_id),
             mechanic_present: session.mechanic_id.is_some_and(|m| present.contains(&m)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_start_check_per_session_runs_at_a_time() {
+        let hub = Hub::new(&Limits::default());
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        assert!(hub.begin_start_check(a), "the first check runs");
+        assert!(!hub.begin_start_check(a), "a second waits for the first");
+        assert!(!hub.begin_start_check(a), "and a third is the same second");
+        assert!(hub.begin_start_check(b), "another session's check runs");
+        assert!(hub.end_start_check(a), "the first runs once more");
+        assert!(!hub.end_start_check(a), "then it is done");
+        assert!(hub.begin_start_check(a), "and the next check runs at once");
     }
 }

@@ -1,8 +1,12 @@
 //! One realtime connection: reads frames, answers them, writes what the hub queues for it, and
 //! cleans up after itself. A single task per connection owns both directions, so a connection
-//! costs one task, one bounded queue and small socket buffers.
+//! costs one task, one bounded queue and small socket buffers. Reading is never starved by
+//! writing: the loop takes inbound frames and queued frames in turn, and keeps reading while a
+//! write waits for a slow peer, so a client under a stream still has its heartbeats answered.
+//! Joins, presence events and broadcasts are rate-limited per connection and per user.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,9 +24,11 @@ use wrenchline_protocol::realtime::{Filter, Frame, JoinPayload, PgBinding, UserB
 use wrenchline_protocol::{Role, SessionStatus};
 
 use super::hub::{
-    ActiveBinding, ConnHandle, Outgoing, Subscriber, TopicState, Wire, QUEUE_CAPACITY,
+    ActiveBinding, ConnHandle, Cut, Outgoing, Subscriber, TopicState, Wire, QUEUE_CAPACITY,
+    SERVER_EVENTS,
 };
-use crate::auth::{TokenError, TokenKind};
+use super::rates::Action;
+use crate::auth::{Claims, TokenError, TokenKind};
 use crate::limits::Limiters;
 use crate::state::AppState;
 
@@ -63,28 +69,65 @@ struct Connection {
     state: AppState,
     conn: ConnHandle,
     vsn: Vsn,
-    /// The `apikey` query parameter, used as the token of joins that carry none.
-    apikey: Option<String>,
     channels: HashMap<String, Channel>,
     joins: DefaultDirectRateLimiter,
     presence_events: DefaultDirectRateLimiter,
+    broadcasts: DefaultDirectRateLimiter,
+    /// The last access token verified on this connection: a client sends the same one with
+    /// every join, and a join flood should not cost a signature check each.
+    last_token: Option<(String, Claims)>,
 }
 
-pub async fn run(socket: WebSocket, state: AppState, vsn: Vsn, apikey: Option<String>) {
+/// What became of one read from the socket.
+enum Inbound {
+    Handled(Result<(), Close>),
+    ClientClosed,
+    Gone,
+}
+
+fn message_of(out: Outgoing) -> Message {
+    match out {
+        Outgoing::Text(text) => Message::Text(text),
+        Outgoing::Binary(bytes) => Message::Binary(bytes),
+    }
+}
+
+/// Why the hub (or the server's shutdown) ended the connection.
+fn cut_close(state: &AppState, conn: &ConnHandle) -> Close {
+    if state.hub.shutdown_token().is_cancelled() {
+        return Close {
+            code: CLOSE_GOING_AWAY,
+            reason: "server shutting down".into(),
+        };
+    }
+    match conn.cut_reason() {
+        Some(Cut::AccountDisabled) => Close {
+            code: CLOSE_POLICY,
+            reason: "this account has been disabled".into(),
+        },
+        Some(Cut::SlowConsumer) | None => Close {
+            code: CLOSE_POLICY,
+            reason: "slow consumer: too many unread messages".into(),
+        },
+    }
+}
+
+pub async fn run(socket: WebSocket, state: AppState, vsn: Vsn) {
     let hub = state.hub.clone();
     let id = hub.next_conn_id();
     let (tx, mut rx) = mpsc::channel::<Outgoing>(QUEUE_CAPACITY);
     let kill = hub.shutdown_token().child_token();
-    let conn = ConnHandle::new(id, tx, kill.clone());
+    let conn = ConnHandle::new(id, tx, kill.clone(), hub.queue_max_bytes());
     state.metrics.realtime_connections.inc();
     let limits = &state.limiters.limits;
     let mut connection = Connection {
         joins: Limiters::per_second(limits.joins_per_connection_per_second),
         presence_events: Limiters::per_second(limits.presence_per_connection_per_second),
+        broadcasts: Limiters::per_second(limits.broadcasts_per_connection_per_second),
+        last_token: None,
         state: state.clone(),
         conn,
         vsn,
-        apikey,
         channels: HashMap::new(),
     };
     let (mut sink, mut stream) = socket.split();
@@ -96,52 +139,65 @@ pub async fn run(socket: WebSocket, state: AppState, vsn: Vsn, apikey: Option<St
         reason: "heartbeat timeout".into(),
     };
 
-    let close: Option<Close> = loop {
+    // Neither branch is preferred (no `biased`): a queue that never empties must not keep the
+    // client's own frames, its heartbeats among them, from being read.
+    let close: Option<Close> = 'conn: loop {
         let wake = connection
             .next_expiry()
             .map_or(ping_at, |at| at.min(ping_at))
             .min(idle_at);
         tokio::select! {
-            biased;
-            _ = kill.cancelled() => {
-                break Some(if hub.shutdown_token().is_cancelled() {
-                    Close { code: CLOSE_GOING_AWAY, reason: "server shutting down".into() }
-                } else {
-                    Close { code: CLOSE_POLICY, reason: "slow consumer: too many unread messages".into() }
-                });
-            }
+            _ = kill.cancelled() => break Some(cut_close(&state, &connection.conn)),
             Some(out) = rx.recv() => {
-                let message = match out {
-                    Outgoing::Text(text) => Message::Text(text),
-                    Outgoing::Binary(bytes) => Message::Binary(bytes),
-                };
-                // A peer that stopped reading fills the socket buffer and the send waits: it
-                // gets as long as a silent one.
-                tokio::select! {
-                    biased;
-                    _ = kill.cancelled() => continue,
-                    sent = sink.send(message) => if sent.is_err() { break None },
-                    _ = tokio::time::sleep_until(idle_at) => break Some(heartbeat_timeout()),
-                }
-            }
-            inbound = stream.next() => {
-                let outcome = match inbound {
-                    Some(Ok(Message::Text(text))) => connection.on_text(text.as_str()).await,
-                    Some(Ok(Message::Binary(bytes))) => connection.on_binary(&bytes),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
-                    Some(Ok(Message::Close(_))) => {
-                        client_closed = true;
-                        break None;
+                connection.conn.taken(&out);
+                // A peer that reads slowly fills the socket buffer and the send waits; its own
+                // frames are read meanwhile, and one that sends nothing at all gets as long as a
+                // silent one.
+                let send = sink.send(message_of(out));
+                tokio::pin!(send);
+                loop {
+                    tokio::select! {
+                        _ = kill.cancelled() => break 'conn Some(cut_close(&state, &connection.conn)),
+                        sent = &mut send => {
+                            if sent.is_err() {
+                                break 'conn None;
+                            }
+                            break;
+                        }
+                        inbound = stream.next() => match connection.read(inbound).await {
+                            Inbound::Handled(outcome) => {
+                                let now = Instant::now();
+                                idle_at = now + IDLE_TIMEOUT;
+                                ping_at = now + PING_AFTER;
+                                if let Err(close) = outcome {
+                                    break 'conn Some(close);
+                                }
+                            }
+                            Inbound::ClientClosed => {
+                                client_closed = true;
+                                break 'conn None;
+                            }
+                            Inbound::Gone => break 'conn None,
+                        },
+                        _ = tokio::time::sleep_until(idle_at) => break 'conn Some(heartbeat_timeout()),
                     }
-                    Some(Err(_)) | None => break None,
-                };
-                let now = Instant::now();
-                idle_at = now + IDLE_TIMEOUT;
-                ping_at = now + PING_AFTER;
-                if let Err(close) = outcome {
-                    break Some(close);
                 }
             }
+            inbound = stream.next() => match connection.read(inbound).await {
+                Inbound::Handled(outcome) => {
+                    let now = Instant::now();
+                    idle_at = now + IDLE_TIMEOUT;
+                    ping_at = now + PING_AFTER;
+                    if let Err(close) = outcome {
+                        break Some(close);
+                    }
+                }
+                Inbound::ClientClosed => {
+                    client_closed = true;
+                    break None;
+                }
+                Inbound::Gone => break None,
+            },
             _ = tokio::time::sleep_until(wake) => {
                 let now = Instant::now();
                 if now >= idle_at {
@@ -166,11 +222,7 @@ pub async fn run(socket: WebSocket, state: AppState, vsn: Vsn, apikey: Option<St
         // Flush what is already queued (a phx_close, say) before the close frame, briefly.
         let flush = async {
             while let Ok(out) = rx.try_recv() {
-                let message = match out {
-                    Outgoing::Text(text) => Message::Text(text),
-                    Outgoing::Binary(bytes) => Message::Binary(bytes),
-                };
-                if sink.send(message).await.is_err() {
+                if sink.send(message_of(out)).await.is_err() {
                     return;
                 }
             }
@@ -265,6 +317,16 @@ impl Connection {
         self.conn.send_frame(self.vsn, frame);
     }
 
+    async fn read(&mut self, inbound: Option<Result<Message, axum::Error>>) -> Inbound {
+        Inbound::Handled(match inbound {
+            Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
+            Some(Ok(Message::Binary(bytes))) => self.on_binary(&bytes),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
+            Some(Ok(Message::Close(_))) => return Inbound::ClientClosed,
+            Some(Err(_)) | None => return Inbound::Gone,
+        })
+    }
+
     fn next_expiry(&self) -> Option<Instant> {
         let earliest = self.channels.values().map(|c| c.exp).min()?;
         let left = earliest - OffsetDateTime::now_utc().unix_timestamp();
@@ -331,7 +393,7 @@ impl Connection {
         };
         let request = Frame::new(&broadcast.topic, "broadcast", json!({}))
             .with_refs(broadcast.join_ref.as_deref(), broadcast.r#ref.as_deref());
-        if let Err(reason) = self.may_broadcast(channel, bytes.len()) {
+        if let Err(reason) = self.may_broadcast(channel, bytes.len(), &broadcast.event) {
             self.send(&error_reply(&request, reason));
             return Ok(());
         }
@@ -348,7 +410,7 @@ impl Connection {
         Ok(())
     }
 
-    fn may_broadcast(&self, channel: &Channel, size: usize) -> Result<(), String> {
+    fn may_broadcast(&self, channel: &Channel, size: usize, event: &str) -> Result<(), String> {
         if channel.topic == Topic::Requests {
             return Err("Unauthorized: broadcasts are not allowed on this channel".into());
         }
@@ -358,17 +420,27 @@ impl Connection {
                 "payload_size_exceeded: broadcasts are limited to {max} bytes"
             ));
         }
+        check_broadcast_event(event)?;
+        if self.broadcasts.check().is_err()
+            || !self
+                .state
+                .hub
+                .rates
+                .admit(channel.user_id, Action::Broadcast)
+        {
+            return Err("BroadcastRateLimitReached: Too many broadcasts per second".into());
+        }
         Ok(())
     }
 
     fn broadcast_text(&self, frame: &Frame, size: usize) {
         let channel = &self.channels[&frame.topic];
-        if let Err(reason) = self.may_broadcast(channel, size) {
-            self.send(&error_reply(frame, reason));
-            return;
-        }
-        if !frame.payload.get("event").is_some_and(Value::is_string) {
+        let Some(event) = frame.payload.get("event").and_then(Value::as_str) else {
             self.send(&error_reply(frame, "a broadcast needs a string `event`"));
+            return;
+        };
+        if let Err(reason) = self.may_broadcast(channel, size, event) {
+            self.send(&error_reply(frame, reason));
             return;
         }
         self.state.hub.broadcast(
@@ -392,7 +464,13 @@ impl Connection {
             ));
             return;
         }
-        if self.presence_events.check().is_err() {
+        if self.presence_events.check().is_err()
+            || !self
+                .state
+                .hub
+                .rates
+                .admit(channel.user_id, Action::Presence)
+        {
             self.send(&error_reply(
                 frame,
                 "PresenceRateLimitReached: Too many presence messages per second",
@@ -416,7 +494,7 @@ impl Connection {
                 let mut payload = payload.clone();
                 payload.remove("phx_ref");
                 payload.remove("phx_ref_prev");
-                self.state.hub.track(
+                let newly_present = self.state.hub.track(
                     &channel.state,
                     self.conn.id,
                     &channel.presence_key,
@@ -425,7 +503,8 @@ impl Connection {
                     payload,
                 );
                 self.send(&frame.reply("ok", json!({})));
-                if let Some(session) = channel.topic.session() {
+                // A re-track changes nobody's presence: it cannot start anything.
+                if let (true, Some(session)) = (newly_present, channel.topic.session()) {
                     tokio::spawn(super::evaluate_start(self.state.clone(), session));
                 }
             }
@@ -461,6 +540,25 @@ impl Connection {
             Ok(payload) => payload,
             Err(e) => return self.send(&error_reply(&frame, e.to_string())),
         };
+        // Identical bindings are one binding (realtime-js still gets one echo per binding it
+        // sent, each with the shared id); more distinct ones than the apps need are refused.
+        let max_bindings = self.state.limiters.limits.postgres_changes_per_join as usize;
+        let mut distinct: Vec<u32> = payload
+            .config
+            .postgres_changes
+            .iter()
+            .map(|b| b.id())
+            .collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() > max_bindings {
+            return self.send(&error_reply(
+                &frame,
+                format!(
+                    "TooManyBindings: a join may carry at most {max_bindings} distinct postgres_changes bindings"
+                ),
+            ));
+        }
         let (user_id, role, exp) =
             match self.authorize(topic, payload.access_token.as_deref()).await {
                 Ok(who) => who,
@@ -468,15 +566,19 @@ impl Connection {
             };
 
         let mut echo = Vec::new();
-        let mut active = Vec::new();
+        let mut active: Vec<ActiveBinding> = Vec::new();
         let mut problems = Vec::new();
         for binding in &payload.config.postgres_changes {
             let mut raw: Map<String, Value> = binding.raw.clone();
             raw.insert("id".into(), json!(binding.id()));
             echo.push(Value::Object(raw));
+            if active.iter().any(|a| a.id == binding.id()) {
+                continue;
+            }
             match validate_binding(topic, binding) {
                 Ok(valid) => active.push(valid),
-                Err(problem) => problems.push(problem),
+                Err(problem) if !problems.contains(&problem) => problems.push(problem),
+                Err(_) => {}
             }
         }
 
@@ -495,6 +597,7 @@ impl Connection {
             (Vsn::V2, false) => Wire::V2,
         };
         let reply = frame.reply("ok", json!({ "postgres_changes": echo }));
+        let awaiting_state = Arc::new(AtomicBool::new(carries_presence(topic)));
         let subscriber = Subscriber {
             conn: self.conn.clone(),
             join_ref: join_ref.clone(),
@@ -503,12 +606,20 @@ impl Connection {
             wire,
             broadcast_self: payload.config.broadcast_self,
             bindings: active.clone().into(),
+            awaiting_state: awaiting_state.clone(),
         };
-        let state = self.state.hub.subscribe(topic, subscriber, &reply);
+        let state = match self.state.hub.subscribe(topic, subscriber, &reply) {
+            Ok(state) => state,
+            Err(full) => return self.send(&error_reply(&frame, full.to_string())),
+        };
         if carries_presence(topic) {
-            self.state
-                .hub
-                .send_presence_state(&state, &self.conn, wire, &join_ref);
+            self.state.hub.send_presence_state(
+                &state,
+                &self.conn,
+                wire,
+                &join_ref,
+                &awaiting_state,
+            );
         }
         let name = topic.name();
         if !problems.is_empty() {
@@ -552,26 +663,25 @@ impl Connection {
         );
     }
 
-    /// Who may join: a valid access token, and for session topics the session's customer or its
-    /// assigned mechanic (with a token whose scope reaches the session), for the request feed a
-    /// mechanic.
+    /// Who may join: a valid access token in the join, and for session topics the session's
+    /// customer or its assigned mechanic (with a token whose scope reaches the session), for the
+    /// request feed a mechanic. What costs nothing is checked first: the token, the user's join
+    /// budget and room on the topic, then the database.
     async fn authorize(
-        &self,
+        &mut self,
         topic: Topic,
         token: Option<&str>,
     ) -> Result<(Uuid, Role, i64), String> {
-        let signer = &self.state.signer;
-        let claims = match token {
-            Some(token) => signer
-                .verify(token, TokenKind::Access)
-                .map_err(token_reason)?,
-            // Every realtime-js client sends some `apikey`; it only counts when it is a token.
-            None => self
-                .apikey
-                .as_deref()
-                .and_then(|key| signer.verify(key, TokenKind::Access).ok())
-                .ok_or("Unauthorized: an access token is required to join this channel")?,
-        };
+        let token =
+            token.ok_or("Unauthorized: an access token is required to join this channel")?;
+        let claims = self.verify(token)?;
+        if !self.state.hub.rates.admit(claims.sub, Action::Join) {
+            return Err("ClientJoinRateLimitReached: Too many joins per second".into());
+        }
+        self.state
+            .hub
+            .room_for(topic, claims.sub, self.conn.id)
+            .map_err(|full| full.to_string())?;
         let unauthorized = || {
             format!(
                 "Unauthorized: You do not have permissions to read from this Channel topic: {}",
@@ -609,6 +719,24 @@ impl Connection {
         Ok((user.id, user.role, claims.exp))
     }
 
+    /// Verifies an access token, or takes the claims of the same token verified before on this
+    /// connection while it has not expired.
+    fn verify(&mut self, token: &str) -> Result<Claims, String> {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        if let Some((known, claims)) = &self.last_token {
+            if known == token && claims.exp > now {
+                return Ok(claims.clone());
+            }
+        }
+        let claims = self
+            .state
+            .signer
+            .verify(token, TokenKind::Access)
+            .map_err(token_reason)?;
+        self.last_token = Some((token.to_string(), claims.clone()));
+        Ok(claims)
+    }
+
     async fn refresh_token(&mut self, frame: &Frame) {
         let Some(token) = frame
             .payload
@@ -619,6 +747,21 @@ impl Connection {
             return;
         };
         let verified = self.state.signer.verify(token, TokenKind::Access);
+        let user_id = self.channels[&frame.topic].user_id;
+        // The account may have been disabled since the join: a new token does not outlive it.
+        let active = match &verified {
+            Ok(claims) if claims.sub == user_id => match self.state.store.user(user_id).await {
+                Ok(user) => user.is_some(),
+                Err(e) => {
+                    tracing::warn!(error = ?e, "token refresh check failed");
+                    true
+                }
+            },
+            _ => true,
+        };
+        if !active {
+            return self.shut_channel(&frame.topic, "this account has been disabled");
+        }
         let channel = self
             .channels
             .get_mut(&frame.topic)
@@ -703,6 +846,16 @@ fn check_presence_payload(payload: &Map<String, Value>, channel: &Channel) -> Re
     }
     if channel.topic == Topic::Requests {
         Availability::of_payload(payload).map_err(|e| format!("InvalidPresencePayload: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Events only the server may send.
+fn check_broadcast_event(event: &str) -> Result<(), String> {
+    if SERVER_EVENTS.contains(&event) {
+        return Err(format!(
+            "Forbidden: {event:?} is an event only the server sends"
+        ));
     }
     Ok(())
 }

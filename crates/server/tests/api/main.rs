@@ -14,6 +14,7 @@ mod mechanic_session;
 mod messages;
 mod meta;
 mod realtime;
+mod realtime_limits;
 mod reliability;
 mod retention;
 mod secrets;

@@ -14,15 +14,15 @@ use uuid::Uuid;
 
 use crate::helpers::{spawn_app, Actor, TestApp};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-struct Client {
-    ws: Ws,
-    next_ref: u64,
+pub struct Client {
+    pub ws: Ws,
+    pub next_ref: u64,
 }
 
 impl Client {
-    async fn connect(app: &TestApp) -> Client {
+    pub async fn connect(app: &TestApp) -> Client {
         let url = format!(
             "{}/realtime/v1/websocket?vsn=2.0.0",
             app.base.replace("http://", "ws://")
@@ -33,7 +33,7 @@ impl Client {
         Client { ws, next_ref: 0 }
     }
 
-    async fn push(
+    pub async fn push(
         &mut self,
         join_ref: Option<&str>,
         topic: &str,
@@ -48,7 +48,7 @@ impl Client {
     }
 
     /// The next frame matching `pred`, skipping others; panics after a few seconds.
-    async fn expect(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    pub async fn expect(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {
             let next = tokio::time::timeout_at(deadline, self.ws.next()).await;
@@ -64,7 +64,7 @@ impl Client {
         }
     }
 
-    async fn reply(&mut self, r: &str) -> Value {
+    pub async fn reply(&mut self, r: &str) -> Value {
         let r = r.to_string();
         self.expect(&format!("reply to {r}"), move |f| {
             f[3] == "phx_reply" && f[1] == r.as_str()
@@ -73,7 +73,7 @@ impl Client {
     }
 
     /// Frames that arrive within `window`.
-    async fn drain(&mut self, window: Duration) -> Vec<Value> {
+    pub async fn drain(&mut self, window: Duration) -> Vec<Value> {
         let mut out = Vec::new();
         let deadline = tokio::time::Instant::now() + window;
         while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, self.ws.next()).await {
@@ -84,7 +84,7 @@ impl Client {
         out
     }
 
-    async fn join(&mut self, topic: &str, token: &str, config: Value) -> Value {
+    pub async fn join(&mut self, topic: &str, token: &str, config: Value) -> Value {
         let r = self.next_ref + 1;
         let r = r.to_string();
         self.push(
@@ -98,11 +98,11 @@ impl Client {
     }
 }
 
-fn config(bindings: Value) -> Value {
+pub fn config(bindings: Value) -> Value {
     json!({"broadcast": {"self": false, "ack": true}, "presence": {"key": "", "enabled": true}, "postgres_changes": bindings, "private": false})
 }
 
-async fn token(app: &TestApp, actor: &Actor) -> String {
+pub async fn token(app: &TestApp, actor: &Actor) -> String {
     match actor {
         Actor::Mechanic { token, .. } => token.clone(),
         Actor::Customer { .. } => {
@@ -113,11 +113,11 @@ async fn token(app: &TestApp, actor: &Actor) -> String {
     }
 }
 
-fn presence_topic(id: Uuid) -> String {
+pub fn presence_topic(id: Uuid) -> String {
     format!("realtime:chat:session-{id}:presence")
 }
 
-async fn track(
+pub async fn track(
     client: &mut Client,
     topic: &str,
     join_ref: &str,
@@ -335,7 +335,12 @@ async fn forged_presence_is_refused_and_never_seen() {
 
 #[tokio::test]
 async fn outsiders_are_refused_and_row_changes_reach_only_participants() {
-    let app = spawn_app().await;
+    // One spy per forbidden binding, all the same customer on one topic: above the usual cap.
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.limits.session_topic_subscribers_per_user = 20;
+        s.limits.session_topic_subscribers = 30;
+    })
+    .await;
     let (customer, mechanic, session) = app.waiting_session().await;
     let (other_customer, _) = app.offered_session().await;
     let other_mechanic = app.mechanic("Yuri").await;
@@ -562,7 +567,11 @@ async fn the_request_feed_sees_offers_and_their_acceptance() {
 
 #[tokio::test]
 async fn a_client_that_never_reads_is_disconnected() {
-    let app = spawn_app().await;
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.limits.broadcasts_per_connection_per_second = 1_000_000;
+        s.limits.broadcasts_per_user_per_second = 1_000_000;
+    })
+    .await;
     let (customer, mechanic, session) = app.waiting_session().await;
     let chat = format!("realtime:chat:session-{session}");
     // The reader that never reads.

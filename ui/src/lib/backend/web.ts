@@ -39,6 +39,8 @@ const REQUEST_TIMEOUT_MS = 20_000;
 
 const NETWORK_MESSAGE = 'Could not reach Wrenchline. Check your connection and try again.';
 const TIMEOUT_MESSAGE = 'Wrenchline took too long to answer. Check your connection and try again.';
+/** The `apikey` realtime-js puts in the socket URL: a constant the server ignores. */
+const REALTIME_APIKEY = 'wrenchline';
 
 async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
   const abort = new AbortController();
@@ -215,8 +217,11 @@ class SessionLink implements SessionSubscription {
       if (this.closed) return;
       this.user = token.user;
       const origin = location.origin.replace(/^http/, 'ws');
-      const client = new RealtimeClient(`${origin}/realtime/v1`, { params: { apikey: token.access_token } });
-      // Before any subscribe, so the token is in every join (and every rejoin).
+      // realtime-js always puts an `apikey` in the socket URL; the server ignores it, and no
+      // token goes in a URL (URLs end up in logs).
+      const client = new RealtimeClient(`${origin}/realtime/v1`, { params: { apikey: REALTIME_APIKEY } });
+      // Before any subscribe, so the token is in every join (and every rejoin): the server reads
+      // it there only.
       await client.setAuth(token.access_token);
       this.client = client;
       this.scheduleRefresh(token.expires_in);
