@@ -175,6 +175,22 @@ fn session_from_row(row: &AnyRow) -> StoreResult<Session> {
     })
 }
 
+/// Revokes every refresh token `user_id` holds, inside the caller's transaction.
+async fn revoke_refresh_tokens(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user_id: String,
+    now: OffsetDateTime,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(user_id)
+    .bind(millis(now))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 fn user_from_row(row: &AnyRow) -> StoreResult<User> {
     let role: String = row.try_get("role")?;
     Ok(User {
@@ -571,14 +587,7 @@ impl Store {
         let Some(row) = row else {
             return Ok(false);
         };
-        let id: String = row.try_get("id")?;
-        sqlx::query(
-            "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
-        )
-        .bind(id)
-        .bind(millis(now))
-        .execute(&mut *tx)
-        .await?;
+        revoke_refresh_tokens(&mut tx, row.try_get("id")?, now).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -612,14 +621,7 @@ impl Store {
         let Some(row) = row else {
             return Ok(false);
         };
-        let id: String = row.try_get("id")?;
-        sqlx::query(
-            "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
-        )
-        .bind(id)
-        .bind(millis(now))
-        .execute(&mut *tx)
-        .await?;
+        revoke_refresh_tokens(&mut tx, row.try_get("id")?, now).await?;
         tx.commit().await?;
         Ok(true)
     }
