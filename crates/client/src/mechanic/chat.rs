@@ -9,13 +9,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 use wrenchline_protocol::presence::PresencePayload;
 use wrenchline_protocol::realtime::topics::Topic;
+use wrenchline_protocol::realtime::{SessionEnding, Typing};
 use wrenchline_protocol::{Role, User};
 
 use super::{now_rfc3339, MechanicEvent};
@@ -141,8 +142,12 @@ impl ChatLink {
         self.channels()
             .chat
             .broadcast(
-                "typing",
-                json!({"user_id": self.me.id, "role": self.me.role.as_str()}),
+                Typing::EVENT,
+                serde_json::to_value(Typing {
+                    user_id: self.me.id,
+                    role: self.me.role,
+                })
+                .expect("a typing payload serializes"),
             )
             .await?;
         Ok(())
@@ -227,18 +232,29 @@ async fn run(
                         emit(&events, event);
                     }
                     Ok(ChannelEvent::Broadcast { event, payload }) => match event.as_str() {
-                        "typing" => {
-                            let user_id = payload["user_id"].as_str().unwrap_or_default().to_string();
-                            let role = payload["role"].as_str().unwrap_or_default().to_string();
-                            if !user_id.is_empty() && user_id != me.id.to_string() {
-                                emit(&events, ChatEvent::Typing { session_id: id, user_id, role });
+                        Typing::EVENT => {
+                            if let Ok(typing) = serde_json::from_value::<Typing>(payload) {
+                                if typing.user_id != me.id {
+                                    emit(&events, ChatEvent::Typing {
+                                        session_id: id,
+                                        user_id: typing.user_id.to_string(),
+                                        role: typing.role.as_str().to_string(),
+                                    });
+                                }
                             }
                         }
-                        "session_ending" => emit(&events, ChatEvent::Ending {
-                            session_id: id,
-                            ends_at: payload["ends_at"].as_str().unwrap_or_default().to_string(),
-                            seconds_left: payload["seconds_left"].as_i64().unwrap_or(0),
-                        }),
+                        SessionEnding::EVENT => {
+                            if let Ok(ending) = serde_json::from_value::<SessionEnding>(payload) {
+                                emit(&events, ChatEvent::Ending {
+                                    session_id: id,
+                                    ends_at: ending
+                                        .ends_at
+                                        .format(&time::format_description::well_known::Rfc3339)
+                                        .unwrap_or_default(),
+                                    seconds_left: ending.seconds_left,
+                                });
+                            }
+                        }
                         _ => {}
                     },
                     Ok(ChannelEvent::Reconnecting) => status(&events, id, "reconnecting", None),
@@ -277,6 +293,7 @@ async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn events_are_tagged_by_kind_with_the_session() {
