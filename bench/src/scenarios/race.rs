@@ -54,7 +54,9 @@ async fn run(
         let mut clean = 0;
         let mut first_bad = None;
         for round in 0..env.sizes.race_rounds {
-            let (session, _, _) = http.intake(base_n + round + 1, Some(&cookie)).await?;
+            // The same customer (same email) files each round's request: an intake with another
+            // email would make a new customer, whom this customer's token cannot sign for.
+            let (session, _, _) = http.intake(base_n, Some(&cookie)).await?;
             http.sign_waiver(&customer, session.id).await?;
             let barrier = Arc::new(Barrier::new(racers));
             let mut racing = JoinSet::new();
