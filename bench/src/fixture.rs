@@ -122,6 +122,8 @@ impl Http {
             base: base.trim_end_matches('/').to_string(),
             client: reqwest::Client::builder()
                 .pool_max_idle_per_host(256)
+                // Before the server's 30 s idle close (see crates/client's ApiClient).
+                .pool_idle_timeout(std::time::Duration::from_secs(20))
                 .build()?,
         })
     }

@@ -227,7 +227,13 @@ impl Api {
     pub fn new(base: impl Into<String>) -> Api {
         Api {
             base: base.into(),
-            http: reqwest::Client::new(),
+            // Pooled connections are dropped before the server's 30 s idle close, as the Rust
+            // client does: a request after a 30 s pause must not go out on a connection the
+            // server is closing at that moment.
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(20))
+                .build()
+                .expect("an HTTP client"),
         }
     }
 
