@@ -14,6 +14,9 @@ apt_packages=(
   # Packaging and the deploy test: signing, .deb/.rpm building, Debian's nginx and caddy for the
   # shipped configs, sqlite3 for the documented backup.
   dpkg-dev rpm debsigs debsig-verify minisign gnupg binutils openssl sqlite3 nginx caddy
+  # The cluster (Redis for the bus and shared presence, HAProxy in front of the nodes) and the
+  # mail tests' SMTP server.
+  redis-server haproxy python3-aiosmtpd
 )
 
 missing=()
