@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 apt_packages=(
   build-essential pkg-config file patchelf curl ca-certificates
   libwebkit2gtk-4.1-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev librsvg2-dev
-  libayatana-appindicator3-dev libxdo-dev libdbus-1-dev libssl-dev
+  libayatana-appindicator3-dev libxdo-dev libdbus-1-dev libssl-dev libasound2-dev
   postgresql xvfb dbus dbus-x11 xauth
   # Packaging and the deploy test: signing, .deb/.rpm building, Debian's nginx and caddy for the
   # shipped configs, sqlite3 for the documented backup.

@@ -3,7 +3,9 @@
 //! its own thread for the mechanic's answer and turns it into an [`Intent`]: a click opens the
 //! request, "Accept" (Linux and Windows) accepts it. The text is `RequestNotice`'s, escaped when
 //! the daemon reads markup. The sound is the platform's message sound, asked for by name (and
-//! explicitly suppressed when the mechanic turned it off).
+//! explicitly suppressed when the mechanic turned it off); a Linux notification daemon that plays
+//! no sounds (it lacks the freedesktop `sound` capability, as dunst does) gets the app's own
+//! chime instead, played through the default audio output.
 
 use notify_rust::Notification;
 use wrenchline_desk_core::notice::RequestNotice;
@@ -38,6 +40,9 @@ pub fn new_request(session: &Session, sound: bool, intents: Intents) {
             match n.show() {
                 Ok(handle) => {
                     log::info!("notified of request {id}");
+                    if sound && !daemon_plays_sound() {
+                        chime::play();
+                    }
                     handle.wait_for_action(|action| match action {
                         "accept" => intents.send(Intent::Accept(id)),
                         "default" => intents.send(Intent::OpenRequest(id)),
@@ -63,6 +68,62 @@ fn renders_markup() -> bool {
 #[cfg(not(all(unix, not(target_os = "macos"))))]
 fn renders_markup() -> bool {
     false
+}
+
+/// Whether the notification daemon plays the sound it is asked for (the freedesktop `sound`
+/// capability); macOS and Windows always do.
+#[cfg(all(unix, not(target_os = "macos")))]
+fn daemon_plays_sound() -> bool {
+    notify_rust::get_capabilities()
+        .map(|caps| caps.iter().any(|c| c == "sound"))
+        .unwrap_or(false)
+}
+
+#[cfg(not(all(unix, not(target_os = "macos"))))]
+fn daemon_plays_sound() -> bool {
+    true
+}
+
+/// The app's own chime: two short rising tones through the default audio output (ALSA), for
+/// daemons that play no sound. Played on the notification's thread; a machine without an audio
+/// output only logs why there was no chime.
+#[cfg(all(unix, not(target_os = "macos")))]
+mod chime {
+    use std::time::Duration;
+
+    use rodio::source::{SineWave, Source};
+
+    /// The tones, in hertz, each played for [`TONE`].
+    const TONES: [f32; 2] = [880.0, 1318.5];
+    const TONE: Duration = Duration::from_millis(140);
+    const FADE: Duration = Duration::from_millis(15);
+
+    pub fn play() {
+        let mut sink = match rodio::DeviceSinkBuilder::open_default_sink() {
+            Ok(sink) => sink,
+            Err(e) => {
+                log::warn!("no audio output for the notification sound: {e}");
+                return;
+            }
+        };
+        sink.log_on_drop(false);
+        for freq in TONES {
+            let tone = SineWave::new(freq)
+                .take_duration(TONE)
+                .fade_in(FADE)
+                .amplify(0.25);
+            sink.mixer().add(tone);
+            std::thread::sleep(TONE);
+        }
+        // The output is closed when the sink drops: let the last samples drain first.
+        std::thread::sleep(Duration::from_millis(120));
+        log::info!("played the notification sound");
+    }
+}
+
+#[cfg(not(all(unix, not(target_os = "macos"))))]
+mod chime {
+    pub fn play() {}
 }
 
 #[cfg(all(unix, not(target_os = "macos")))]

@@ -29,6 +29,11 @@ pids+=("$(pgrep -n -u "$(id -u)" -x gnome-keyring-d || true)")
 printf '[global]\n    markup = full\n    dmenu = %s\n' "$here/pick-action.sh" > "$HOME/dunstrc"
 dunst -config "$HOME/dunstrc" >"$ARTIFACTS_DIR/dunst.log" 2>&1 & pids+=($!)
 dbus-monitor --session "interface='org.freedesktop.Notifications',member='Notify'" >"$NOTIFY_LOG" 2>&1 & pids+=($!)
+# The default audio output (ALSA) writes what is played to a file, at real-time pace, so a test
+# can tell whether the app played its own notification sound (dunst plays none).
+export WRENCHLINE_TEST_SOUND_OUT="$HOME/sound-out.raw"
+printf 'pcm.!default {\n  type file\n  slave.pcm "null"\n  file "%s"\n  format "raw"\n}\n' \
+  "$WRENCHLINE_TEST_SOUND_OUT" > "$HOME/.asoundrc"
 # Updater key pair for this run only: minisign's, as Tauri's updater uses (public key base64'd).
 mkdir -p "$HOME/updater"
 minisign -G -W -p "$HOME/updater/key.pub" -s "$HOME/updater/key.sec" >/dev/null
