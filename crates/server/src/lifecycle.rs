@@ -11,8 +11,9 @@ use wrenchline_protocol::{EndReason, Message, Role, Session, SessionStatus};
 use crate::error::ApiError;
 use crate::events::Change;
 use crate::extract::Caller;
+use crate::mail::{self, Mail, MailKind};
 use crate::state::AppState;
-use crate::storage::{PostRefused, Transition};
+use crate::storage::{PostRefused, QueueMail, Transition};
 
 /// Who is present on a session's presence channel, as the realtime hub sees it.
 pub trait PresenceView: Send + Sync {
@@ -54,6 +55,18 @@ pub async fn participating(
     }
 }
 
+/// The customer's mail a transition queues with it, when mail is configured.
+fn mail_for(state: &AppState, kind: MailKind) -> Option<QueueMail<'static>> {
+    state.mail.as_ref().map(|_| Mail::queue(kind, state.now()))
+}
+
+/// A transition that queued mail committed: wake the mail worker.
+fn mail_queued(state: &AppState) {
+    if let Some(mail) = &state.mail {
+        mail.queued(&state.metrics);
+    }
+}
+
 /// Publishes a committed change and counts the status entered (`offered` for a signed waiver).
 fn publish_update(state: &AppState, old: Option<Session>, new: &Session) {
     let entered = match (&old, new.status) {
@@ -78,10 +91,12 @@ pub async fn sign_waiver(
     let version = state.settings.waiver.version.clone();
     match state
         .store
+        .mailing(mail_for(state, MailKind::RequestReceived))
         .sign_waiver(id, caller.user.id, signed_name, &version, state.now())
         .await?
     {
         Some(Transition::Done(session)) => {
+            mail_queued(state);
             publish_update(state, Some(before), &session);
             Ok(session)
         }
@@ -107,8 +122,14 @@ pub async fn accept(state: &AppState, caller: &Caller, id: Uuid) -> Result<Sessi
         // Not offered yet: to a mechanic it does not exist.
         return Err(ApiError::not_found("session"));
     }
-    match state.store.accept(id, caller.user.id, state.now()).await? {
+    match state
+        .store
+        .mailing(mail_for(state, MailKind::Accepted))
+        .accept(id, caller.user.id, state.now())
+        .await?
+    {
         Some(Transition::Done(session)) => {
+            mail_queued(state);
             publish_update(state, Some(before), &session);
             Ok(session)
         }
@@ -200,10 +221,12 @@ pub async fn end(state: &AppState, caller: &Caller, id: Uuid) -> Result<Session,
         };
         match state
             .store
+            .mailing(mail_for(state, MailKind::Ended))
             .finish(id, session.status, to, reason, state.now())
             .await?
         {
             Some(Transition::Done(ended)) => {
+                mail_queued(state);
                 publish_update(state, Some(session), &ended);
                 return Ok(ended);
             }
@@ -252,7 +275,13 @@ pub async fn expire_due(state: &AppState) -> Result<usize, ApiError> {
     let now = state.now();
     let mut completed = 0;
     for id in state.store.sessions_due(now).await? {
-        if let Some(Transition::Done(session)) = state.store.expire(id, now).await? {
+        if let Some(Transition::Done(session)) = state
+            .store
+            .mailing(mail_for(state, MailKind::Ended))
+            .expire(id, now)
+            .await?
+        {
+            mail_queued(state);
             publish_update(state, None, &session);
             completed += 1;
         }
@@ -269,9 +298,11 @@ pub async fn cancel_unaccepted(state: &AppState) -> Result<usize, ApiError> {
     for before in state.store.offered_before(offered_by).await? {
         if let Some(Transition::Done(session)) = state
             .store
+            .mailing(mail_for(state, MailKind::NotAccepted))
             .cancel_unaccepted(before.id, offered_by, now)
             .await?
         {
+            mail_queued(state);
             publish_update(state, Some(before), &session);
             cancelled += 1;
         }
@@ -313,7 +344,7 @@ pub async fn post_message(
     client_id: &str,
     body: &str,
 ) -> Result<(Message, bool), ApiError> {
-    participating(state, caller, id).await?;
+    let session = participating(state, caller, id).await?;
     let posted = state
         .store
         .post_message(
@@ -335,6 +366,7 @@ pub async fn post_message(
                 state
                     .events
                     .publish(Change::MessageInserted(posted.message.clone()));
+                mail::unread::message_posted(state, &session, &posted.message).await;
             }
             Ok((posted.message, posted.created))
         }
