@@ -9,11 +9,13 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
-use wrenchline_server::mail::MailSettings;
+use wrenchline_server::mail::{Mail, MailKind, MailSettings};
+use wrenchline_server::storage::Store;
 use wrenchline_server::Settings;
 
 use crate::helpers::{
-    fresh_database_url, spawn_app_with, spawn_server_process, Actor, Api, TestApp,
+    fresh_database_url, on_postgres, spawn_app_on, spawn_app_with, spawn_server_process, Actor,
+    Api, TestApp,
 };
 use crate::realtime::{config, presence_topic, token, track, Client};
 use crate::smtp::{free_port, Received, SmtpServer};
@@ -448,4 +450,74 @@ async fn smtp_settings_are_checked_at_start() {
         assert!(!ok, "{command:?} started");
         assert!(stderr.contains(wanted), "{command:?}: {stderr}");
     }
+}
+
+#[tokio::test]
+async fn two_nodes_on_one_database_send_each_mail_once() {
+    let smtp = SmtpServer::start().await;
+    let database_url = fresh_database_url().await;
+    let a = spawn_app_on(database_url.clone(), |s| with_mail(&smtp, s)).await;
+    let b = spawn_app_on(database_url, |s| with_mail(&smtp, s)).await;
+    let mut sessions = Vec::new();
+    for i in 0..8 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        sessions.push(node.offered_session().await.1);
+    }
+    smtp.wait_for(8, WITHIN).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mails = smtp.received();
+    assert_eq!(
+        mails.len(),
+        8,
+        "{:?}",
+        mails.iter().map(|m| &m.subject).collect::<Vec<_>>()
+    );
+    let mut tokens: Vec<String> = mails
+        .iter()
+        .map(|m| m.token(&format!("{PUBLIC_URL}/resume#token=")))
+        .collect();
+    tokens.sort();
+    tokens.dedup();
+    assert_eq!(tokens.len(), 8);
+    for session in sessions {
+        assert_eq!(
+            a.state.store.session_mail(session).await.unwrap(),
+            [("request_received".to_string(), true)]
+        );
+    }
+    assert_eq!(metric(&a, "mail_sent") + metric(&b, "mail_sent"), 8);
+}
+
+#[tokio::test]
+async fn mail_queued_by_another_writer_wakes_the_worker() {
+    let smtp = SmtpServer::start().await;
+    let app = mail_app(&smtp).await;
+    let (customer, session) = app.customer_with_session().await;
+    // Another node's commit: a store of its own, without a worker or a bell in this node.
+    let other = Store::connect(&app.database_url).await.unwrap();
+    let signed = std::time::Instant::now();
+    other
+        .mailing(Some(Mail::queue(
+            MailKind::RequestReceived,
+            OffsetDateTime::now_utc(),
+        )))
+        .sign_waiver(
+            session,
+            customer.id().unwrap(),
+            "Dana Driver",
+            "2026-01",
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
+    smtp.wait_for_subject("We received your request", WITHIN)
+        .await;
+    // PostgreSQL wakes every worker (LISTEN/NOTIFY); SQLite has one node and the worker's poll.
+    let bound = if on_postgres() { 2 } else { 7 };
+    assert!(
+        signed.elapsed() < Duration::from_secs(bound),
+        "sent {:?} after the commit",
+        signed.elapsed()
+    );
+    other.close().await;
 }
