@@ -521,3 +521,33 @@ async fn mail_queued_by_another_writer_wakes_the_worker() {
     );
     other.close().await;
 }
+
+#[tokio::test]
+async fn a_session_whose_time_is_up_is_mailed_with_its_transcript() {
+    let smtp = SmtpServer::start().await;
+    let app = mail_app(&smtp).await;
+    let (customer, mechanic, session) = app.waiting_session().await;
+    smtp.wait_for(2, WITHIN).await;
+    // Live for a little while yet: the messages go in, then the clock ends it.
+    let started =
+        OffsetDateTime::now_utc() - time::Duration::minutes(30) + time::Duration::seconds(2);
+    app.state.store.start(session, started).await.unwrap();
+    post(&app, &customer, session, "The pedal feels soft").await;
+    post(&app, &mechanic, session, "Bleed the brakes before driving").await;
+    let ended = smtp.wait_for_subject("has ended", WITHIN).await;
+    assert_eq!(ended.to, app.email_of(&customer).await);
+    assert!(ended.text.contains("The session's time is up."));
+    assert!(
+        ended.text.contains("You: The pedal feels soft"),
+        "{}",
+        ended.text
+    );
+    assert!(ended.text.contains("Sam: Bleed the brakes before driving"));
+    assert!(ended.text.contains("Rate your session"));
+    let (_, read) = app
+        .get(&format!("/api/sessions/{session}"), &customer)
+        .await;
+    assert_eq!(read["end_reason"], "time_up");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(count(&smtp.received(), "has ended"), 1);
+}
