@@ -2,7 +2,8 @@
 //! makes each move one conditional update; this module decides which move a request asks for,
 //! answers losers with 409 and the current state, and publishes every committed change. It also
 //! runs the lifecycle's timers (time up, requests nobody accepts, mechanics who do not join): each
-//! is a conditional update that every server node may try and exactly one wins.
+//! is a conditional update that every server node may try and exactly one wins. The moves the
+//! customer is mailed about queue their mail in the same transaction (see `mail`).
 
 use uuid::Uuid;
 use wrenchline_protocol::presence::Participants;

@@ -14,7 +14,7 @@ use wrenchline_protocol::text::Lines;
 use wrenchline_server::auth::{hash_password, hashing, random_token};
 use wrenchline_server::config::{load_plans, Settings, LIFECYCLE_SECONDS};
 use wrenchline_server::limits::Limits;
-use wrenchline_server::mail::{MailConfigError, MailSettings};
+use wrenchline_server::mail::MailSettings;
 use wrenchline_server::proxy::TrustedProxies;
 use wrenchline_server::storage::{describe_database_url, Store, StoreError};
 use wrenchline_server::{retention, Application};
@@ -140,7 +140,8 @@ enum Command {
         /// before the host when needed. Without it nothing is mailed.
         #[arg(long, env = "WRENCHLINE_SMTP_URL", hide_env_values = true)]
         smtp_url: Option<String>,
-        /// The sender of customer mail, e.g. "Wrenchline <help@example.com>" (with --smtp-url).
+        /// The sender of customer mail, e.g. "Wrenchline <help@example.com>" (with --smtp-url;
+        /// without it, Wrenchline <noreply@HOST> with HOST from --public-url).
         #[arg(long, env = "WRENCHLINE_MAIL_FROM")]
         mail_from: Option<String>,
         /// Lifetime of the single-use link in a mail, in seconds (default 7 days).
@@ -345,9 +346,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             settings.token_secret = token_secret;
             settings.mail = match (smtp_url, mail_from) {
                 (None, None) => None,
-                (Some(_), None) => return Err(MailConfigError::MissingFrom.into()),
-                (None, Some(_)) => return Err(MailConfigError::MissingUrl.into()),
-                (Some(url), Some(from)) => {
+                (None, Some(_)) => {
+                    tracing::warn!("--mail-from is set without --smtp-url: nothing is mailed");
+                    None
+                }
+                (Some(url), from) => {
+                    let from = from.unwrap_or_else(|| {
+                        let from = default_mail_from(settings.public_url.as_deref());
+                        tracing::warn!("no --mail-from: mail is sent as {from}");
+                        from
+                    });
                     let mut mail = MailSettings::parse(&url, &from)?;
                     for (flag, value) in [
                         ("--mail-link-ttl", mail_link_ttl),
@@ -373,6 +381,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Mechanic { command } => mechanic(command).await,
     }
+}
+
+/// The sender when `--mail-from` is not given: `Wrenchline <noreply@HOST>`, HOST from
+/// `--public-url` (else `localhost`).
+fn default_mail_from(public_url: Option<&str>) -> String {
+    let host = public_url
+        .and_then(|u| url::Url::parse(u).ok())
+        .and_then(|u| u.host_str().map(str::to_string))
+        .filter(|h| !h.starts_with('['))
+        .unwrap_or_else(|| "localhost".into());
+    format!("Wrenchline <noreply@{host}>")
 }
 
 async fn serve(

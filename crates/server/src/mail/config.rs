@@ -34,10 +34,6 @@ pub enum MailConfigError {
         "--mail-from {0:?} is not a mailbox; expected \"Name <address@example.com>\" or an address"
     )]
     From(String),
-    #[error("--mail-from is required with --smtp-url")]
-    MissingFrom,
-    #[error("--smtp-url is required with --mail-from")]
-    MissingUrl,
 }
 
 #[derive(Clone)]
