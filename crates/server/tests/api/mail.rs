@@ -434,8 +434,8 @@ async fn smtp_settings_are_checked_at_start() {
             "is not a mailbox",
         ),
         (
-            vec!["--smtp-url", "smtp://127.0.0.1:25"],
-            "--mail-from is required",
+            vec!["--smtp-url", "smtp://127.0.0.1:25?tls=sometimes"],
+            "is not a valid SMTP URL",
         ),
     ] {
         let mut command = vec![
