@@ -551,3 +551,49 @@ async fn a_session_whose_time_is_up_is_mailed_with_its_transcript() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(count(&smtp.received(), "has ended"), 1);
 }
+
+#[tokio::test]
+async fn a_claim_outlives_its_node_by_one_lease_only() {
+    // No server runs here: this store is the only worker, and `now` is passed in.
+    let app = crate::helpers::spawn_app().await;
+    let (customer, session) = app.customer_with_session().await;
+    let database_url = app.stop().await;
+    let store = Store::connect(&database_url).await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    store
+        .mailing(Some(Mail::queue(MailKind::RequestReceived, now)))
+        .sign_waiver(
+            session,
+            customer.id().unwrap(),
+            "Dana Driver",
+            "2026-01",
+            now,
+        )
+        .await
+        .unwrap();
+    let lease = time::Duration::seconds(120);
+    let first = store.claim_mail(now, lease, 10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].attempts, 1);
+    // Claimed: nobody else takes it while the lease runs.
+    assert!(store
+        .claim_mail(now + time::Duration::seconds(119), lease, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // Its node died between sending and recording it: one more attempt after the lease.
+    let later = now + time::Duration::seconds(121);
+    let second = store.claim_mail(later, lease, 10).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].attempts, 2);
+    assert!(store.mail_sent(&second[0], later).await.unwrap());
+    // The first claim is void, and a sent mail is never claimed again.
+    assert!(!store.mail_sent(&first[0], later).await.unwrap());
+    assert!(store
+        .claim_mail(now + time::Duration::days(2), lease, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.next_mail_due().await.unwrap(), None);
+    store.close().await;
+}
