@@ -220,14 +220,21 @@ pub async fn end(state: &AppState, caller: &Caller, id: Uuid) -> Result<Session,
                 ))
             }
         };
+        // A request never offered (no waiver) was never mailed about: its end is not either.
+        let mail = match session.waiver_signed_at {
+            Some(_) => mail_for(state, MailKind::Ended),
+            None => None,
+        };
         match state
             .store
-            .mailing(mail_for(state, MailKind::Ended))
+            .mailing(mail)
             .finish(id, session.status, to, reason, state.now())
             .await?
         {
             Some(Transition::Done(ended)) => {
-                mail_queued(state);
+                if mail.is_some() {
+                    mail_queued(state);
+                }
                 publish_update(state, Some(session), &ended);
                 return Ok(ended);
             }

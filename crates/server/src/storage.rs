@@ -1202,6 +1202,15 @@ impl Store {
         })
     }
 
+    /// Forgets a resume link that was never used (one made for a mail that was not sent).
+    pub async fn forget_unused_resume_link(&self, token_hash: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM resume_links WHERE token_hash = $1 AND used_at IS NULL")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Forgets resume links that expired before `before`.
     pub async fn forget_resume_links(&self, before: OffsetDateTime) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM resume_links WHERE expires_at < $1")

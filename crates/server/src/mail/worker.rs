@@ -207,8 +207,8 @@ async fn attempt(state: &AppState, public_url: &str, claimed: &ClaimedMail) -> A
         Ok(None) => return Attempt::Refused("the session no longer exists".into()),
         Err(e) => return Attempt::Failed(format!("reading the session: {e}")),
     };
-    let rendered = match compose(state, public_url, kind, claimed, &session).await {
-        Ok(rendered) => rendered,
+    let (rendered, link_hash) = match compose(state, public_url, kind, claimed, &session).await {
+        Ok(composed) => composed,
         Err(e) => return Attempt::Failed(format!("composing the mail: {e}")),
     };
     let message = lettre::Message::builder()
@@ -220,25 +220,32 @@ async fn attempt(state: &AppState, public_url: &str, claimed: &ClaimedMail) -> A
                 .singlepart(SinglePart::plain(rendered.text))
                 .singlepart(SinglePart::html(rendered.html)),
         );
-    let message = match message {
-        Ok(message) => message,
-        Err(e) => return Attempt::Refused(format!("building the mail: {e}")),
+    let attempt = match message {
+        Ok(message) => match mail.transport.send(message).await {
+            Ok(_) => Attempt::Sent,
+            Err(e) if e.is_permanent() => Attempt::Refused(e.to_string()),
+            Err(e) => Attempt::Failed(e.to_string()),
+        },
+        Err(e) => Attempt::Refused(format!("building the mail: {e}")),
     };
-    match mail.transport.send(message).await {
-        Ok(_) => Attempt::Sent,
-        Err(e) if e.is_permanent() => Attempt::Refused(e.to_string()),
-        Err(e) => Attempt::Failed(e.to_string()),
+    if !matches!(attempt, Attempt::Sent) {
+        // The link went nowhere; the next attempt makes its own.
+        if let Err(e) = state.store.forget_unused_resume_link(&link_hash).await {
+            tracing::warn!(error = %e, "forgetting an unsent mail link failed");
+        }
     }
+    attempt
 }
 
-/// Renders a mail with a new single-use link to the customer's chat.
+/// Renders a mail with a new single-use link to the customer's chat; returns it with the
+/// link's stored hash.
 async fn compose(
     state: &AppState,
     public_url: &str,
     kind: MailKind,
     claimed: &ClaimedMail,
     session: &Session,
-) -> Result<super::templates::Rendered, crate::storage::StoreError> {
+) -> Result<(super::templates::Rendered, String), crate::storage::StoreError> {
     let now = state.now();
     let now = now.replace_nanosecond(0).unwrap_or(now);
     let ttl = state
@@ -247,15 +254,10 @@ async fn compose(
         .as_ref()
         .map_or(super::config::DEFAULT_LINK_TTL, |m| m.link_ttl);
     let token = auth::random_token();
+    let hash = auth::token_hash(&token);
     state
         .store
-        .insert_resume_link(
-            &auth::token_hash(&token),
-            session.id,
-            session.customer_id,
-            now,
-            now + ttl,
-        )
+        .insert_resume_link(&hash, session.id, session.customer_id, now, now + ttl)
         .await?;
     let transcript = if kind == MailKind::Ended {
         state.store.messages(session.id, 0, TRANSCRIPT_MAX).await?
@@ -268,7 +270,7 @@ async fn compose(
         .map_or(session.plan.as_str(), |p| p.name.as_str());
     let link = format!("{public_url}/resume#token={token}");
     let home = format!("{public_url}/");
-    Ok(render(&MailData {
+    let rendered = render(&MailData {
         kind,
         session,
         plan_name,
@@ -277,7 +279,8 @@ async fn compose(
         home: &home,
         transcript: &transcript,
         summary: None,
-    }))
+    });
+    Ok((rendered, hash))
 }
 
 #[cfg(test)]

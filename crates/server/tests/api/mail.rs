@@ -597,3 +597,25 @@ async fn a_claim_outlives_its_node_by_one_lease_only() {
     assert_eq!(store.next_mail_due().await.unwrap(), None);
     store.close().await;
 }
+
+#[tokio::test]
+async fn a_request_cancelled_before_its_waiver_is_not_mailed() {
+    let smtp = SmtpServer::start().await;
+    let app = mail_app(&smtp).await;
+    let (customer, session) = app.customer_with_session().await;
+    let (status, body) = app
+        .post(&format!("/api/sessions/{session}/end"), &customer, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "cancelled");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(smtp.received().is_empty());
+    assert!(app
+        .state
+        .store
+        .session_mail(session)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(metric(&app, "mail_queued"), 0);
+}
