@@ -132,14 +132,13 @@ pub fn render(data: &MailData<'_>) -> Rendered {
             "No mechanic was free in time".to_string(),
             vec![
                 Part::Line(
-                    "We are sorry: no mechanic accepted your request in time, so it was \
-                     closed and nothing was charged."
+                    "We are sorry: no mechanic accepted your request in time, so it was closed."
                         .into(),
                 ),
                 Part::Line(format!(
-                    "You can send a new request at {} at any time; mechanics are most often \
-                     online during the day. If your vehicle is unsafe to drive, call a local \
-                     garage or roadside assistance.",
+                    "Send a new request at {} when you are ready: the intake page shows how \
+                     many mechanics are online. If your vehicle is unsafe to drive, call a \
+                     local garage or roadside assistance.",
                     data.home
                 )),
             ],

@@ -28,10 +28,11 @@ use crate::auth;
 use crate::state::AppState;
 use crate::storage::{ClaimedMail, Engine, MAIL_CHANNEL};
 
-/// How long a claim holds a mail: longer than one SMTP exchange may take.
-const LEASE: time::Duration = time::Duration::seconds(120);
-/// Mails claimed at once.
-const BATCH: i64 = 10;
+/// How long a claim holds a mail: longer than one SMTP exchange may take (each of its commands
+/// may take `SMTP_TIMEOUT`), so a slow send is never taken by another node as well.
+const LEASE: time::Duration = time::Duration::minutes(5);
+/// Mails claimed at once: one, so a claim's lease covers one send only.
+const BATCH: i64 = 1;
 /// Longest sleep without a wake-up (covers a PostgreSQL listener that is reconnecting).
 const POLL: Duration = Duration::from_secs(5);
 /// First retry delay; doubled per attempt up to `retry_max`.
