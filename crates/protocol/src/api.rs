@@ -472,3 +472,13 @@ pub struct MechanicAvailability {
     /// Distinct mechanics connected to the request feed with at least one connection not away.
     pub mechanics_online: u32,
 }
+
+/// What the customer's pages need to know about this server's set-up (`GET /api/config`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct PublicConfig {
+    /// Whether the server mails customers (it was started with `--smtp-url`); without it no
+    /// page promises an email.
+    pub mail: bool,
+}

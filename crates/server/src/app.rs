@@ -1,6 +1,7 @@
 //! Building and running one server: `Application::build` connects storage and binds the
 //! listeners (port 0 picks a free port, which tests use), `run_until_stopped` serves until
-//! shutdown, with the realtime publisher and the session clock running beside the HTTP server.
+//! shutdown, with the realtime publisher, the session clock and the mail worker running beside
+//! the HTTP server.
 //! The HTTP side is served here connection by connection: each connection gets hyper's header
 //! timer (which also ends idle kept-alive connections) and one of its address's connection
 //! slots, and each request the body and response timeouts of the limits file. `/metrics` has a
@@ -38,6 +39,7 @@ use crate::error::ApiError;
 use crate::events::{Change, Events};
 use crate::lifecycle;
 use crate::limits::Limiters;
+use crate::mail::{self, Mail};
 use crate::metrics::Metrics;
 use crate::realtime::{self, Hub};
 use crate::state::{AppState, Inner};
@@ -78,6 +80,7 @@ impl Application {
         let (events, changes) = Events::new();
         let hub = Arc::new(Hub::new(&settings.limits));
         let limiters = Limiters::new(settings.limits.clone());
+        let mail = settings.mail.as_ref().map(Mail::new).transpose()?;
         let state = AppState(Arc::new(Inner {
             limiters,
             signer: TokenSigner::new(secret.as_bytes()),
@@ -87,6 +90,7 @@ impl Application {
             metrics: Metrics::new(),
             presence: hub.clone(),
             hub,
+            mail,
         }));
         Ok(Application {
             listener,
@@ -127,6 +131,7 @@ impl Application {
     ) -> std::io::Result<()> {
         let clock = tokio::spawn(session_clock(self.state.clone()));
         let accounts = tokio::spawn(realtime::watch_accounts(self.state.clone()));
+        let mailer = tokio::spawn(mail::worker::run(self.state.clone(), self.public_url()));
         let dispatch = tokio::spawn(realtime::changes::dispatch(
             self.state.clone(),
             self.changes,
@@ -170,6 +175,7 @@ impl Application {
         tokio::join!(public, metrics, signal);
         clock.abort();
         accounts.abort();
+        mailer.abort();
         dispatch.abort();
         self.state.store.close().await;
         Ok(())
@@ -310,6 +316,13 @@ async fn session_clock(state: AppState) {
             lifecycle::forget_old_resume_links(&state).await;
         }
         lifecycle::run_timers(&state).await;
+        if ticks % 4 == 0 {
+            match mail::unread::run(&state).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(mails = n, "customers mailed about unread messages"),
+                Err(e) => tracing::warn!(error = %e, "unread message check failed"),
+            }
+        }
         let now = state.now();
         match state
             .store

@@ -10,6 +10,7 @@ use time::Duration;
 use wrenchline_protocol::{Plan, Waiver};
 
 use crate::limits::Limits;
+use crate::mail::MailSettings;
 use crate::proxy::TrustedProxies;
 
 /// Default lifetime of a resume link.
@@ -51,6 +52,8 @@ pub struct Settings {
     pub trusted_proxies: TrustedProxies,
     /// Desktop app releases offered to the updater; none when unset.
     pub releases_dir: Option<PathBuf>,
+    /// Mail to customers (`--smtp-url`, `--mail-from`); nothing is mailed when unset.
+    pub mail: Option<MailSettings>,
 }
 
 impl Settings {
@@ -74,6 +77,7 @@ impl Settings {
             limits: Limits::default(),
             trusted_proxies: TrustedProxies::default(),
             releases_dir: None,
+            mail: None,
         }
     }
 

@@ -2,7 +2,8 @@
 //! makes each move one conditional update; this module decides which move a request asks for,
 //! answers losers with 409 and the current state, and publishes every committed change. It also
 //! runs the lifecycle's timers (time up, requests nobody accepts, mechanics who do not join): each
-//! is a conditional update that every server node may try and exactly one wins.
+//! is a conditional update that every server node may try and exactly one wins. The moves the
+//! customer is mailed about queue their mail in the same transaction (see `mail`).
 
 use uuid::Uuid;
 use wrenchline_protocol::presence::Participants;
@@ -11,8 +12,9 @@ use wrenchline_protocol::{EndReason, Message, Role, Session, SessionStatus};
 use crate::error::ApiError;
 use crate::events::Change;
 use crate::extract::Caller;
+use crate::mail::{self, Mail, MailKind};
 use crate::state::AppState;
-use crate::storage::{PostRefused, Transition};
+use crate::storage::{PostRefused, QueueMail, Transition};
 
 /// Who is present on a session's presence channel, as the realtime hub sees it.
 pub trait PresenceView: Send + Sync {
@@ -54,6 +56,18 @@ pub async fn participating(
     }
 }
 
+/// The customer's mail a transition queues with it, when mail is configured.
+fn mail_for(state: &AppState, kind: MailKind) -> Option<QueueMail<'static>> {
+    state.mail.as_ref().map(|_| Mail::queue(kind, state.now()))
+}
+
+/// A transition that queued mail committed: wake the mail worker.
+fn mail_queued(state: &AppState) {
+    if let Some(mail) = &state.mail {
+        mail.queued(&state.metrics);
+    }
+}
+
 /// Publishes a committed change and counts the status entered (`offered` for a signed waiver).
 fn publish_update(state: &AppState, old: Option<Session>, new: &Session) {
     let entered = match (&old, new.status) {
@@ -78,10 +92,12 @@ pub async fn sign_waiver(
     let version = state.settings.waiver.version.clone();
     match state
         .store
+        .mailing(mail_for(state, MailKind::RequestReceived))
         .sign_waiver(id, caller.user.id, signed_name, &version, state.now())
         .await?
     {
         Some(Transition::Done(session)) => {
+            mail_queued(state);
             publish_update(state, Some(before), &session);
             Ok(session)
         }
@@ -107,8 +123,14 @@ pub async fn accept(state: &AppState, caller: &Caller, id: Uuid) -> Result<Sessi
         // Not offered yet: to a mechanic it does not exist.
         return Err(ApiError::not_found("session"));
     }
-    match state.store.accept(id, caller.user.id, state.now()).await? {
+    match state
+        .store
+        .mailing(mail_for(state, MailKind::Accepted))
+        .accept(id, caller.user.id, state.now())
+        .await?
+    {
         Some(Transition::Done(session)) => {
+            mail_queued(state);
             publish_update(state, Some(before), &session);
             Ok(session)
         }
@@ -198,12 +220,21 @@ pub async fn end(state: &AppState, caller: &Caller, id: Uuid) -> Result<Session,
                 ))
             }
         };
+        // A request never offered (no waiver) was never mailed about: its end is not either.
+        let mail = match session.waiver_signed_at {
+            Some(_) => mail_for(state, MailKind::Ended),
+            None => None,
+        };
         match state
             .store
+            .mailing(mail)
             .finish(id, session.status, to, reason, state.now())
             .await?
         {
             Some(Transition::Done(ended)) => {
+                if mail.is_some() {
+                    mail_queued(state);
+                }
                 publish_update(state, Some(session), &ended);
                 return Ok(ended);
             }
@@ -252,7 +283,13 @@ pub async fn expire_due(state: &AppState) -> Result<usize, ApiError> {
     let now = state.now();
     let mut completed = 0;
     for id in state.store.sessions_due(now).await? {
-        if let Some(Transition::Done(session)) = state.store.expire(id, now).await? {
+        if let Some(Transition::Done(session)) = state
+            .store
+            .mailing(mail_for(state, MailKind::Ended))
+            .expire(id, now)
+            .await?
+        {
+            mail_queued(state);
             publish_update(state, None, &session);
             completed += 1;
         }
@@ -269,9 +306,11 @@ pub async fn cancel_unaccepted(state: &AppState) -> Result<usize, ApiError> {
     for before in state.store.offered_before(offered_by).await? {
         if let Some(Transition::Done(session)) = state
             .store
+            .mailing(mail_for(state, MailKind::NotAccepted))
             .cancel_unaccepted(before.id, offered_by, now)
             .await?
         {
+            mail_queued(state);
             publish_update(state, Some(before), &session);
             cancelled += 1;
         }
@@ -313,7 +352,7 @@ pub async fn post_message(
     client_id: &str,
     body: &str,
 ) -> Result<(Message, bool), ApiError> {
-    participating(state, caller, id).await?;
+    let session = participating(state, caller, id).await?;
     let posted = state
         .store
         .post_message(
@@ -335,6 +374,7 @@ pub async fn post_message(
                 state
                     .events
                     .publish(Change::MessageInserted(posted.message.clone()));
+                mail::unread::message_posted(state, &session, &posted.message).await;
             }
             Ok((posted.message, posted.created))
         }

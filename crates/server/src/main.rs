@@ -14,6 +14,7 @@ use wrenchline_protocol::text::Lines;
 use wrenchline_server::auth::{hash_password, hashing, random_token};
 use wrenchline_server::config::{load_plans, Settings, LIFECYCLE_SECONDS};
 use wrenchline_server::limits::Limits;
+use wrenchline_server::mail::MailSettings;
 use wrenchline_server::proxy::TrustedProxies;
 use wrenchline_server::storage::{describe_database_url, Store, StoreError};
 use wrenchline_server::{retention, Application};
@@ -134,6 +135,24 @@ enum Command {
             value_parser = clap::value_parser!(u32).range(0..=36_500)
         )]
         retention_days: u32,
+        /// Mail customers through this SMTP server: smtp://HOST:PORT (no TLS: this machine only),
+        /// smtps://HOST:PORT, or smtp://HOST:PORT?tls=required (STARTTLS), with USER:PASSWORD@
+        /// before the host when needed. Without it nothing is mailed.
+        #[arg(long, env = "WRENCHLINE_SMTP_URL", hide_env_values = true)]
+        smtp_url: Option<String>,
+        /// The sender of customer mail, e.g. "Wrenchline <help@example.com>" (with --smtp-url;
+        /// without it, Wrenchline <noreply@HOST> with HOST from --public-url).
+        #[arg(long, env = "WRENCHLINE_MAIL_FROM")]
+        mail_from: Option<String>,
+        /// Lifetime of the single-use link in a mail, in seconds (default 7 days).
+        #[arg(long, env = "WRENCHLINE_MAIL_LINK_TTL", default_value_t = 7 * 24 * 3600)]
+        mail_link_ttl: i64,
+        /// Seconds a mechanic's message stays unseen, the customer away, before the customer is mailed.
+        #[arg(long, env = "WRENCHLINE_MAIL_UNREAD_AFTER", default_value_t = 120)]
+        mail_unread_after: i64,
+        /// At most one mail about unseen messages per session in this many seconds.
+        #[arg(long, env = "WRENCHLINE_MAIL_QUIET_PERIOD", default_value_t = 900)]
+        mail_quiet_period: i64,
         /// Once connections are accepted, write the bound listeners as JSON to this file
         /// (`{"http": "http://ADDR"}`, replaced atomically), for scripts and test harnesses.
         #[arg(long, env = "WRENCHLINE_READY_FILE")]
@@ -281,6 +300,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             token_secret,
             retention_days,
             ready_file,
+            smtp_url,
+            mail_from,
+            mail_link_ttl,
+            mail_unread_after,
+            mail_quiet_period,
         } => {
             tracing::info!("database: {}", describe_database_url(&db.database_url));
             let mut settings = Settings::new(bind, db.database_url);
@@ -320,10 +344,54 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             settings.token_secret = token_secret;
+            settings.mail = match (smtp_url, mail_from) {
+                (None, None) => None,
+                (None, Some(_)) => {
+                    tracing::warn!("--mail-from is set without --smtp-url: nothing is mailed");
+                    None
+                }
+                (Some(url), from) => {
+                    let from = from.unwrap_or_else(|| {
+                        let from = default_mail_from(settings.public_url.as_deref());
+                        tracing::warn!("no --mail-from: mail is sent as {from}");
+                        from
+                    });
+                    let mut mail = MailSettings::parse(&url, &from)?;
+                    for (flag, value) in [
+                        ("--mail-link-ttl", mail_link_ttl),
+                        ("--mail-unread-after", mail_unread_after),
+                        ("--mail-quiet-period", mail_quiet_period),
+                    ] {
+                        if !LIFECYCLE_SECONDS.contains(&value) {
+                            bail!(
+                                "{flag} must be between {} and {} seconds",
+                                LIFECYCLE_SECONDS.start(),
+                                LIFECYCLE_SECONDS.end()
+                            );
+                        }
+                    }
+                    mail.link_ttl = time::Duration::seconds(mail_link_ttl);
+                    mail.unread_after = time::Duration::seconds(mail_unread_after);
+                    mail.quiet_period = time::Duration::seconds(mail_quiet_period);
+                    tracing::info!("mail: through {} as {}", mail.describe(), mail.from);
+                    Some(mail)
+                }
+            };
             serve(settings, demo, retention_days, ready_file).await
         }
         Command::Mechanic { command } => mechanic(command).await,
     }
+}
+
+/// The sender when `--mail-from` is not given: `Wrenchline <noreply@HOST>`, HOST from
+/// `--public-url` (else `localhost`).
+fn default_mail_from(public_url: Option<&str>) -> String {
+    let host = public_url
+        .and_then(|u| url::Url::parse(u).ok())
+        .and_then(|u| u.host_str().map(str::to_string))
+        .filter(|h| !h.starts_with('['))
+        .unwrap_or_else(|| "localhost".into());
+    format!("Wrenchline <noreply@{host}>")
 }
 
 async fn serve(

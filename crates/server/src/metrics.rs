@@ -23,6 +23,11 @@ pub struct Metrics {
     pub http_requests: Family<HttpLabels, Counter>,
     pub session_transitions: Family<TransitionLabels, Counter>,
     pub messages_posted: Counter,
+    /// Mail committed to the outbox, sent, attempts after the first, and mail given up.
+    pub mail_queued: Counter,
+    pub mail_sent: Counter,
+    pub mail_retried: Counter,
+    pub mail_failed: Counter,
     pub realtime_connections: Gauge,
     /// Set at each scrape from the hub's presence on `requests`, so it is what
     /// `GET /api/availability` answers at that moment.
@@ -53,6 +58,30 @@ impl Metrics {
             "messages_posted",
             "Chat messages stored",
             messages_posted.clone(),
+        );
+        let mail_queued = Counter::default();
+        registry.register(
+            "mail_queued",
+            "Mails queued in the outbox by this node",
+            mail_queued.clone(),
+        );
+        let mail_sent = Counter::default();
+        registry.register(
+            "mail_sent",
+            "Mails this node handed to the SMTP server",
+            mail_sent.clone(),
+        );
+        let mail_retried = Counter::default();
+        registry.register(
+            "mail_retried",
+            "Attempts to send a mail after an earlier attempt failed",
+            mail_retried.clone(),
+        );
+        let mail_failed = Counter::default();
+        registry.register(
+            "mail_failed",
+            "Mails given up: refused for good by the SMTP server, or unsent after a day",
+            mail_failed.clone(),
         );
         let realtime_connections = Gauge::default();
         registry.register(
@@ -89,6 +118,10 @@ impl Metrics {
             http_requests,
             session_transitions,
             messages_posted,
+            mail_queued,
+            mail_sent,
+            mail_retried,
+            mail_failed,
             realtime_connections,
             mechanics_available,
             heap_allocated,

@@ -20,6 +20,9 @@ type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The PostgreSQL channel on which a commit that queued mail wakes every node's mail worker.
+pub const MAIL_CHANNEL: &str = "wrenchline_mail";
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error")]
@@ -90,6 +93,28 @@ pub enum ResumeUse {
     AlreadyUsed,
     Expired,
     Unknown,
+}
+
+/// A mail to queue with a session transition: its kind (see `mail::MailKind`) and the time it
+/// is queued at.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueMail<'a> {
+    pub kind: &'a str,
+    pub at: OffsetDateTime,
+}
+
+/// A queued mail this node has claimed for sending, until `claimed_until`.
+#[derive(Debug, Clone)]
+pub struct ClaimedMail {
+    pub id: Uuid,
+    pub claim_id: String,
+    pub kind: String,
+    pub session_id: Uuid,
+    pub recipient: String,
+    pub mechanic_name: Option<String>,
+    /// Attempts including this one.
+    pub attempts: i64,
+    pub created_at: OffsetDateTime,
 }
 
 /// What a refresh token turned out to be.
@@ -322,6 +347,8 @@ pub fn normalize_database_url(url: &str) -> String {
 pub struct Store {
     pool: AnyPool,
     engine: Engine,
+    /// The mail the next transition of this handle queues with it (see [`Store::mailing`]).
+    mail: Option<QueueMail<'static>>,
 }
 
 impl Store {
@@ -416,7 +443,20 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(unreachable)?;
-        Ok(Store { pool, engine })
+        Ok(Store {
+            pool,
+            engine,
+            mail: None,
+        })
+    }
+
+    /// This store, whose session transitions queue `mail` in their transaction when they move
+    /// the session (nothing when `None`): `store.mailing(mail).accept(…)`.
+    pub fn mailing(&self, mail: Option<QueueMail<'static>>) -> Store {
+        Store {
+            mail,
+            ..self.clone()
+        }
     }
 
     pub fn engine(&self) -> Engine {
@@ -788,18 +828,24 @@ impl Store {
             .collect()
     }
 
-    /// Runs one conditional UPDATE on a session and reads the outcome in the same transaction.
+    /// Runs one conditional UPDATE on a session and reads the outcome in the same transaction;
+    /// when the update moved the session, the customer's mail `mail` (a kind) is queued in that
+    /// transaction too.
     async fn transition<'q>(
         &self,
         id: Uuid,
         sql: &'q str,
         bind: impl FnOnce(AnyQuery<'q>) -> AnyQuery<'q>,
+        mail: Option<QueueMail<'static>>,
     ) -> StoreResult<Option<Transition>> {
         let mut tx = self.pool.begin().await?;
         let id_text = id.to_string();
         let done = bind(sqlx::query(sql).bind(id_text.clone()))
             .execute(&mut *tx)
             .await?;
+        if let (Some(mail), 1) = (mail, done.rows_affected()) {
+            self.queue_mail(&mut tx, mail, id).await?;
+        }
         let row = sqlx::query(&session_select("WHERE s.id = $1"))
             .bind(&id_text)
             .fetch_optional(&mut *tx)
@@ -829,6 +875,7 @@ impl Store {
             "UPDATE sessions SET waiver_signed_at = $3, offered_at = $3, waiver_name = $4, \
              waiver_version = $5 WHERE id = $1 AND customer_id = $2 AND status = 'pending' AND waiver_signed_at IS NULL",
             |q| q.bind(customer_id.to_string()).bind(millis(now)).bind(signed_name).bind(version),
+            self.mail,
         )
         .await
     }
@@ -845,6 +892,7 @@ impl Store {
              WHERE id = $1 AND status = 'pending' AND waiver_signed_at IS NOT NULL \
              AND mechanic_id IS NULL",
             |q| q.bind(mechanic_id.to_string()).bind(millis(now)),
+            self.mail,
         )
         .await
     }
@@ -856,6 +904,7 @@ impl Store {
             "UPDATE sessions SET status = 'live', started_at = $2, ends_at = $2 + plan_minutes * 60000 \
              WHERE id = $1 AND status = 'waiting'",
             |q| q.bind(millis(now)),
+            None,
         )
         .await
     }
@@ -880,6 +929,7 @@ impl Store {
                     .bind(reason.as_str())
                     .bind(from.as_str())
             },
+            self.mail,
         )
         .await
     }
@@ -896,6 +946,7 @@ impl Store {
             "UPDATE sessions SET status = 'cancelled', ended_at = $3, end_reason = 'not_accepted' \
              WHERE id = $1 AND status = 'pending' AND offered_at IS NOT NULL AND offered_at <= $2",
             |q| q.bind(millis(offered_by)).bind(millis(now)),
+            self.mail,
         )
         .await
     }
@@ -919,6 +970,7 @@ impl Store {
                     .bind(millis(accepted_by))
                     .bind(millis(now))
             },
+            None,
         )
         .await
     }
@@ -930,6 +982,7 @@ impl Store {
             "UPDATE sessions SET status = 'completed', ended_at = ends_at, end_reason = 'time_up' \
              WHERE id = $1 AND status = 'live' AND ends_at <= $2",
             |q| q.bind(millis(now)),
+            self.mail,
         )
         .await
     }
@@ -1149,6 +1202,15 @@ impl Store {
         })
     }
 
+    /// Forgets a resume link that was never used (one made for a mail that was not sent).
+    pub async fn forget_unused_resume_link(&self, token_hash: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM resume_links WHERE token_hash = $1 AND used_at IS NULL")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Forgets resume links that expired before `before`.
     pub async fn forget_resume_links(&self, before: OffsetDateTime) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM resume_links WHERE expires_at < $1")
@@ -1239,6 +1301,250 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.map(|r| r.try_get("family_id")).transpose()?)
+    }
+
+    // ---- mail outbox ----
+
+    /// Queues the customer's mail about session `session_id` inside `tx`: the recipient is the
+    /// customer's email as it is now (nothing is queued when retention erased it), and
+    /// `mechanic_name` the name the app shows for the assigned mechanic. On PostgreSQL the
+    /// commit also notifies every node's mail worker.
+    async fn queue_mail(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        mail: QueueMail<'_>,
+        session_id: Uuid,
+    ) -> StoreResult<bool> {
+        let queued = sqlx::query(
+            "INSERT INTO mail_outbox (id, kind, session_id, recipient, mechanic_name, created_at, \
+             next_attempt_at) SELECT $1, $2, s.id, c.email, m.name, $4, $4 FROM sessions s \
+             JOIN users c ON c.id = s.customer_id LEFT JOIN users m ON m.id = s.mechanic_id \
+             WHERE s.id = $3 AND c.email <> ''",
+        )
+        .bind(Uuid::new_v4().to_string())
+        .bind(mail.kind)
+        .bind(session_id.to_string())
+        .bind(millis(mail.at))
+        .execute(&mut **tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if queued && self.engine == Engine::Postgres {
+            sqlx::query(&format!("NOTIFY {MAIL_CHANNEL}"))
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(queued)
+    }
+
+    /// Claims up to `limit` due mails for `lease` (a row claimed by a node that died is due
+    /// again when its lease ends). On PostgreSQL nodes skip the rows another node is claiming
+    /// (`FOR UPDATE SKIP LOCKED`); SQLite serialises writers, so the update alone is atomic.
+    pub async fn claim_mail(
+        &self,
+        now: OffsetDateTime,
+        lease: time::Duration,
+        limit: i64,
+    ) -> StoreResult<Vec<ClaimedMail>> {
+        let lock = match self.engine {
+            Engine::Postgres => "FOR UPDATE SKIP LOCKED",
+            Engine::Sqlite => "",
+        };
+        let claim_id = Uuid::new_v4().to_string();
+        let rows = sqlx::query(&format!(
+            "UPDATE mail_outbox SET claimed_until = $2, claim_id = $3, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM mail_outbox WHERE sent_at IS NULL AND failed_at IS NULL \
+             AND next_attempt_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1) \
+             ORDER BY next_attempt_at LIMIT $4 {lock}) \
+             RETURNING id, kind, session_id, recipient, mechanic_name, attempts, created_at"
+        ))
+        .bind(millis(now))
+        .bind(millis(now + lease))
+        .bind(&claim_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ClaimedMail {
+                    id: uuid_col(row, "id")?,
+                    claim_id: claim_id.clone(),
+                    kind: row.try_get("kind")?,
+                    session_id: uuid_col(row, "session_id")?,
+                    recipient: row.try_get("recipient")?,
+                    mechanic_name: row.try_get("mechanic_name")?,
+                    attempts: row.try_get("attempts")?,
+                    created_at: time_col(row, "created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records a claimed mail as sent; `false` when the claim was lost (its lease ended and
+    /// another node took it).
+    pub async fn mail_sent(&self, mail: &ClaimedMail, now: OffsetDateTime) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE mail_outbox SET sent_at = $3, claimed_until = NULL, last_error = NULL \
+             WHERE id = $1 AND claim_id = $2 AND sent_at IS NULL",
+        )
+        .bind(mail.id.to_string())
+        .bind(&mail.claim_id)
+        .bind(millis(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives a claimed mail back, to be tried again from `next_attempt_at`.
+    pub async fn mail_retry(
+        &self,
+        mail: &ClaimedMail,
+        next_attempt_at: OffsetDateTime,
+        error: &str,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE mail_outbox SET claimed_until = NULL, next_attempt_at = $3, last_error = $4 \
+             WHERE id = $1 AND claim_id = $2 AND sent_at IS NULL",
+        )
+        .bind(mail.id.to_string())
+        .bind(&mail.claim_id)
+        .bind(millis(next_attempt_at))
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Gives up on a claimed mail.
+    pub async fn mail_failed(
+        &self,
+        mail: &ClaimedMail,
+        now: OffsetDateTime,
+        error: &str,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE mail_outbox SET claimed_until = NULL, failed_at = $3, last_error = $4 \
+             WHERE id = $1 AND claim_id = $2 AND sent_at IS NULL",
+        )
+        .bind(mail.id.to_string())
+        .bind(&mail.claim_id)
+        .bind(millis(now))
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// When the next queued mail comes due (a retry's time, or the end of a claim's lease).
+    pub async fn next_mail_due(&self) -> StoreResult<Option<OffsetDateTime>> {
+        let row = sqlx::query(
+            "SELECT MIN(CASE WHEN claimed_until IS NOT NULL AND claimed_until > next_attempt_at \
+             THEN claimed_until ELSE next_attempt_at END) AS due FROM mail_outbox \
+             WHERE sent_at IS NULL AND failed_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        opt_time_col(&row, "due")
+    }
+
+    /// Forgets mail sent or given up on before `before` (the rows hold the customer's address).
+    pub async fn forget_old_mail(&self, before: OffsetDateTime) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "DELETE FROM mail_outbox WHERE (sent_at IS NOT NULL AND sent_at < $1) \
+             OR (failed_at IS NOT NULL AND failed_at < $1)",
+        )
+        .bind(millis(before))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Queued mails of a session by kind, whatever their state: `(kind, sent)` in queue order.
+    pub async fn session_mail(&self, session_id: Uuid) -> StoreResult<Vec<(String, bool)>> {
+        let rows = sqlx::query(
+            "SELECT kind, sent_at FROM mail_outbox WHERE session_id = $1 ORDER BY created_at, id",
+        )
+        .bind(session_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("kind")?,
+                    row.try_get::<Option<i64>, _>("sent_at")?.is_some(),
+                ))
+            })
+            .collect()
+    }
+
+    /// Notes that the mechanic wrote while the customer was away, unless an earlier message is
+    /// already waiting to be read.
+    pub async fn mark_unread(&self, session_id: Uuid, now: OffsetDateTime) -> StoreResult<()> {
+        sqlx::query("UPDATE sessions SET unread_since = $2 WHERE id = $1 AND unread_since IS NULL")
+            .bind(session_id.to_string())
+            .bind(millis(now))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The customer has caught up with the chat.
+    pub async fn clear_unread(&self, session_id: Uuid) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE sessions SET unread_since = NULL WHERE id = $1 AND unread_since IS NOT NULL",
+        )
+        .bind(session_id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Sessions with a mechanic's message unread since `by` or earlier, with that time.
+    pub async fn unread_since(
+        &self,
+        by: OffsetDateTime,
+    ) -> StoreResult<Vec<(Uuid, OffsetDateTime)>> {
+        let rows = sqlx::query(
+            "SELECT id, unread_since FROM sessions WHERE unread_since IS NOT NULL \
+             AND unread_since <= $1",
+        )
+        .bind(millis(by))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((uuid_col(row, "id")?, time_col(row, "unread_since")?)))
+            .collect()
+    }
+
+    /// Mails the customer about unread messages (noted at `unread`) unless they were mailed
+    /// after `period_start`: one conditional update that clears the note and stamps
+    /// `last_quiet_mail_at`, with the mail queued in its transaction. `false` when another node
+    /// did it, the customer caught up, or the quiet period is not over.
+    pub async fn queue_unread_mail(
+        &self,
+        session_id: Uuid,
+        unread: OffsetDateTime,
+        period_start: OffsetDateTime,
+        mail: QueueMail<'_>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE sessions SET unread_since = NULL, last_quiet_mail_at = $4 WHERE id = $1 \
+             AND unread_since = $2 AND (last_quiet_mail_at IS NULL OR last_quiet_mail_at <= $3)",
+        )
+        .bind(session_id.to_string())
+        .bind(millis(unread))
+        .bind(millis(period_start))
+        .bind(millis(mail.at))
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let queued = self.queue_mail(&mut tx, mail, session_id).await?;
+        tx.commit().await?;
+        Ok(queued)
     }
 
     // ---- retention ----

@@ -12,7 +12,7 @@ use utoipa::openapi::KnownFormat;
 use uuid::Uuid;
 use wrenchline_protocol::text::{Lines, CONTROL_CHARACTER_MESSAGE};
 use wrenchline_protocol::{
-    ErrorBody, FieldErrors, Message, PostMessageRequest, MAX_CLIENT_ID_CHARS,
+    ErrorBody, FieldErrors, Message, PostMessageRequest, Role, MAX_CLIENT_ID_CHARS,
 };
 
 use crate::error::ApiError;
@@ -83,8 +83,13 @@ pub async fn history(
             ),
         });
     }
-    lifecycle::participating(&state, &caller, id).await?;
-    Ok(Json(state.store.messages(id, after, limit).await?))
+    let session = lifecycle::participating(&state, &caller, id).await?;
+    let messages = state.store.messages(id, after, limit).await?;
+    if caller.role() == Role::Customer {
+        // The chat page reads the history whenever it (re)joins: the customer is back.
+        crate::mail::unread::customer_caught_up(&state, &session).await;
+    }
+    Ok(Json(messages))
 }
 
 pub(crate) fn client_id_is_valid(id: &str) -> bool {

@@ -1,4 +1,5 @@
-//! Operational endpoints: liveness, the OpenAPI document, and Prometheus metrics, which are
+//! Operational endpoints: liveness, the OpenAPI document, the server's public configuration
+//! (`/api/config`: whether mail is on), and Prometheus metrics, which are
 //! for operators only: served by [`metrics_router`] on the separate `--metrics-bind` listener,
 //! and a plain 404 on the public one.
 
@@ -13,7 +14,7 @@ use time::OffsetDateTime;
 use utoipa::openapi::schema::{Object, Schema};
 use utoipa::openapi::RefOr;
 use utoipa::OpenApi;
-use wrenchline_protocol::{schema, Health, Plan, ServerTime};
+use wrenchline_protocol::{schema, Health, Plan, PublicConfig, ServerTime};
 
 use crate::error::ApiError;
 use crate::http::ApiDoc;
@@ -27,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/metrics", get(not_public))
         .route("/api/openapi.json", get(openapi))
         .route("/api/time", get(server_time))
+        .route("/api/config", get(public_config))
 }
 
 /// The metrics listener's routes: `/metrics` and nothing else.
@@ -131,6 +133,14 @@ fn property<'a>(
     responses((status = 200, description = "The server's clock (millisecond precision)", body = ServerTime)))]
 pub async fn server_time(State(state): State<AppState>) -> Json<ServerTime> {
     Json(ServerTime { now: state.now() })
+}
+
+#[utoipa::path(get, path = "/api/config", tag = "meta", security(()),
+    responses((status = 200, description = "What the customer's pages need to know about this server: whether it mails customers", body = PublicConfig)))]
+pub async fn public_config(State(state): State<AppState>) -> Json<PublicConfig> {
+    Json(PublicConfig {
+        mail: state.mail.is_some(),
+    })
 }
 
 #[cfg(test)]
@@ -538,6 +548,7 @@ mod tests {
             ("post", "/api/resume"),
             ("get", "/api/plans"),
             ("get", "/api/availability"),
+            ("get", "/api/config"),
             ("get", "/healthz"),
         ] {
             assert_eq!(security(method, path), [""], "{method} {path}");

@@ -10,6 +10,7 @@ import type {
   MechanicAvailability,
   Message,
   Plan,
+  PublicConfig,
   ResumeCheck,
   ResumeLink,
   ResumeResponse,
@@ -30,6 +31,7 @@ export type {
   MechanicAvailability,
   Message,
   Plan,
+  PublicConfig,
   ResumeCheck,
   ResumeLink,
   ResumeResponse,
@@ -126,4 +128,6 @@ export interface Backend {
    * desktop app shows the mechanic's own availability instead.
    */
   availability?(): Promise<MechanicAvailability>;
+  /** What the server offers the customer's pages (whether it mails them). Web shell only. */
+  publicConfig?(): Promise<PublicConfig>;
 }

@@ -11,6 +11,7 @@ import {
   type MechanicAvailability,
   type Message,
   type Plan,
+  type PublicConfig,
   type ResumeCheck,
   type ResumeLink,
   type Session,
@@ -111,6 +112,10 @@ export class WebBackend implements Backend {
 
   availability(): Promise<MechanicAvailability> {
     return request('GET', '/api/availability');
+  }
+
+  publicConfig(): Promise<PublicConfig> {
+    return request('GET', '/api/config');
   }
 
   submitIntake(body: IntakeRequest): Promise<{ session: Session; user: User }> {

@@ -17,6 +17,7 @@ export type { Plan } from './Plan';
 export type { PostMessageRequest } from './PostMessageRequest';
 export type { PostgresChange } from './PostgresChange';
 export type { PresencePayload } from './PresencePayload';
+export type { PublicConfig } from './PublicConfig';
 export type { RefreshRequest } from './RefreshRequest';
 export type { ResumeCheck } from './ResumeCheck';
 export type { ResumeCheckRequest } from './ResumeCheckRequest';
