@@ -4,6 +4,7 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod counters;
 pub mod error;
 pub mod events;
 pub mod extract;

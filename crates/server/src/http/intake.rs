@@ -85,7 +85,7 @@ pub async fn intake(
     jar: CookieJar,
     ApiJson(raw): ApiJson<IntakeRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    state.limiters.intake(client)?;
+    state.limiters.intake(client).await?;
     if caller.as_ref().is_some_and(|c| c.role() == Role::Mechanic) {
         return Err(ApiError::forbidden(
             "customers_only",

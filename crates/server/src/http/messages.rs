@@ -146,7 +146,7 @@ pub async fn post(
     if !fields.is_empty() {
         return Err(ApiError::validation(fields));
     }
-    state.limiters.message(caller.user.id)?;
+    state.limiters.message(caller.user.id).await?;
     let (message, created) =
         lifecycle::post_message(&state, &caller, id, &body.client_id, body.body.trim()).await?;
     let status = if created {

@@ -94,7 +94,12 @@ pub async fn broadcast(
         frames.push((topic, frame));
     }
     for _ in &frames {
-        if !state.hub.rates.admit(caller.user.id, Action::Broadcast) {
+        if !state
+            .hub
+            .rates
+            .admit(caller.user.id, Action::Broadcast)
+            .await
+        {
             return Err(ApiError::TooManyRequests {
                 message: "Too many broadcasts per second".into(),
                 retry_after: std::time::Duration::from_secs(1),

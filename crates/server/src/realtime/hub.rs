@@ -322,6 +322,11 @@ fn presence_entry(metas: &[&Value]) -> Value {
 
 impl Hub {
     pub fn new(limits: &Limits) -> Self {
+        Self::with_rates(limits, Box::new(LocalRates::new(limits)))
+    }
+
+    /// A hub whose per-user budgets are counted by `rates` (shared by a cluster's nodes).
+    pub fn with_rates(limits: &Limits, rates: Box<dyn UserRates>) -> Self {
         Hub {
             topics: DashMap::new(),
             next_conn: AtomicU64::new(0),
@@ -330,7 +335,7 @@ impl Hub {
             per_user_cap: limits.session_topic_subscribers_per_user,
             per_topic_cap: limits.session_topic_subscribers,
             queue_max_bytes: limits.outbound_queue_max_bytes,
-            rates: Box::new(LocalRates::new(limits)),
+            rates,
             start_checks: Mutex::new(HashMap::new()),
             start_reads: AtomicU64::new(0),
         }

@@ -77,7 +77,7 @@ async fn upgrade(
             .into_response()
         }
     };
-    let Some(slot) = state.limiters.connect(client) else {
+    let Some(slot) = state.limiters.connect(client).await else {
         return ApiError::TooManyRequests {
             message: "Too many connections from this address".into(),
             retry_after: std::time::Duration::from_secs(5),

@@ -320,7 +320,7 @@ impl Connection {
     async fn read(&mut self, inbound: Option<Result<Message, axum::Error>>) -> Inbound {
         Inbound::Handled(match inbound {
             Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
-            Some(Ok(Message::Binary(bytes))) => self.on_binary(&bytes),
+            Some(Ok(Message::Binary(bytes))) => self.on_binary(&bytes).await,
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
             Some(Ok(Message::Close(_))) => return Inbound::ClientClosed,
             Some(Err(_)) | None => return Inbound::Gone,
@@ -359,8 +359,8 @@ impl Connection {
                 }
                 match frame.event.as_str() {
                     "access_token" => self.refresh_token(&frame).await,
-                    "presence" => self.presence(&frame, text.len()),
-                    "broadcast" => self.broadcast_text(&frame, text.len()),
+                    "presence" => self.presence(&frame, text.len()).await,
+                    "broadcast" => self.broadcast_text(&frame, text.len()).await,
                     other => self.send(&error_reply(
                         &frame,
                         format!("UnknownEvent: {other:?} is not handled on this channel"),
@@ -371,7 +371,7 @@ impl Connection {
         Ok(())
     }
 
-    fn on_binary(&mut self, bytes: &[u8]) -> Result<(), Close> {
+    async fn on_binary(&mut self, bytes: &[u8]) -> Result<(), Close> {
         if self.vsn != Vsn::V2 {
             return Err(Close {
                 code: CLOSE_INVALID_DATA,
@@ -393,7 +393,10 @@ impl Connection {
         };
         let request = Frame::new(&broadcast.topic, "broadcast", json!({}))
             .with_refs(broadcast.join_ref.as_deref(), broadcast.r#ref.as_deref());
-        if let Err(reason) = self.may_broadcast(channel, bytes.len(), &broadcast.event) {
+        if let Err(reason) = self
+            .may_broadcast(channel, bytes.len(), &broadcast.event)
+            .await
+        {
             self.send(&error_reply(&request, reason));
             return Ok(());
         }
@@ -410,7 +413,12 @@ impl Connection {
         Ok(())
     }
 
-    fn may_broadcast(&self, channel: &Channel, size: usize, event: &str) -> Result<(), String> {
+    async fn may_broadcast(
+        &self,
+        channel: &Channel,
+        size: usize,
+        event: &str,
+    ) -> Result<(), String> {
         if channel.topic == Topic::Requests {
             return Err("Unauthorized: broadcasts are not allowed on this channel".into());
         }
@@ -427,19 +435,20 @@ impl Connection {
                 .hub
                 .rates
                 .admit(channel.user_id, Action::Broadcast)
+                .await
         {
             return Err("BroadcastRateLimitReached: Too many broadcasts per second".into());
         }
         Ok(())
     }
 
-    fn broadcast_text(&self, frame: &Frame, size: usize) {
+    async fn broadcast_text(&self, frame: &Frame, size: usize) {
         let channel = &self.channels[&frame.topic];
         let Some(event) = frame.payload.get("event").and_then(Value::as_str) else {
             self.send(&error_reply(frame, "a broadcast needs a string `event`"));
             return;
         };
-        if let Err(reason) = self.may_broadcast(channel, size, event) {
+        if let Err(reason) = self.may_broadcast(channel, size, event).await {
             self.send(&error_reply(frame, reason));
             return;
         }
@@ -455,7 +464,7 @@ impl Connection {
         }
     }
 
-    fn presence(&self, frame: &Frame, size: usize) {
+    async fn presence(&self, frame: &Frame, size: usize) {
         let channel = &self.channels[&frame.topic];
         if !carries_presence(channel.topic) {
             self.send(&error_reply(
@@ -470,6 +479,7 @@ impl Connection {
                 .hub
                 .rates
                 .admit(channel.user_id, Action::Presence)
+                .await
         {
             self.send(&error_reply(
                 frame,
@@ -675,7 +685,7 @@ impl Connection {
         let token =
             token.ok_or("Unauthorized: an access token is required to join this channel")?;
         let claims = self.verify(token)?;
-        if !self.state.hub.rates.admit(claims.sub, Action::Join) {
+        if !self.state.hub.rates.admit(claims.sub, Action::Join).await {
             return Err("ClientJoinRateLimitReached: Too many joins per second".into());
         }
         self.state
