@@ -94,12 +94,15 @@ test-realtime: ui
 # Three nodes on a throwaway PostgreSQL and Redis (real processes; tests/cluster/README.md): the
 # shared counters against Redis, then the Node suite with the unmodified realtime-js of
 # tests/realtime (customer and mechanic on different nodes, the accept race, kill -9 of a node,
-# Redis killed and restarted, a rolling restart).
-test-cluster: ui
-	cargo build --workspace --bins --locked
+# Redis killed and restarted, a rolling restart), and the customer page in Chromium through HAProxy
+# (deploy/haproxy.cfg) in front of the cluster.
+test-cluster: ui browser-deps
+	cargo build --workspace --bins --examples --locked
 	cd tests/realtime && npm ci --no-audit --no-fund --loglevel=error
 	scripts/with-postgres.sh scripts/with-redis.sh bash -c \
-	  'cargo nextest run -p wrenchline-server --test redis --locked && cd tests/cluster && npm test'
+	  'cargo nextest run -p wrenchline-server --test redis --locked \
+	   && (cd tests/cluster && npm test) \
+	   && cd tests/browser && node --test --test-timeout=300000 test/cluster.test.mjs'
 
 # The customer's pages in headless Chromium against the real server, the mechanic played by the
 # Rust client; screenshots at 375 and 1280 px go to tests/artifacts/browser/.

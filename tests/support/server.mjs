@@ -8,7 +8,8 @@
 
 import { spawn, spawnSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -340,6 +341,71 @@ export async function startCluster({
     },
   }
   return cluster
+}
+
+/**
+ * HAProxy in front of `cluster` with the shipped deploy/haproxy.cfg, changed as scripts/cluster.sh
+ * changes it: plain HTTP on a free loopback port instead of the TLS and port 80 listeners, logs to
+ * stderr, and the cluster's nodes instead of the example addresses. Resolves `{base, wsBase,
+ * child, logs, tail(n), stop()}` once HAProxy answers `/readyz` with 200 through a node.
+ */
+export async function startProxy(cluster, { timeoutMs = 20000 } = {}) {
+  const work = mkdtempSync(path.join(tmpdir(), 'wl-haproxy-'))
+  const port = await freePort()
+  const servers = cluster.nodes.map((n, i) => `    server node${i + 1} ${n.addr}`).join('\n')
+  const config = readFileSync(path.join(repoRoot, 'deploy', 'haproxy.cfg'), 'utf8')
+    .split('\n')
+    .filter((line) => !/^    bind :80$/.test(line) && !/redirect scheme https/.test(line) && !/^    server node\d/.test(line))
+    .map((line) => {
+      if (/^    bind :443 ssl /.test(line)) return `    bind 127.0.0.1:${port}`
+      if (/^    log \/dev\/log/.test(line)) return '    log stderr format short local0 notice'
+      if (/^    maxconn /.test(line)) return '    maxconn 10000'
+      if (/^    default-server /.test(line)) return `${line}\n${servers}`
+      return line
+    })
+    .join('\n')
+  const file = path.join(work, 'haproxy.cfg')
+  writeFileSync(file, config)
+  const logs = []
+  const child = spawn('haproxy', ['-db', '-f', file], { stdio: ['ignore', 'pipe', 'pipe'] })
+  liveChildren.add(child)
+  for (const stream of [child.stdout, child.stderr]) stream.on('data', (d) => logs.push(...d.toString().split('\n').filter(Boolean)))
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  const proxy = {
+    base: `http://127.0.0.1:${port}`,
+    wsBase: `ws://127.0.0.1:${port}`,
+    addr: `127.0.0.1:${port}`,
+    child,
+    logs,
+    tail: (n = 30) => logs.slice(-n).join('\n'),
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM')
+        await exited
+      }
+      liveChildren.delete(child)
+      rmSync(work, { recursive: true, force: true })
+    },
+  }
+  try {
+    await waitReadyz(proxy, 200, timeoutMs)
+  } catch (e) {
+    await proxy.stop()
+    throw new Error(`${e.message}\n${proxy.tail()}`)
+  }
+  return proxy
+}
+
+/** A free TCP port on 127.0.0.1 (bound and released). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address()
+      srv.close(() => resolve(port))
+    })
+  })
 }
 
 /** `GET /readyz` of a server: `{status, body}` (status 0 when nothing answers). */
