@@ -31,7 +31,7 @@ use redis::aio::ConnectionManager;
 use redis::Script;
 use uuid::Uuid;
 
-use crate::limits::{quota, FailureCounter, FailureKey, KeyedRates, Limits, SharedSlots};
+use crate::limits::{quota, FailureCounter, FailureKey, KeyedRates, Limiters, Limits, SharedSlots};
 use crate::realtime::rates::{Action, LocalRates, UserRates};
 
 /// Longest wait for Redis before a check falls back to this process's counter.
@@ -159,6 +159,16 @@ impl RedisCounters {
             skip_until: AtomicU64::new(0),
             started: Instant::now(),
         }
+    }
+
+    /// The limiters of a node whose account, address and user limits are these counters.
+    pub fn limiters(self: &Arc<Self>) -> Limiters {
+        Limiters::shared(
+            self.limits.clone(),
+            self.clone(),
+            self.clone(),
+            self.clone(),
+        )
     }
 
     /// Runs `call` against Redis, giving up after [`REDIS_WAIT`]; `None` (logged) when it failed.

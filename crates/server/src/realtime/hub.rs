@@ -308,7 +308,7 @@ pub struct Hub {
     per_topic_cap: u32,
     queue_max_bytes: usize,
     /// Per-user realtime budgets.
-    pub rates: Box<dyn UserRates>,
+    pub rates: Arc<dyn UserRates>,
     /// Sessions whose live start is being checked → whether another check was asked for
     /// meanwhile.
     start_checks: Mutex<HashMap<Uuid, bool>>,
@@ -322,11 +322,11 @@ fn presence_entry(metas: &[&Value]) -> Value {
 
 impl Hub {
     pub fn new(limits: &Limits) -> Self {
-        Self::with_rates(limits, Box::new(LocalRates::new(limits)))
+        Self::with_rates(limits, Arc::new(LocalRates::new(limits)))
     }
 
     /// A hub whose per-user budgets are counted by `rates` (shared by a cluster's nodes).
-    pub fn with_rates(limits: &Limits, rates: Box<dyn UserRates>) -> Self {
+    pub fn with_rates(limits: &Limits, rates: Arc<dyn UserRates>) -> Self {
         Hub {
             topics: DashMap::new(),
             next_conn: AtomicU64::new(0),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use uuid::Uuid;
 use wrenchline_server::counters::RedisCounters;
-use wrenchline_server::limits::{FailureCounter, KeyedRates, Limiters, Limits, SharedSlots};
+use wrenchline_server::limits::{FailureCounter, KeyedRates, Limits, SharedSlots};
 use wrenchline_server::realtime::rates::{Action, UserRates};
 
 fn redis_url() -> String {
@@ -30,15 +30,6 @@ async fn two_nodes(limits: &Limits) -> (Arc<RedisCounters>, Arc<RedisCounters>) 
     (
         Arc::new(RedisCounters::new(manager(&url).await, limits)),
         Arc::new(RedisCounters::new(manager(&url).await, limits)),
-    )
-}
-
-fn shared_limiters(limits: &Limits, counters: &Arc<RedisCounters>) -> Limiters {
-    Limiters::shared(
-        limits.clone(),
-        counters.clone(),
-        counters.clone(),
-        counters.clone(),
     )
 }
 
@@ -82,7 +73,7 @@ async fn sign_in_failures_hold_across_nodes_and_a_success_clears_them() {
         ..Limits::default()
     };
     let (a, b) = two_nodes(&limits).await;
-    let (la, lb) = (shared_limiters(&limits, &a), shared_limiters(&limits, &b));
+    let (la, lb) = (a.limiters(), b.limiters());
     let guesser = fresh_address();
     let account = format!("{}@example.com", Uuid::new_v4());
     for limiters in [&la, &lb, &la] {
@@ -120,7 +111,7 @@ async fn intakes_sign_ins_and_messages_hold_across_nodes() {
         ..Limits::default()
     };
     let (a, b) = two_nodes(&limits).await;
-    let (la, lb) = (shared_limiters(&limits, &a), shared_limiters(&limits, &b));
+    let (la, lb) = (a.limiters(), b.limiters());
     let address = fresh_address();
     assert!(la.intake(address).await.is_ok());
     assert!(lb.intake(address).await.is_ok());
@@ -164,7 +155,7 @@ async fn connections_per_address_hold_across_nodes_and_are_freed() {
         ..Limits::default()
     };
     let (a, b) = two_nodes(&limits).await;
-    let (la, lb) = (shared_limiters(&limits, &a), shared_limiters(&limits, &b));
+    let (la, lb) = (a.limiters(), b.limiters());
     let address = fresh_address();
     let first = la.connect(address).await.expect("first");
     let _second = lb
@@ -237,7 +228,7 @@ async fn without_redis_each_node_counts_alone() {
         ..Limits::default()
     };
     let counters = Arc::new(RedisCounters::new(conn.expect("Redis started"), &limits));
-    let limiters = shared_limiters(&limits, &counters);
+    let limiters = counters.limiters();
     server.kill().unwrap();
     server.wait().unwrap();
 
