@@ -438,7 +438,7 @@ async fn subscribe(state: AppState, cluster: Arc<Cluster>, stop: CancellationTok
                                 None => break,
                             },
                             _ = ping.tick() => {
-                                let pong = tokio::time::timeout(COMMAND_TIMEOUT, sink.ping::<String>()).await;
+                                let pong = tokio::time::timeout(COMMAND_TIMEOUT, sink.ping::<redis::Value>()).await;
                                 if !matches!(pong, Ok(Ok(_))) {
                                     break;
                                 }

@@ -66,8 +66,11 @@ pub async fn catch_up(state: AppState, since_ms: i64) {
     let mut sessions: std::collections::HashMap<uuid::Uuid, i64> = Default::default();
     for (topic, last_seq) in state.hub.session_topics() {
         if let Some(id) = topic.session() {
+            // The lowest known count among the session's topics (0 where none is known).
             let seen = sessions.entry(id).or_insert(last_seq);
-            *seen = (*seen).min(last_seq);
+            if *seen == 0 || (last_seq > 0 && last_seq < *seen) {
+                *seen = last_seq;
+            }
         }
     }
     let since = crate::storage::from_millis(since_ms - 1000);

@@ -10,8 +10,8 @@
 //! event other nodes' subscribers must hear, to the bus (`Hub::relay`, see `bus.rs`); events
 //! from other nodes come back in through the `remote_*` methods and reach local subscribers only.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use axum::body::Bytes;
@@ -239,14 +239,44 @@ pub struct TopicState {
     /// The session's status as last seen (a session topic's): from the change feed, or from the
     /// read of a live-start check when the feed has said nothing yet.
     known_status: Mutex<Option<SessionStatus>>,
-    /// The highest message `seq` delivered on this topic (0: none yet), from where a catch-up
-    /// after a bus outage resumes.
-    last_seq: AtomicI64,
+    /// Which message `seq`s this topic delivered, from where a catch-up after a bus outage
+    /// resumes.
+    delivered: Mutex<Delivered>,
+}
+
+/// Message `seq`s delivered on a topic: every one up to `upto` (0: none known yet), and those
+/// seen beyond it (from other nodes, they may arrive out of order; while the bus was away, a
+/// gap stays until the catch-up fills it).
+#[derive(Default)]
+struct Delivered {
+    upto: i64,
+    beyond: BTreeSet<i64>,
+}
+
+/// Seqs kept beyond a gap before the gap is given up on.
+const DELIVERED_BEYOND: usize = 256;
+
+impl Delivered {
+    fn note(&mut self, seq: i64) {
+        if self.upto == 0 {
+            self.upto = seq;
+        } else if seq > self.upto {
+            self.beyond.insert(seq);
+        }
+        while self.beyond.remove(&(self.upto + 1)) {
+            self.upto += 1;
+        }
+        if self.beyond.len() > DELIVERED_BEYOND {
+            self.upto = self.beyond.pop_last().unwrap_or(self.upto);
+            self.beyond.clear();
+        }
+    }
 }
 
 impl TopicState {
+    /// The last message `seq` up to which this topic delivered every message (0: unknown).
     pub fn last_seq(&self) -> i64 {
-        self.last_seq.load(Ordering::Acquire)
+        self.delivered.lock().expect("lock").upto
     }
 
     fn is_empty(&self) -> bool {
@@ -484,7 +514,7 @@ impl Hub {
                 subscribers: RwLock::new(HashMap::new()),
                 presence: Mutex::new(Presence::default()),
                 known_status: Mutex::new(None),
-                last_seq: AtomicI64::new(0),
+                delivered: Mutex::new(Delivered::default()),
             })
         });
         let state = entry.value().clone();
@@ -911,7 +941,7 @@ impl Hub {
             return;
         };
         if let Some(seq) = record.get("seq").and_then(Value::as_i64) {
-            state.last_seq.fetch_max(seq, Ordering::AcqRel);
+            state.delivered.lock().expect("lock").note(seq);
         }
         let mut cache: Vec<((Vsn, Vec<u32>), Outgoing)> = Vec::new();
         let subscribers = state.subscribers.read().expect("lock");
@@ -1099,6 +1129,27 @@ impl PresenceView for Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delivered_seqs_advance_only_without_gaps() {
+        let mut d = Delivered::default();
+        d.note(4);
+        assert_eq!(d.upto, 4, "the first seq seen starts the count");
+        d.note(6);
+        assert_eq!(d.upto, 4, "5 is missing");
+        d.note(5);
+        assert_eq!(d.upto, 6, "5 fills the gap, 6 was seen");
+        d.note(3);
+        assert_eq!(d.upto, 6, "an old one changes nothing");
+        for seq in 8..8 + DELIVERED_BEYOND as i64 + 1 {
+            d.note(seq);
+        }
+        assert_eq!(
+            d.upto,
+            8 + DELIVERED_BEYOND as i64,
+            "a gap too old is given up"
+        );
+    }
 
     #[test]
     fn one_start_check_per_session_runs_at_a_time() {
