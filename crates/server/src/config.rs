@@ -51,6 +51,13 @@ pub struct Settings {
     pub trusted_proxies: TrustedProxies,
     /// Desktop app releases offered to the updater; none when unset.
     pub releases_dir: Option<PathBuf>,
+    /// Redis for the bus and the shared presence of a cluster (`--redis-url`); alone when unset.
+    pub redis_url: Option<String>,
+    /// This node's name in the cluster (`--node-id`).
+    pub node_id: Option<String>,
+    /// How long a stopping node reports not ready before it closes its realtime connections, so
+    /// that a load balancer stops sending it clients first (`--drain-seconds`, cluster mode).
+    pub drain_grace: std::time::Duration,
 }
 
 impl Settings {
@@ -74,6 +81,9 @@ impl Settings {
             limits: Limits::default(),
             trusted_proxies: TrustedProxies::default(),
             releases_dir: None,
+            redis_url: None,
+            node_id: None,
+            drain_grace: std::time::Duration::ZERO,
         }
     }
 

@@ -4,8 +4,14 @@
 //! runs the lifecycle's timers (time up, requests nobody accepts, mechanics who do not join): each
 //! is a conditional update that every server node may try and exactly one wins.
 
+use std::collections::HashSet;
+
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use uuid::Uuid;
-use wrenchline_protocol::presence::Participants;
+use wrenchline_protocol::presence::{Availability, Participants};
+use wrenchline_protocol::realtime::topics::Topic;
 use wrenchline_protocol::{EndReason, Message, Role, Session, SessionStatus};
 
 use crate::error::ApiError;
@@ -14,9 +20,73 @@ use crate::extract::Caller;
 use crate::state::AppState;
 use crate::storage::{PostRefused, Transition};
 
-/// Who is present on a session's presence channel, as the realtime hub sees it.
+/// One tracked presence: the connection's presence key, who tracked it, and the payload as
+/// subscribers see it (with `phx_ref`). The shared presence of a cluster stores these as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PresenceEntry {
+    pub key: String,
+    pub user_id: Uuid,
+    pub role: Role,
+    pub meta: Value,
+}
+
+/// The presence could not be read (the cluster's Redis is away): nothing that depends on who is
+/// present may be decided now.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("presence is unavailable")]
+pub struct PresenceUnavailable;
+
+/// Who is present on a topic: this node's hub on a single node, the shared presence in a
+/// cluster.
 pub trait PresenceView: Send + Sync {
-    fn participants(&self, session: &Session) -> Participants;
+    fn entries(
+        &self,
+        topic: Topic,
+    ) -> BoxFuture<'_, Result<Vec<PresenceEntry>, PresenceUnavailable>>;
+}
+
+/// Distinct users present on a topic.
+pub async fn present_users(
+    view: &dyn PresenceView,
+    topic: Topic,
+) -> Result<HashSet<Uuid>, PresenceUnavailable> {
+    Ok(view
+        .entries(topic)
+        .await?
+        .iter()
+        .map(|e| e.user_id)
+        .collect())
+}
+
+/// Which of a session's participants are present on its presence channel (by payload user,
+/// across every key).
+pub async fn participants(
+    view: &dyn PresenceView,
+    session: &Session,
+) -> Result<Participants, PresenceUnavailable> {
+    let present = present_users(view, Topic::SessionPresence(session.id)).await?;
+    Ok(Participants {
+        customer_present: present.contains(&session.customer_id),
+        mechanic_present: session.mechanic_id.is_some_and(|m| present.contains(&m)),
+    })
+}
+
+/// Mechanics available for new requests: distinct users (not connections) tracked on
+/// `requests` as mechanics with at least one connection that is not away.
+pub async fn available_mechanics(view: &dyn PresenceView) -> Result<usize, PresenceUnavailable> {
+    let online: HashSet<Uuid> = view
+        .entries(Topic::Requests)
+        .await?
+        .into_iter()
+        .filter(|e| e.role == Role::Mechanic)
+        .filter(|e| {
+            e.meta
+                .as_object()
+                .is_some_and(|p| Availability::of_payload(p) == Ok(Availability::Online))
+        })
+        .map(|e| e.user_id)
+        .collect();
+    Ok(online.len())
 }
 
 /// Statuses in which chat messages are taken.
@@ -145,7 +215,10 @@ pub async fn start(state: &AppState, session: Session) -> Result<Session, ApiErr
             ))
         }
     }
-    let participants = state.presence.participants(&session);
+    let participants = match participants(&*state.presence, &session).await {
+        Ok(participants) => participants,
+        Err(e) => return Err(ApiError::Internal(e.into())),
+    };
     if !participants.both() {
         return Err(ApiError::Conflict {
             code: "participants_not_present",
@@ -290,8 +363,10 @@ pub async fn reoffer_unjoined(state: &AppState) -> Result<usize, ApiError> {
         let Some(mechanic) = before.mechanic_id else {
             continue;
         };
-        if state.presence.participants(&before).mechanic_present {
-            continue;
+        // Unknown presence (the cluster's bus is away) offers nothing again.
+        match participants(&*state.presence, &before).await {
+            Ok(p) if !p.mechanic_present => {}
+            _ => continue,
         }
         if let Some(Transition::Done(session)) = state
             .store

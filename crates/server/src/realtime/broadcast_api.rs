@@ -106,10 +106,8 @@ pub async fn broadcast(
             });
         }
     }
-    for (topic, frame) in &frames {
-        if let Some(topic_state) = state.hub.topic(&topic.full()) {
-            state.hub.fan_out(&topic_state, Some(frame), None, None);
-        }
+    for (topic, frame) in frames {
+        state.hub.api_broadcast(topic, frame.payload);
     }
     Ok(StatusCode::ACCEPTED.into_response())
 }

@@ -6,7 +6,6 @@
 //! Joins, presence events and broadcasts are rate-limited per connection and per user.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -607,7 +606,7 @@ impl Connection {
             (Vsn::V2, false) => Wire::V2,
         };
         let reply = frame.reply("ok", json!({ "postgres_changes": echo }));
-        let awaiting_state = Arc::new(AtomicBool::new(carries_presence(topic)));
+        let pending = Subscriber::pending_for(carries_presence(topic));
         let subscriber = Subscriber {
             conn: self.conn.clone(),
             join_ref: join_ref.clone(),
@@ -616,20 +615,23 @@ impl Connection {
             wire,
             broadcast_self: payload.config.broadcast_self,
             bindings: active.clone().into(),
-            awaiting_state: awaiting_state.clone(),
+            pending: pending.clone(),
         };
         let state = match self.state.hub.subscribe(topic, subscriber, &reply) {
             Ok(state) => state,
             Err(full) => return self.send(&error_reply(&frame, full.to_string())),
         };
         if carries_presence(topic) {
-            self.state.hub.send_presence_state(
-                &state,
-                &self.conn,
-                wire,
-                &join_ref,
-                &awaiting_state,
-            );
+            // In a cluster the state is the shared presence; this node's own when it cannot be
+            // read (the bus is away).
+            let shared = if self.state.hub.is_clustered() {
+                self.state.presence.entries(topic).await.ok()
+            } else {
+                None
+            };
+            self.state
+                .hub
+                .send_presence_state(&state, &self.conn, wire, &join_ref, &pending, shared);
         }
         let name = topic.name();
         if !problems.is_empty() {
