@@ -35,6 +35,7 @@ use wrenchline_protocol::realtime::SessionEnding;
 use crate::auth::TokenSigner;
 use crate::cluster::{self, Cluster};
 use crate::config::Settings;
+use crate::counters::RedisCounters;
 use crate::error::ApiError;
 use crate::events::{Change, Events};
 use crate::lifecycle;
@@ -87,20 +88,33 @@ impl Application {
             None => None,
         };
         let (events, changes) = Events::new();
-        let hub = Arc::new(Hub::new(&settings.limits));
-        let limiters = Limiters::new(settings.limits.clone());
-        let (cluster, outbound) = match &settings.redis_url {
+        let cluster = match &settings.redis_url {
             Some(url) => {
                 let node = settings
                     .node_id
                     .clone()
                     .unwrap_or_else(cluster::default_node_id);
-                let cluster = Arc::new(Cluster::new(url, node)?);
-                let outbound = hub.connect_relay(cluster.node());
-                (Some(cluster), Some(outbound))
+                Some(Arc::new(Cluster::new(url, node)?))
             }
-            None => (None, None),
+            None => None,
         };
+        // In a cluster the limits that protect accounts, addresses and users are counted in
+        // Redis, for every node; alone, in this process.
+        let (hub, limiters) = match &cluster {
+            Some(cluster) => {
+                let counters = Arc::new(RedisCounters::new(cluster.connection(), &settings.limits));
+                tokio::spawn(counters.clone().keep_slots());
+                let hub = Hub::with_rates(&settings.limits, counters.clone());
+                (Arc::new(hub), counters.limiters())
+            }
+            None => (
+                Arc::new(Hub::new(&settings.limits)),
+                Limiters::new(settings.limits.clone()),
+            ),
+        };
+        let outbound = cluster
+            .as_ref()
+            .map(|cluster| hub.connect_relay(cluster.node()));
         let presence: Arc<dyn PresenceView> = match &cluster {
             Some(cluster) => cluster.clone(),
             None => hub.clone(),
