@@ -82,7 +82,7 @@ sed_args=(
   -e '/^    bind :80$/d'
   -e '/redirect scheme https/d'
   -e 's#^    log /dev/log local0#    log stderr format short local0 notice#'
-  -e 's#^    maxconn .*#    maxconn 10000#'
+  -e 's#^    maxconn .*#    maxconn 4096#'
   -e '/^    server node[0-9]/d'
 )
 /usr/bin/sed "${sed_args[@]}" "$root/deploy/haproxy.cfg" >"$work/haproxy.cfg.base"

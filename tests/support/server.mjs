@@ -359,7 +359,7 @@ export async function startProxy(cluster, { timeoutMs = 20000 } = {}) {
     .map((line) => {
       if (/^    bind :443 ssl /.test(line)) return `    bind 127.0.0.1:${port}`
       if (/^    log \/dev\/log/.test(line)) return '    log stderr format short local0 notice'
-      if (/^    maxconn /.test(line)) return '    maxconn 10000'
+      if (/^    maxconn /.test(line)) return '    maxconn 4096'
       if (/^    default-server /.test(line)) return `${line}\n${servers}`
       return line
     })
@@ -388,7 +388,12 @@ export async function startProxy(cluster, { timeoutMs = 20000 } = {}) {
     },
   }
   try {
-    await waitReadyz(proxy, 200, timeoutMs)
+    await Promise.race([
+      waitReadyz(proxy, 200, timeoutMs),
+      exited.then(() => {
+        throw new Error(`haproxy exited (${child.exitCode ?? child.signalCode})`)
+      }),
+    ])
   } catch (e) {
     await proxy.stop()
     throw new Error(`${e.message}\n${proxy.tail()}`)
