@@ -92,7 +92,7 @@ test-realtime: ui
 	cd tests/realtime && npm ci --no-audit --no-fund --loglevel=error && npm test
 
 # Three nodes on a throwaway PostgreSQL and Redis (real processes; tests/cluster/README.md): the
-# shared counters against Redis, then the Node suite with the unmodified realtime-js of
+# shared counters, presence expiry and reaper against Redis, then the Node suite with the unmodified realtime-js of
 # tests/realtime (customer and mechanic on different nodes, the accept race, kill -9 of a node,
 # Redis killed and restarted, a rolling restart), and the customer page in Chromium through HAProxy
 # (deploy/haproxy.cfg) in front of the cluster.
@@ -100,7 +100,7 @@ test-cluster: ui browser-deps
 	cargo build --workspace --bins --examples --locked
 	cd tests/realtime && npm ci --no-audit --no-fund --loglevel=error
 	scripts/with-postgres.sh scripts/with-redis.sh bash -c \
-	  'cargo nextest run -p wrenchline-server --test redis --locked \
+	  'cargo nextest run -p wrenchline-server --test redis --test cluster --run-ignored all --locked \
 	   && (cd tests/cluster && npm test) \
 	   && cd tests/browser && node --test --test-timeout=300000 test/cluster.test.mjs'
 

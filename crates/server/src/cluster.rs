@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use wrenchline_protocol::realtime::topics::Topic;
 
-use crate::lifecycle::{PresenceEntry, PresenceUnavailable, PresenceView};
+use crate::presence::{PresenceEntry, PresenceUnavailable, PresenceView};
 use crate::realtime::bus::{Envelope, Event, Outbound};
 use crate::realtime::changes;
 use crate::realtime::Hub;

@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod memory;
 pub mod metrics;
+pub mod presence;
 pub mod proxy;
 pub mod realtime;
 pub mod retention;

@@ -12,9 +12,9 @@ use crate::auth::TokenSigner;
 use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::events::Events;
-use crate::lifecycle::PresenceView;
 use crate::limits::Limiters;
 use crate::metrics::Metrics;
+use crate::presence::PresenceView;
 use crate::realtime::Hub;
 use crate::storage::Store;
 

@@ -21,7 +21,7 @@ pub fn router() -> Router<AppState> {
         body = MechanicAvailability,
         headers(("Cache-Control" = String, description = "no-store")))))]
 pub async fn availability(State(state): State<AppState>) -> impl IntoResponse {
-    let online = crate::lifecycle::available_mechanics(&*state.presence)
+    let online = crate::presence::available_mechanics(&*state.presence)
         .await
         .unwrap_or_else(|_| state.hub.available_mechanics());
     (

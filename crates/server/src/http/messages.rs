@@ -83,7 +83,7 @@ pub async fn history(
             ),
         });
     }
-    lifecycle::participating(&state, &caller, id).await?;
+    lifecycle::participating(&state, &caller.actor(), id).await?;
     Ok(Json(state.store.messages(id, after, limit).await?))
 }
 
@@ -147,8 +147,14 @@ pub async fn post(
         return Err(ApiError::validation(fields));
     }
     state.limiters.message(caller.user.id).await?;
-    let (message, created) =
-        lifecycle::post_message(&state, &caller, id, &body.client_id, body.body.trim()).await?;
+    let (message, created) = lifecycle::post_message(
+        &state,
+        &caller.actor(),
+        id,
+        &body.client_id,
+        body.body.trim(),
+    )
+    .await?;
     let status = if created {
         StatusCode::CREATED
     } else {

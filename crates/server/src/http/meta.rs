@@ -118,7 +118,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
 
 /// Prometheus text exposition, on the metrics listener only.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let available = crate::lifecycle::available_mechanics(&*state.presence)
+    let available = crate::presence::available_mechanics(&*state.presence)
         .await
         .unwrap_or_else(|_| state.hub.available_mechanics());
     state

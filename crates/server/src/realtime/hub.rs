@@ -28,8 +28,8 @@ use wrenchline_protocol::{Role, SessionStatus};
 
 use super::bus::{BinaryBroadcast, Event, Outbound};
 use super::rates::{LocalRates, UserRates};
-use crate::lifecycle::{PresenceEntry, PresenceUnavailable, PresenceView};
 use crate::limits::Limits;
+use crate::presence::{PresenceEntry, PresenceUnavailable, PresenceView};
 
 /// Frames a connection may have queued before it is considered too slow and disconnected (the
 /// queue is bounded in bytes too: `outbound_queue_max_bytes`).

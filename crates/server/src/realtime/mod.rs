@@ -130,7 +130,7 @@ async fn check_start(state: &AppState, session_id: Uuid) {
     // In a cluster this node's own presence writes are in the shared presence before it is
     // read, so of two participants tracking at once on two nodes, the later read sees both.
     state.hub.flushed().await;
-    match lifecycle::present_users(&*state.presence, topic).await {
+    match crate::presence::present_users(&*state.presence, topic).await {
         Ok(users) if users.len() >= 2 => {}
         _ => return,
     }
@@ -149,7 +149,7 @@ async fn check_start(state: &AppState, session_id: Uuid) {
     if session.status != SessionStatus::Waiting {
         return;
     }
-    match lifecycle::participants(&*state.presence, &session).await {
+    match crate::presence::participants(&*state.presence, &session).await {
         Ok(participants) if participants.both() => {}
         _ => return,
     }
