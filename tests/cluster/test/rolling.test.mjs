@@ -1,5 +1,6 @@
 // A rolling restart under live sessions: every node in turn is stopped with SIGTERM (it drains:
-// /readyz 503, realtime clients closed with a reason to reconnect, HTTP in flight finished) and
+// /readyz 503 first, as this test watches, then realtime clients closed with a reason to
+// reconnect, HTTP in flight finished) and
 // started again, while both participants of three sessions keep posting. Every message the server
 // acknowledged reaches the other participant.
 
@@ -53,9 +54,27 @@ test(
 
     for (let i = 0; i < n; i++) {
       await sleep(1500)
+      // /readyz is watched while the node stops: it must turn 503 (draining) before the node
+      // goes, so that a load balancer stops sending it clients first.
+      const seen = []
+      let watching = true
+      const watcher = (async () => {
+        while (watching) {
+          const r = await c.readyz(i)
+          seen.push(r)
+          if (r.status === 0) break
+          await sleep(50)
+        }
+      })()
       const stopped = await c.stopNode(i, 'SIGTERM')
+      watching = false
+      await watcher
       ctx.note(`node-${i + 1} stopped: code ${stopped.code}, signal ${stopped.signal}`)
       assert.equal(stopped.code, 0, `node-${i + 1} drains and exits cleanly on SIGTERM`)
+      assert.ok(
+        seen.some((r) => r.status === 503 && r.body?.draining === true),
+        `node-${i + 1}: /readyz said 503 draining before it stopped: ${JSON.stringify(seen.map((r) => r.status))}`,
+      )
       await c.restartNode(i)
       const ready = await c.waitReady(i, 200, 20000)
       ctx.note(`node-${i + 1} ready again after ${ready.ms} ms`)
