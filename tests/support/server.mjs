@@ -1,9 +1,10 @@
-// The one way the Node test suites (tests/realtime, tests/browser, tests/desktop) and
-// scripts/schemathesis.sh start and drive a real wrenchline-server: the binary, a fresh database,
+// The one way the Node test suites (tests/realtime, tests/cluster, tests/browser, tests/desktop)
+// and scripts/schemathesis.sh start and drive a real wrenchline-server: the binary, a fresh database,
 // `serve --ready-file` on port 0 (the server writes `{"http": "http://ADDR"}` once it accepts
 // connections; the human-readable `listening on` line is never parsed), mechanics made with the
 // CLI as an administrator would, customers and their sessions made through the HTTP API, and the
-// server's log kept for failure messages. Node built-ins only: suites import it by relative path
+// server's log kept for failure messages; for cluster mode, several nodes on one PostgreSQL and
+// Redis, HAProxy in front, and the test Redis taken away and back. Node built-ins only: suites import it by relative path
 // and it needs no npm install. docs/architecture.md lists the suites that use it.
 
 import { spawn, spawnSync } from 'node:child_process'
