@@ -11,8 +11,8 @@ use redis::AsyncCommands;
 use serde_json::json;
 use uuid::Uuid;
 use wrenchline_server::cluster::{self, Cluster};
-use wrenchline_server::presence::PresenceEntry;
 use wrenchline_server::limits::Limits;
+use wrenchline_server::presence::PresenceEntry;
 use wrenchline_server::realtime::bus::{Envelope, Event};
 use wrenchline_server::realtime::Hub;
 
