@@ -8,6 +8,7 @@ pub mod broadcast_api;
 pub mod bus;
 pub mod changes;
 pub mod hub;
+pub mod policy;
 pub mod rates;
 pub mod socket;
 
@@ -91,7 +92,8 @@ async fn upgrade(
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .on_upgrade(move |socket| async move {
-            socket::run(socket, state, vsn).await;
+            let (sink, stream) = futures_util::StreamExt::split(socket);
+            socket::run(sink, stream, state, vsn).await;
             drop(slot);
         })
 }
