@@ -42,7 +42,7 @@ run: ui
 # A cluster on this machine: PostgreSQL, Redis, three nodes and HAProxy in front
 # (deploy/haproxy.cfg), the customer link and the demo mechanic printed; Ctrl-C stops them all.
 cluster: ui
-	cargo build -p wrenchline-server
+	cargo build --workspace --bins --locked
 	scripts/cluster.sh
 
 # The server alone.
