@@ -916,7 +916,8 @@ impl Hub {
         }
     }
 
-    /// A broadcast from the server itself, to every subscriber of a topic. `event` is one of
+    /// A broadcast from the server itself, to this node's subscribers of a topic (every node's
+    /// session clock warns its own subscribers, so it is not relayed). `event` is one of
     /// [`SERVER_EVENTS`], which clients may not send.
     pub fn server_broadcast(&self, topic: Topic, event: &str, payload: Value) {
         debug_assert!(
