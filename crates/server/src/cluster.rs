@@ -467,7 +467,7 @@ async fn subscribe(state: AppState, cluster: Arc<Cluster>, stop: CancellationTok
 
 /// After a (re)subscription: a new node first clears what a previous process of the same name
 /// left; then the node puts its presences back (announcing them as joins), renews its heartbeat
-/// and, after an outage, catches up.
+/// and, after an outage, catches up and decides the live starts it could not decide meanwhile.
 async fn recover(state: &AppState, cluster: &Cluster, first: bool) -> redis::RedisResult<()> {
     if first {
         let reaped = cluster.reap(&state.hub, &cluster.node).await?;
@@ -487,6 +487,13 @@ async fn recover(state: &AppState, cluster: &Cluster, first: bool) -> redis::Red
             .hub
             .relay(Outbound::Publish(Event::Resync { since_ms: since }));
         tokio::spawn(changes::catch_up(state.clone(), since));
+        // Participants who arrived while the bus was away are present only now: a session
+        // whose start could not be decided then is decided now.
+        for (topic, _) in state.hub.session_topics() {
+            if let Topic::SessionPresence(session) = topic {
+                tokio::spawn(crate::realtime::evaluate_start(state.clone(), session));
+            }
+        }
     }
     Ok(())
 }

@@ -683,29 +683,33 @@ impl Hub {
             meta: Value::Object(meta),
         };
         let joins = json!({ key: presence_entry(&[&meta.meta]) });
-        let entry = serde_json::to_value(PresenceEntry {
-            key: key.to_string(),
-            user_id,
-            role,
-            meta: meta.meta.clone(),
-        })
-        .expect("an entry serializes");
+        let entry = self.is_clustered().then(|| {
+            serde_json::to_value(PresenceEntry {
+                key: key.to_string(),
+                user_id,
+                role,
+                meta: meta.meta.clone(),
+            })
+            .expect("an entry serializes")
+        });
         presence
             .entries
             .entry(key.to_string())
             .or_default()
             .push(meta);
         self.fan_out_diff(state, &joins, &leaves);
-        self.relay(Outbound::Track {
-            topic: state.full.to_string(),
-            conn,
-            entry,
-            diff: Event::PresenceDiff {
+        if let Some(entry) = entry {
+            self.relay(Outbound::Track {
                 topic: state.full.to_string(),
-                joins,
-                leaves,
-            },
-        });
+                conn,
+                entry,
+                diff: Event::PresenceDiff {
+                    topic: state.full.to_string(),
+                    joins,
+                    leaves,
+                },
+            });
+        }
         !was_present
     }
 
@@ -717,6 +721,9 @@ impl Hub {
             presence.version += 1;
             let joins = json!({});
             self.fan_out_diff(state, &joins, &leaves);
+            if !self.is_clustered() {
+                return;
+            }
             self.relay(Outbound::Untrack {
                 topic: state.full.to_string(),
                 conn,
@@ -914,7 +921,8 @@ impl Hub {
         }
     }
 
-    /// A broadcast from the server itself, to every subscriber of a topic. `event` is one of
+    /// A broadcast from the server itself, to this node's subscribers of a topic (every node's
+    /// session clock warns its own subscribers, so it is not relayed). `event` is one of
     /// [`SERVER_EVENTS`], which clients may not send.
     pub fn server_broadcast(&self, topic: Topic, event: &str, payload: Value) {
         debug_assert!(

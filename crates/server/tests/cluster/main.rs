@@ -1,7 +1,10 @@
-//! The Redis side of cluster mode against a real Redis: the shared presence's expiry and the
-//! reaper of dead nodes. Every test here needs `WRENCHLINE_TEST_REDIS_URL` and fails without it;
-//! they are ignored by a plain `cargo nextest run` and run with
-//! `scripts/with-redis.sh cargo nextest run -p wrenchline-server --test cluster --run-ignored only`.
+//! Cluster mode against a real Redis (and, for whole nodes, a real PostgreSQL): the shared
+//! presence's expiry, the reaper of dead nodes, nodes starting at once on an empty database, and
+//! row changes crossing the bus once each, in order. Every test here needs
+//! `WRENCHLINE_TEST_REDIS_URL` (and `WRENCHLINE_TEST_POSTGRES_URL` for whole nodes) and fails
+//! without it; they are ignored by a plain `cargo nextest run` and run with
+//! `scripts/with-postgres.sh scripts/with-redis.sh cargo nextest run -p wrenchline-server --test
+//! cluster --run-ignored only`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -197,4 +200,183 @@ async fn a_live_node_is_not_reaped() {
     let remaining: usize = conn.hlen(cluster::presence_key(&topic)).await.unwrap();
     assert_eq!(remaining, 1, "a node with a heartbeat keeps its presences");
     let _: () = conn.del(cluster::alive_key(&alive)).await.unwrap();
+}
+
+// ---- whole nodes: these need PostgreSQL too (scripts/with-postgres.sh scripts/with-redis.sh) ----
+
+/// A new, empty PostgreSQL database.
+async fn empty_postgres() -> String {
+    use sqlx::Connection;
+    let base = std::env::var("WRENCHLINE_TEST_POSTGRES_URL").expect(
+        "WRENCHLINE_TEST_POSTGRES_URL is not set: run these tests under scripts/with-postgres.sh",
+    );
+    let name = format!("wl_{}", Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    format!("{prefix}/{name}")
+}
+
+fn node_settings(database_url: &str, node: &str) -> wrenchline_server::Settings {
+    let mut settings =
+        wrenchline_server::Settings::new("127.0.0.1:0".parse().unwrap(), database_url);
+    settings.redis_url = Some(redis_url());
+    settings.node_id = Some(format!("{node}-{}", Uuid::new_v4().simple()));
+    settings
+}
+
+#[tokio::test]
+#[ignore = "needs Redis and PostgreSQL: run under scripts/with-postgres.sh scripts/with-redis.sh with --run-ignored only"]
+async fn nodes_started_at_once_on_an_empty_database_accept_each_others_tokens() {
+    let url = empty_postgres().await;
+    let nodes = futures_util::future::join_all(
+        (0..3)
+            .map(|i| wrenchline_server::Application::build(node_settings(&url, &format!("n{i}")))),
+    )
+    .await;
+    let states: Vec<_> = nodes
+        .iter()
+        .map(|built| built.as_ref().expect("every node starts").state().clone())
+        .collect();
+    let user = wrenchline_protocol::User {
+        id: Uuid::new_v4(),
+        role: wrenchline_protocol::Role::Mechanic,
+        name: "M".into(),
+        email: "m@example.com".into(),
+    };
+    for signer in &states {
+        let token = signer.signer.sign(
+            &user,
+            wrenchline_server::auth::TokenKind::Access,
+            time::Duration::minutes(5),
+            None,
+            time::OffsetDateTime::now_utc(),
+        );
+        for verifier in &states {
+            let claims = verifier
+                .signer
+                .verify(&token, wrenchline_server::auth::TokenKind::Access)
+                .expect("a token from one node is valid on every node");
+            assert_eq!(claims.sub, user.id);
+        }
+    }
+}
+
+/// A subscriber of `topic` on `hub`, with a `postgres_changes` binding on the session's messages.
+fn subscribe(
+    hub: &Hub,
+    session: Uuid,
+) -> tokio::sync::mpsc::Receiver<wrenchline_server::realtime::hub::Outgoing> {
+    use wrenchline_protocol::realtime::topics::Topic;
+    use wrenchline_protocol::realtime::{Filter, Frame};
+    use wrenchline_server::realtime::hub::{ActiveBinding, ConnHandle, Subscriber, Wire};
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let conn = ConnHandle::new(
+        hub.next_conn_id(),
+        tx,
+        tokio_util::sync::CancellationToken::new(),
+        1 << 20,
+    );
+    let subscriber = Subscriber {
+        conn,
+        join_ref: "1".into(),
+        user_id: Uuid::new_v4(),
+        role: wrenchline_protocol::Role::Customer,
+        wire: Wire::V1,
+        broadcast_self: false,
+        bindings: vec![ActiveBinding {
+            id: 7,
+            table: "messages".into(),
+            event: "*".into(),
+            filter: Filter::parse(&format!("session_id=eq.{session}")).unwrap(),
+        }]
+        .into(),
+        pending: Subscriber::pending_for(false),
+    };
+    let reply = Frame::new(Topic::SessionChat(session).full(), "phx_reply", json!({}));
+    hub.subscribe(Topic::SessionChat(session), subscriber, &reply)
+        .expect("room on the topic");
+    rx
+}
+
+/// The `postgres_changes` frames a subscriber receives within `wait`.
+async fn changes_received(
+    rx: &mut tokio::sync::mpsc::Receiver<wrenchline_server::realtime::hub::Outgoing>,
+    wait: Duration,
+) -> Vec<serde_json::Value> {
+    let mut frames = Vec::new();
+    while let Ok(Some(out)) = tokio::time::timeout(wait, rx.recv()).await {
+        if let wrenchline_server::realtime::hub::Outgoing::Text(text) = out {
+            let frame: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+            if frame["event"] == "postgres_changes" {
+                frames.push(frame);
+            }
+        }
+    }
+    frames
+}
+
+#[tokio::test]
+#[ignore = "needs Redis and PostgreSQL: run under scripts/with-postgres.sh scripts/with-redis.sh with --run-ignored only"]
+async fn a_change_committed_on_one_node_reaches_every_node_once_in_order() {
+    let url = empty_postgres().await;
+    let mut stops = Vec::new();
+    let mut states = Vec::new();
+    for i in 0..2 {
+        let app = wrenchline_server::Application::build(node_settings(&url, &format!("n{i}")))
+            .await
+            .unwrap();
+        states.push(app.state().clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        stops.push(stop);
+        tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+    }
+    for state in &states {
+        let cluster = state.cluster.clone().expect("cluster mode");
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !cluster.is_up() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("every node subscribes to the bus");
+    }
+    let session = Uuid::new_v4();
+    let mut here = subscribe(&states[0].hub, session);
+    let mut there = subscribe(&states[1].hub, session);
+    for seq in 1..=5 {
+        states[0]
+            .events
+            .publish(wrenchline_server::events::Change::MessageInserted(
+                wrenchline_protocol::Message {
+                    id: Uuid::new_v4(),
+                    session_id: session,
+                    seq,
+                    sender_id: Uuid::new_v4(),
+                    sender_role: wrenchline_protocol::Role::Customer,
+                    body: format!("m{seq}"),
+                    client_id: format!("c{seq}"),
+                    created_at: time::OffsetDateTime::now_utc(),
+                },
+            ));
+    }
+    for (name, rx) in [
+        ("the committing node", &mut here),
+        ("the other node", &mut there),
+    ] {
+        let frames = changes_received(rx, Duration::from_millis(1500)).await;
+        let seqs: Vec<i64> = frames
+            .iter()
+            .map(|f| f["payload"]["data"]["record"]["seq"].as_i64().unwrap())
+            .collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5], "{name}: each once, in commit order");
+    }
+    for stop in stops {
+        let _ = stop.send(());
+    }
 }
