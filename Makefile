@@ -13,7 +13,7 @@ BIND ?= 127.0.0.1:8080
 # The Chromium the test suites drive headless (Debian's: Playwright's download does not work here).
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup ui run serve test test-rust test-postgres test-realtime test-browser test-desktop test-fuzz test-schemathesis test-bundle test-deploy bundle bench bench-quick soak measure-desk lint ui-check browser-deps
+.PHONY: setup ui run serve cluster test test-rust test-postgres test-realtime test-cluster test-browser test-desktop test-fuzz test-schemathesis test-bundle test-deploy bundle bench bench-quick soak measure-desk lint ui-check browser-deps
 
 setup:
 	@scripts/setup.sh
@@ -39,6 +39,12 @@ run: ui
 	  exec $(BIN)/wrenchline-server serve --demo --bind $(BIND) --database-url $(DATABASE_URL); \
 	fi
 
+# A cluster on this machine: PostgreSQL, Redis, three nodes and HAProxy in front
+# (deploy/haproxy.cfg), the customer link and the demo mechanic printed; Ctrl-C stops them all.
+cluster: ui
+	cargo build --workspace --bins --locked
+	scripts/cluster.sh
+
 # The server alone.
 serve: ui
 	cargo run -p wrenchline-server -- serve --demo --bind $(BIND) --database-url $(DATABASE_URL)
@@ -46,7 +52,7 @@ serve: ui
 # Everything CI runs, in order: front-end checks and build, formatting, lints, the Rust suite on
 # SQLite, the storage and API suite again on PostgreSQL.
 # Each suite's time is printed as it ends and in a table at the end (scripts/suites.sh).
-SUITES := ui-check lint test-rust test-postgres test-realtime test-browser test-desktop test-fuzz \
+SUITES := ui-check lint test-rust test-postgres test-realtime test-cluster test-browser test-desktop test-fuzz \
   test-schemathesis test-bundle bench-quick test-deploy
 test: setup
 	@scripts/suites.sh $(SUITES)
@@ -65,7 +71,8 @@ lint: setup
 # In the kill -9 test of both runs one customer is the real chat page in Chromium
 # (WRENCHLINE_BROWSER; without it the test runs its Rust clients alone and says so).
 test-rust: ui browser-deps
-	WRENCHLINE_BROWSER=$(CHROMIUM) cargo nextest run --workspace --locked --no-fail-fast
+	WRENCHLINE_BROWSER=$(CHROMIUM) cargo nextest run --workspace --locked --no-fail-fast \
+	  -E 'not binary_id(wrenchline-server::redis)'
 
 test-postgres: ui browser-deps
 	WRENCHLINE_BROWSER=$(CHROMIUM) scripts/with-postgres.sh cargo nextest run --workspace --locked --no-fail-fast \
@@ -83,6 +90,19 @@ browser-deps: setup
 test-realtime: ui
 	cargo build --workspace --bins --locked
 	cd tests/realtime && npm ci --no-audit --no-fund --loglevel=error && npm test
+
+# Three nodes on a throwaway PostgreSQL and Redis (real processes; tests/cluster/README.md): the
+# shared counters, presence expiry and reaper against Redis, then the Node suite with the unmodified realtime-js of
+# tests/realtime (customer and mechanic on different nodes, the accept race, kill -9 of a node,
+# Redis killed and restarted, a rolling restart), and the customer page in Chromium through HAProxy
+# (deploy/haproxy.cfg) in front of the cluster.
+test-cluster: ui browser-deps
+	cargo build --workspace --bins --examples --locked
+	cd tests/realtime && npm ci --no-audit --no-fund --loglevel=error
+	scripts/with-postgres.sh scripts/with-redis.sh bash -c \
+	  'cargo nextest run -p wrenchline-server --test redis --test cluster --run-ignored all --locked \
+	   && (cd tests/cluster && npm test) \
+	   && cd tests/browser && node --test --test-timeout=300000 test/cluster.test.mjs'
 
 # The customer's pages in headless Chromium against the real server, the mechanic played by the
 # Rust client; screenshots at 375 and 1280 px go to tests/artifacts/browser/.

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks wrenchline-server on loopback, side by side with a bare tokio-tungstenite relay (the
 # limit) and a Socket.IO server (the peer), all driven by bench/'s load generator: relay sweep,
-# live sessions, idle connections, persisted chat (SQLite and PostgreSQL), request fan-out and
-# the accept race. Prints a table and writes bench/results/latest.json.
+# live sessions, idle connections, persisted chat (SQLite, PostgreSQL, and three nodes of a
+# cluster on PostgreSQL and Redis with every message crossing nodes), request fan-out and the
+# accept race. Prints a table and writes bench/results/latest.json.
 #
 #   scripts/bench.sh           the full run (about half an hour on 2 cores)
 #   scripts/bench.sh --quick   seconds per scenario, small sizes: for CI; fails only when a
@@ -18,9 +19,9 @@ cd "$(dirname "$0")/.."
 cargo build --release --locked -p wrenchline-server -p wrenchline-bench
 (cd bench/socketio && npm ci --no-audit --no-fund --loglevel=error)
 
-# A throwaway PostgreSQL cluster on its own port, removed afterwards.
+# A throwaway PostgreSQL cluster on its own port and a throwaway Redis, removed afterwards.
 export WRENCHLINE_PG_PORT=${WRENCHLINE_BENCH_PG_PORT:-55439}
-exec scripts/with-postgres.sh "$release/wrenchline-bench" suite \
+exec scripts/with-postgres.sh scripts/with-redis.sh "$release/wrenchline-bench" suite \
   --server-bin "$release/wrenchline-server" \
   --bare-bin "$release/bare-relay" \
   --socketio-dir bench/socketio \

@@ -63,6 +63,9 @@ struct SuiteArgs {
     /// A PostgreSQL database for the persisted-chat, fan-out and accept-race scenarios.
     #[arg(long, env = "WRENCHLINE_TEST_POSTGRES_URL")]
     postgres_url: Option<String>,
+    /// A Redis for the cross-node chat scenario (three nodes on the PostgreSQL database).
+    #[arg(long, env = "WRENCHLINE_TEST_REDIS_URL")]
+    redis_url: Option<String>,
     #[arg(long, default_value = "bench/results/latest.json")]
     out: PathBuf,
     /// Only these scenarios (relay, live, idle, chat, fanout, race, attack), comma-separated.
@@ -434,6 +437,7 @@ async fn suite(args: SuiteArgs, nproc: usize, nofile: u64, pinned: bool) -> anyh
         sizes,
         sqlite: (sqlite, sqlite_fixture),
         postgres,
+        redis: args.redis_url.clone(),
         max_connections,
         nofile,
         systems,

@@ -227,7 +227,30 @@ impl Server {
         system: System,
         db: Option<&Db>,
     ) -> anyhow::Result<Self> {
-        let log = programs.work.join(format!("{}.log", system.name()));
+        Self::start_with(programs, system, db, system.name(), &[]).await
+    }
+
+    /// One node of a wrenchline-server cluster on `db` (PostgreSQL) and the Redis at `redis`.
+    pub async fn start_node(
+        programs: &Programs,
+        db: &Db,
+        redis: &str,
+        node: &str,
+    ) -> anyhow::Result<Self> {
+        let args = ["--redis-url", redis, "--node-id", node];
+        let label = format!("wrenchline-{node}");
+        Self::start_with(programs, System::Wrenchline, Some(db), &label, &args).await
+    }
+
+    /// `start`, with its log and ready file named after `label` and `args` added (wrenchline-server).
+    async fn start_with(
+        programs: &Programs,
+        system: System,
+        db: Option<&Db>,
+        label: &str,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let log = programs.work.join(format!("{label}.log"));
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -246,6 +269,7 @@ impl Server {
                     .arg("--plans-file")
                     .arg(programs.work.join("plans.toml"))
                     .args(["--access-token-ttl", "86400"])
+                    .args(args)
                     .env("WRENCHLINE_LOG", "warn");
                 cmd
             }
@@ -265,7 +289,7 @@ impl Server {
         // Each of the three writes `{"http": "http://ADDR"}` to this file once it accepts
         // connections (by rename, so it is never read half-written); wrenchline-server adds
         // `"metrics"`, its metrics listener.
-        let ready_file = programs.work.join(format!("{}.ready.json", system.name()));
+        let ready_file = programs.work.join(format!("{label}.ready.json"));
         let _ = std::fs::remove_file(&ready_file);
         cmd.env("WRENCHLINE_READY_FILE", &ready_file)
             .stdin(Stdio::null())

@@ -8,7 +8,8 @@
 #     installed unit against that root.
 #  3. `nginx -t` (Debian's nginx) and `caddy validate` (Debian's caddy) accept the shipped configs,
 #     run as an unprivileged user in temp dirs; the newer directives they offer commented out are
-#     refused by these versions, which is why they are commented.
+#     refused by these versions, which is why they are commented. `haproxy -c` (Debian's haproxy)
+#     accepts the cluster's deploy/haproxy.cfg.
 #  4. The packaged binary serves on SQLite as the unit starts it (--env-file), a mechanic is added
 #     with the guide's command, nginx with the shipped config and a self-signed certificate runs in
 #     front of it on loopback ports, and tests/deploy/through-proxy.test.mjs runs the realtime flow
@@ -58,7 +59,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 need=()
 for pair in dpkg-deb:dpkg-dev rpmbuild:rpm objdump:binutils systemd-analyze:systemd \
             systemd-sysusers:systemd nginx:nginx caddy:caddy openssl:openssl sqlite3:sqlite3 \
-            setpriv:util-linux; do
+            setpriv:util-linux haproxy:haproxy; do
   command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -208,6 +209,17 @@ if [ "$(printf '%s\n' "${caddy_v#v}" 2.7.0 | sort -V | head -n1)" != 2.7.0 ]; th
   reject "caddy $caddy_v refuses the commented stream_close_delay (it needs 2.7)" "${unpriv[@]}" "${caddy_env[@]}" caddy validate --adapter caddyfile --config "$work/caddy/Caddyfile.newer"
 fi
 check "the Caddyfile answers /metrics with 404" grep -q '^	respond /metrics 404$' "$root/deploy/Caddyfile"
+# HAProxy for a cluster: the shipped config with the test certificate (HAProxy reads the key and
+# the chain from one file); the node addresses stay the example ones (`haproxy -c` resolves none).
+mkdir -p "$work/haproxy"
+cat "$cert/fullchain.pem" "$cert/privkey.pem" > "$work/haproxy/wrenchline.pem"
+sed "s#/etc/haproxy/certs/wrenchline.pem#$work/haproxy/wrenchline.pem#" "$root/deploy/haproxy.cfg" > "$work/haproxy/haproxy.cfg"
+chmod -R a+rX "$work/haproxy"
+haproxy_v=$(haproxy -v 2>&1 | awk 'NR == 1 { print $3 }')
+check "haproxy -c ($haproxy_v) accepts deploy/haproxy.cfg" "${unpriv[@]}" haproxy -c -q -f "$work/haproxy/haproxy.cfg"
+check "deploy/haproxy.cfg checks /readyz and does not cut sockets of a node marked down" \
+  bash -c "grep -q '^    option httpchk GET /readyz$' '$root/deploy/haproxy.cfg' && ! grep -q '^[^#]*shutdown-sessions' '$root/deploy/haproxy.cfg'"
+check "deploy/haproxy.cfg answers /metrics with 404" grep -q 'deny_status 404 if { path /metrics }' "$root/deploy/haproxy.cfg"
 
 # --- 4. the packaged server behind nginx ----------------------------------------------------
 # The unit's environment file, pointed at a temp database and port (the service's would be

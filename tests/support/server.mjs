@@ -1,14 +1,16 @@
-// The one way the Node test suites (tests/realtime, tests/browser, tests/desktop) and
-// scripts/schemathesis.sh start and drive a real wrenchline-server: the binary, a fresh database,
+// The one way the Node test suites (tests/realtime, tests/cluster, tests/browser, tests/desktop)
+// and scripts/schemathesis.sh start and drive a real wrenchline-server: the binary, a fresh database,
 // `serve --ready-file` on port 0 (the server writes `{"http": "http://ADDR"}` once it accepts
 // connections; the human-readable `listening on` line is never parsed), mechanics made with the
 // CLI as an administrator would, customers and their sessions made through the HTTP API, and the
-// server's log kept for failure messages. Node built-ins only: suites import it by relative path
+// server's log kept for failure messages; for cluster mode, several nodes on one PostgreSQL and
+// Redis, HAProxy in front, and the test Redis taken away and back. Node built-ins only: suites import it by relative path
 // and it needs no npm install. docs/architecture.md lists the suites that use it.
 
 import { spawn, spawnSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -268,6 +270,199 @@ export async function startServer({
     throw e
   }
   return server
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cluster: several nodes on one PostgreSQL database and one Redis
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Starts `nodes` servers at the same moment on one PostgreSQL database and one Redis
+ * (`serve --redis-url … --node-id node-N`), as the cluster contract allows: migrations and the
+ * signing secret are made once whoever comes first. `postgres` and `redis` default to
+ * `$WRENCHLINE_TEST_POSTGRES_URL` and `$WRENCHLINE_TEST_REDIS_URL` (scripts/with-postgres.sh and
+ * scripts/with-redis.sh). `args`, `env` and `log` go to every node.
+ *
+ * The cluster: `nodes` (servers as from `startServer`, `nodeId` added), `node(i)`, `databaseUrl`,
+ * `redisUrl`, `kill(i)` (SIGKILL, no word to anyone), `stopNode(i, signal)` (default SIGTERM: a
+ * drain), `restartNode(i, {signal, gapMs})` (same address and node id), `readyz(i)`
+ * (`{status, body}`), `waitReady(i, status, timeoutMs)`, `tail(n)` (every node's log) and
+ * `stop()` (every node).
+ */
+export async function startCluster({
+  nodes = 3,
+  postgres = process.env.WRENCHLINE_TEST_POSTGRES_URL,
+  redis = process.env.WRENCHLINE_TEST_REDIS_URL,
+  args = [],
+  env = {},
+  log,
+  timeoutMs = 60000,
+} = {}) {
+  if (!postgres || !redis) {
+    throw new Error(
+      'startCluster needs PostgreSQL and Redis: run under scripts/with-postgres.sh scripts/with-redis.sh ' +
+        '(or pass postgres and redis URLs)',
+    )
+  }
+  const database = databaseAt(postgres)
+  const ids = Array.from({ length: nodes }, (_, i) => `node-${i + 1}`)
+  const started = await Promise.allSettled(
+    ids.map((nodeId) =>
+      startServer({ database, args: ['--redis-url', redis, '--node-id', nodeId, ...args], env, log, timeoutMs }),
+    ),
+  )
+  const failed = started.find((r) => r.status === 'rejected')
+  if (failed) {
+    await Promise.all(started.filter((r) => r.status === 'fulfilled').map((r) => r.value.stop('SIGKILL')))
+    throw failed.reason
+  }
+  const servers = started.map((r, i) => Object.assign(r.value, { nodeId: ids[i] }))
+  const cluster = {
+    nodes: servers,
+    databaseUrl: postgres,
+    redisUrl: redis,
+    node: (i) => servers[i],
+    async kill(i) {
+      return servers[i].stop('SIGKILL')
+    },
+    async stopNode(i, signal = 'SIGTERM') {
+      return servers[i].stop(signal)
+    },
+    async restartNode(i, { signal = 'SIGTERM', gapMs = 0 } = {}) {
+      return servers[i].restart({ signal, gapMs })
+    },
+    readyz: (i) => readyz(servers[i]),
+    waitReady: (i, status = 200, timeoutMs = 15000) => waitReadyz(servers[i], status, timeoutMs),
+    tail(n = 25) {
+      return servers.map((s) => `--- ${s.nodeId} (${s.base}) ---\n${s.tail(n)}`).join('\n')
+    },
+    async stop() {
+      await Promise.all(servers.map((s) => s.stop()))
+      for (const s of servers) s.cleanup()
+    },
+  }
+  return cluster
+}
+
+/**
+ * HAProxy in front of `cluster` with the shipped deploy/haproxy.cfg, changed as scripts/cluster.sh
+ * changes it: plain HTTP on a free loopback port instead of the TLS and port 80 listeners, logs to
+ * stderr, and the cluster's nodes instead of the example addresses. Resolves `{base, wsBase,
+ * child, logs, tail(n), stop()}` once HAProxy answers `/readyz` with 200 through a node.
+ */
+export async function startProxy(cluster, { timeoutMs = 20000 } = {}) {
+  const work = mkdtempSync(path.join(tmpdir(), 'wl-haproxy-'))
+  const port = await freePort()
+  const servers = cluster.nodes.map((n, i) => `    server node${i + 1} ${n.addr}`).join('\n')
+  const config = readFileSync(path.join(repoRoot, 'deploy', 'haproxy.cfg'), 'utf8')
+    .split('\n')
+    .filter((line) => !/^    bind :80$/.test(line) && !/redirect scheme https/.test(line) && !/^    server node\d/.test(line))
+    .map((line) => {
+      if (/^    bind :443 ssl /.test(line)) return `    bind 127.0.0.1:${port}`
+      if (/^    log \/dev\/log/.test(line)) return '    log stderr format short local0 notice'
+      if (/^    maxconn /.test(line)) return '    maxconn 4096'
+      if (/^    default-server /.test(line)) return `${line}\n${servers}`
+      return line
+    })
+    .join('\n')
+  const file = path.join(work, 'haproxy.cfg')
+  writeFileSync(file, config)
+  const logs = []
+  const child = spawn('haproxy', ['-db', '-f', file], { stdio: ['ignore', 'pipe', 'pipe'] })
+  liveChildren.add(child)
+  for (const stream of [child.stdout, child.stderr]) stream.on('data', (d) => logs.push(...d.toString().split('\n').filter(Boolean)))
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  const proxy = {
+    base: `http://127.0.0.1:${port}`,
+    wsBase: `ws://127.0.0.1:${port}`,
+    addr: `127.0.0.1:${port}`,
+    child,
+    logs,
+    tail: (n = 30) => logs.slice(-n).join('\n'),
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM')
+        await exited
+      }
+      liveChildren.delete(child)
+      rmSync(work, { recursive: true, force: true })
+    },
+  }
+  try {
+    await Promise.race([
+      waitReadyz(proxy, 200, timeoutMs),
+      exited.then(() => {
+        throw new Error(`haproxy exited (${child.exitCode ?? child.signalCode})`)
+      }),
+    ])
+  } catch (e) {
+    await proxy.stop()
+    throw new Error(`${e.message}\n${proxy.tail()}`)
+  }
+  return proxy
+}
+
+/** A free TCP port on 127.0.0.1 (bound and released). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address()
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+/** `GET /readyz` of a server: `{status, body}` (status 0 when nothing answers). */
+export async function readyz(target) {
+  try {
+    const res = await request(target, 'GET', '/readyz')
+    return { status: res.status, body: res.body }
+  } catch (e) {
+    return { status: 0, body: String(e.message ?? e) }
+  }
+}
+
+/** Resolves `{status, body, ms}` once `/readyz` answers `status`; rejects after `timeoutMs`. */
+export async function waitReadyz(target, status = 200, timeoutMs = 15000) {
+  const started = Date.now()
+  let last
+  for (;;) {
+    last = await readyz(target)
+    if (last.status === status) return { ...last, ms: Date.now() - started }
+    if (Date.now() - started > timeoutMs) {
+      throw new Error(`/readyz of ${baseOf(target)} did not answer ${status} within ${timeoutMs} ms: ${last.status} ${JSON.stringify(last.body)}`)
+    }
+    await sleep(100)
+  }
+}
+
+/**
+ * The Redis that scripts/with-redis.sh started (`$WRENCHLINE_TEST_REDIS_DIR` holds its config and
+ * pid file), for tests that take it away: `kill()` (SIGKILL; its data is gone, as after a crash
+ * without persistence), `start()` (same port) and `ping()`.
+ */
+export function testRedis({ dir = process.env.WRENCHLINE_TEST_REDIS_DIR, port = process.env.WRENCHLINE_TEST_REDIS_PORT } = {}) {
+  if (!dir || !port) throw new Error('testRedis needs scripts/with-redis.sh')
+  const ping = () => spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' }).stdout?.trim() === 'PONG'
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    ping,
+    async kill() {
+      const pid = Number(readFileSync(path.join(dir, 'redis.pid'), 'utf8'))
+      process.kill(pid, 'SIGKILL')
+      for (let i = 0; i < 100 && ping(); i++) await sleep(50)
+      if (ping()) throw new Error('Redis still answers after SIGKILL')
+      rmSync(path.join(dir, 'redis.pid'), { force: true })
+    },
+    async start() {
+      const r = spawnSync('redis-server', [path.join(dir, 'redis.conf')], { encoding: 'utf8' })
+      if (r.status !== 0) throw new Error(`redis-server did not start: ${r.stderr}${r.stdout}`)
+      for (let i = 0; i < 100 && !ping(); i++) await sleep(50)
+      if (!ping()) throw new Error('Redis did not answer after start')
+    },
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

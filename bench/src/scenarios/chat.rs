@@ -1,7 +1,9 @@
 //! Persisted chat: a participant posts a message over HTTP, the server commits it, and the other
 //! participant receives the `postgres_changes` INSERT on `chat:session-{id}`. Both sides use
 //! `wrenchline-client` as the desktop app does (`ApiClient::post_message`, `RealtimeClient`).
-//! Posts go out open-loop at a fixed rate, swept upwards; on SQLite and on PostgreSQL.
+//! Posts go out open-loop at a fixed rate, swept upwards; on SQLite and on PostgreSQL, and on
+//! PostgreSQL again with three nodes of a cluster (Redis), every session's customer on one node
+//! and its mechanic on the next, so that every message crosses the bus.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -66,24 +68,63 @@ fn parse_ts(body: &str) -> Option<u64> {
     body.strip_prefix("ts=")?.split(' ').next()?.parse().ok()
 }
 
-async fn run(env: &Env, db: &Db, fixture: &Fixture) -> anyhow::Result<Vec<ChatStep>> {
+/// One server, or with `redis` the nodes of a cluster.
+async fn start(env: &Env, db: &Db, redis: Option<&str>) -> anyhow::Result<Vec<Server>> {
+    let Some(redis) = redis else {
+        return Ok(vec![
+            Server::start(&env.programs, System::Wrenchline, Some(db)).await?,
+        ]);
+    };
+    let mut nodes = Vec::new();
+    for i in 1..=CLUSTER_NODES {
+        match Server::start_node(&env.programs, db, redis, &format!("node-{i}")).await {
+            Ok(node) => nodes.push(node),
+            Err(e) => {
+                for node in nodes {
+                    node.stop().await;
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(nodes)
+}
+
+/// The nodes of the cross-node run.
+const CLUSTER_NODES: usize = 3;
+
+async fn run(
+    env: &Env,
+    db: &Db,
+    fixture: &Fixture,
+    redis: Option<&str>,
+) -> anyhow::Result<Vec<ChatStep>> {
     let sizes = &env.sizes;
-    let mut server = Server::start(&env.programs, System::Wrenchline, Some(db)).await?;
+    let mut servers = start(env, db, redis).await?;
     let result = async {
-        let base = server.base_url();
+        let bases: Vec<String> = servers.iter().map(Server::base_url).collect();
+        let apis = bases
+            .iter()
+            .map(|base| ApiClient::new(base))
+            .collect::<Result<Vec<_>, _>>()?;
         let tally = Arc::new(Tally::default());
-        let api = ApiClient::new(&base)?;
         let mut clients = Vec::new();
         let mut listeners = JoinSet::new();
         let mut posters = Vec::new();
-        for pair in &fixture.pairs[..sizes.chat_sessions] {
+        for (k, pair) in fixture.pairs[..sizes.chat_sessions].iter().enumerate() {
             let mechanic = &fixture.mechanics[pair.mechanic];
-            for (user, token) in [
+            // The customer on one node, the mechanic on the next (the same one when alone).
+            for (side, (user, token)) in [
                 (pair.customer.id, &pair.customer.token),
                 (mechanic.id, &mechanic.token),
-            ] {
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let node = (k + side) % bases.len();
+                let (base, api) = (&bases[node], &apis[node]);
                 let client =
-                    RealtimeClient::connect_with(&base, token.clone(), RealtimeOptions::default())?;
+                    RealtimeClient::connect_with(base, token.clone(), RealtimeOptions::default())?;
                 let channel = client.channel(
                     &format!("chat:session-{}", pair.session),
                     ChannelOptions {
@@ -124,11 +165,13 @@ async fn run(env: &Env, db: &Db, fixture: &Fixture) -> anyhow::Result<Vec<ChatSt
         }
         let mut steps = Vec::new();
         for &rate in &sizes.chat_rates {
-            let step = measure(&server, &tally, &posters, rate, sizes.chat_window).await;
-            server.check_alive()?;
+            let step = measure(&servers, &tally, &posters, rate, sizes.chat_window).await;
+            for server in &mut servers {
+                server.check_alive()?;
+            }
             eprintln!(
-                "  chat {:<8} offered {:>5.0}/s delivered {:>6.0}/s p50 {:>7.2} ms p99 {:>8.2} ms post p99 {:>8.2} ms failed {} dropped {}",
-                db.kind, step.offered, step.delivered, step.p50_ms, step.p99_ms, step.post_p99_ms, step.failed, step.dropped
+                "  chat {:<8} {} node(s) offered {:>5.0}/s delivered {:>6.0}/s p50 {:>7.2} ms p99 {:>8.2} ms post p99 {:>8.2} ms failed {} dropped {}",
+                db.kind, servers.len(), step.offered, step.delivered, step.p50_ms, step.p99_ms, step.post_p99_ms, step.failed, step.dropped
             );
             let done = !step.kept_up || step.p99_ms > 1_000.0;
             steps.push(step);
@@ -143,12 +186,14 @@ async fn run(env: &Env, db: &Db, fixture: &Fixture) -> anyhow::Result<Vec<ChatSt
         anyhow::Ok(steps)
     }
     .await;
-    server.stop().await;
+    for server in servers {
+        server.stop().await;
+    }
     result
 }
 
 async fn measure(
-    server: &Server,
+    servers: &[Server],
     tally: &Arc<Tally>,
     posters: &[Poster],
     rate: f64,
@@ -207,7 +252,7 @@ async fn measure(
     }
     tally.delivery.reset();
     tally.http.reset();
-    let cpu = CpuMeter::start(server.pid);
+    let cpu: Vec<CpuMeter> = servers.iter().map(|s| CpuMeter::start(s.pid)).collect();
     let started = Instant::now();
     tokio::time::sleep(window).await;
     let secs = started.elapsed().as_secs_f64();
@@ -217,7 +262,7 @@ async fn measure(
     let dropped = tally.dropped.get();
     let delivery = LatencySummary::of(&tally.delivery.snapshot());
     let http = LatencySummary::of(&tally.http.snapshot());
-    let server_cpu = cpu.cores();
+    let server_cpu = cpu.iter().map(CpuMeter::cores).sum();
     pacer.abort();
     // Let posts in flight finish before the next step.
     let _ =
@@ -298,7 +343,40 @@ pub async fn chat(env: &Env) -> Vec<Outcome> {
                 r + 1,
                 env.sizes.runs
             );
-            match run(env, db, fixture).await {
+            match run(env, db, fixture, None).await {
+                Ok(steps) => outcome.add_run(&metrics(&steps), json!({ "steps": steps })),
+                Err(e) => {
+                    eprintln!("  failed: {e:#}");
+                    outcome.error.get_or_insert(format!("{e:#}"));
+                }
+            }
+        }
+        outcome.finish();
+        outcomes.push(outcome);
+    }
+    if let (Some((db, fixture)), Some(redis)) = (&env.postgres, &env.redis) {
+        let mut outcome = Outcome::new(
+            "persisted-chat-3-nodes",
+            System::Wrenchline.name(),
+            Some(db.kind),
+            json!({
+                "nodes": CLUSTER_NODES,
+                "sessions": env.sizes.chat_sessions,
+                "connections": env.sizes.chat_sessions * 2,
+                "offered_posts_per_s": env.sizes.chat_rates,
+                "window_s": env.sizes.chat_window.as_secs_f64(),
+                "latency": "POST on the sender's node → postgres_changes INSERT received by the other participant on the next node (through Redis)",
+                "server_cores": "the sum over the nodes",
+            }),
+        );
+        for r in 0..env.sizes.runs {
+            eprintln!(
+                "persisted chat on {} nodes: run {}/{}",
+                CLUSTER_NODES,
+                r + 1,
+                env.sizes.runs
+            );
+            match run(env, db, fixture, Some(redis)).await {
                 Ok(steps) => outcome.add_run(&metrics(&steps), json!({ "steps": steps })),
                 Err(e) => {
                     eprintln!("  failed: {e:#}");

@@ -127,6 +127,8 @@ pub struct Env {
     pub sizes: Sizes,
     pub sqlite: (Db, Fixture),
     pub postgres: Option<(Db, Fixture)>,
+    /// A Redis for the cluster scenario (nodes of one cluster on the PostgreSQL database).
+    pub redis: Option<String>,
     /// The most connections one run may hold (the open-file limit of this process and of the
     /// servers, less headroom).
     pub max_connections: usize,

@@ -34,13 +34,17 @@ use wrenchline_protocol::realtime::topics::Topic;
 use wrenchline_protocol::realtime::SessionEnding;
 
 use crate::auth::TokenSigner;
+use crate::cluster::{self, Cluster};
 use crate::config::Settings;
+use crate::counters::RedisCounters;
 use crate::error::ApiError;
 use crate::events::{Change, Events};
 use crate::lifecycle;
 use crate::limits::Limiters;
 use crate::mail::{self, Mail};
 use crate::metrics::Metrics;
+use crate::presence::PresenceView;
+use crate::realtime::bus::Outbound;
 use crate::realtime::{self, Hub};
 use crate::state::{AppState, Inner};
 use crate::storage::Store;
@@ -56,6 +60,8 @@ pub struct Application {
     metrics_listener: Option<TcpListener>,
     state: AppState,
     changes: mpsc::UnboundedReceiver<Change>,
+    /// What the hub hands to the bus, for the cluster's writer (cluster mode).
+    outbound: Option<mpsc::UnboundedReceiver<Outbound>>,
 }
 
 fn random_secret() -> String {
@@ -66,6 +72,12 @@ fn random_secret() -> String {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        if settings.redis_url.is_some() && !settings.database_url.starts_with("postgres") {
+            anyhow::bail!(
+                "--redis-url needs a PostgreSQL database (--database-url postgres://...): the nodes \
+                 of a cluster share it, and an SQLite file cannot be shared"
+            );
+        }
         let store = Store::connect(&settings.database_url).await?;
         let secret = match &settings.token_secret {
             Some(secret) => secret.clone(),
@@ -78,8 +90,37 @@ impl Application {
             None => None,
         };
         let (events, changes) = Events::new();
-        let hub = Arc::new(Hub::new(&settings.limits));
-        let limiters = Limiters::new(settings.limits.clone());
+        let cluster = match &settings.redis_url {
+            Some(url) => {
+                let node = settings
+                    .node_id
+                    .clone()
+                    .unwrap_or_else(cluster::default_node_id);
+                Some(Arc::new(Cluster::new(url, node)?))
+            }
+            None => None,
+        };
+        // In a cluster the limits that protect accounts, addresses and users are counted in
+        // Redis, for every node; alone, in this process.
+        let (hub, limiters) = match &cluster {
+            Some(cluster) => {
+                let counters = Arc::new(RedisCounters::new(cluster.connection(), &settings.limits));
+                tokio::spawn(counters.clone().keep_slots());
+                let hub = Hub::with_rates(&settings.limits, counters.clone());
+                (Arc::new(hub), counters.limiters())
+            }
+            None => (
+                Arc::new(Hub::new(&settings.limits)),
+                Limiters::new(settings.limits.clone()),
+            ),
+        };
+        let outbound = cluster
+            .as_ref()
+            .map(|cluster| hub.connect_relay(cluster.node()));
+        let presence: Arc<dyn PresenceView> = match &cluster {
+            Some(cluster) => cluster.clone(),
+            None => hub.clone(),
+        };
         let mail = settings.mail.as_ref().map(Mail::new).transpose()?;
         let state = AppState(Arc::new(Inner {
             limiters,
@@ -88,9 +129,11 @@ impl Application {
             store,
             events,
             metrics: Metrics::new(),
-            presence: hub.clone(),
+            presence,
             hub,
             mail,
+            cluster,
+            draining: Default::default(),
         }));
         Ok(Application {
             listener,
@@ -98,6 +141,7 @@ impl Application {
             metrics_listener,
             state,
             changes,
+            outbound,
         })
     }
 
@@ -132,9 +176,21 @@ impl Application {
         let clock = tokio::spawn(session_clock(self.state.clone()));
         let accounts = tokio::spawn(realtime::watch_accounts(self.state.clone()));
         let mailer = tokio::spawn(mail::worker::run(self.state.clone(), self.public_url()));
+        let background = CancellationToken::new();
+        let cluster_tasks = match (&self.state.cluster, self.outbound) {
+            (Some(cluster), Some(outbound)) => cluster::spawn(
+                self.state.clone(),
+                cluster.clone(),
+                outbound,
+                background.clone(),
+            ),
+            _ => Vec::new(),
+        };
+        let dispatch_stop = CancellationToken::new();
         let dispatch = tokio::spawn(realtime::changes::dispatch(
             self.state.clone(),
             self.changes,
+            dispatch_stop.clone(),
         ));
         let limits = &self.state.limiters.limits;
         let header_timeout = Duration::from_secs(limits.http_header_timeout_seconds);
@@ -166,17 +222,47 @@ impl Application {
                 serve_http(listener, metrics_router, None, header_timeout, metrics_stop).await;
             }
         };
-        let hub = self.state.hub.clone();
+        let draining = self.state.clone();
         let signal = async move {
             shutdown.await;
-            hub.shutdown_token().cancel();
+            // Not ready first, so that load balancers send new clients elsewhere; then the
+            // realtime clients are closed with "going away" (they reconnect, through the load
+            // balancer, to another node) and the HTTP requests under way finish.
+            draining
+                .draining
+                .store(true, std::sync::atomic::Ordering::Release);
+            let grace = draining.settings.drain_grace;
+            if !grace.is_zero() {
+                tracing::info!(
+                    seconds = grace.as_secs_f64(),
+                    "draining: reporting not ready"
+                );
+                tokio::time::sleep(grace).await;
+            }
+            draining.hub.shutdown_token().cancel();
             stop.cancel();
         };
         tokio::join!(public, metrics, signal);
+        // The realtime connections leave (their presences with them) before the node does.
+        let closing = async {
+            while self.state.metrics.realtime_connections.get() > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), closing).await;
         clock.abort();
         accounts.abort();
         mailer.abort();
-        dispatch.abort();
+        dispatch_stop.cancel();
+        let _ = dispatch.await;
+        if let Some(cluster) = &self.state.cluster {
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.state.hub.flushed()).await;
+            cluster.leave().await;
+        }
+        background.cancel();
+        for task in cluster_tasks {
+            task.abort();
+        }
         self.state.store.close().await;
         Ok(())
     }

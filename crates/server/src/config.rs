@@ -54,6 +54,13 @@ pub struct Settings {
     pub releases_dir: Option<PathBuf>,
     /// Mail to customers (`--smtp-url`, `--mail-from`); nothing is mailed when unset.
     pub mail: Option<MailSettings>,
+    /// Redis for the bus and the shared presence of a cluster (`--redis-url`); alone when unset.
+    pub redis_url: Option<String>,
+    /// This node's name in the cluster (`--node-id`).
+    pub node_id: Option<String>,
+    /// How long a stopping node reports not ready before it closes its realtime connections, so
+    /// that a load balancer stops sending it clients first (`--drain-seconds`, cluster mode).
+    pub drain_grace: std::time::Duration,
 }
 
 impl Settings {
@@ -78,6 +85,9 @@ impl Settings {
             trusted_proxies: TrustedProxies::default(),
             releases_dir: None,
             mail: None,
+            redis_url: None,
+            node_id: None,
+            drain_grace: std::time::Duration::ZERO,
         }
     }
 

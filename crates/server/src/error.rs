@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use wrenchline_protocol::{ErrorBody, FieldErrors, Role, Session};
 
+use crate::lifecycle::RuleError;
 use crate::storage::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -171,6 +172,28 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         ApiError::Internal(e.into())
+    }
+}
+
+impl From<RuleError> for ApiError {
+    fn from(e: RuleError) -> Self {
+        match e {
+            RuleError::NotFound(what) => ApiError::not_found(what),
+            RuleError::Forbidden { code, message } => ApiError::forbidden(code, message),
+            RuleError::Conflict {
+                code,
+                message,
+                session,
+                missing,
+            } => ApiError::Conflict {
+                code,
+                message: message.into(),
+                session,
+                missing,
+            },
+            RuleError::Presence(e) => ApiError::Internal(e.into()),
+            RuleError::Store(e) => e.into(),
+        }
     }
 }
 

@@ -2,11 +2,14 @@
 //! before its transaction has committed, and nothing sent is dropped: the queue is unbounded
 //! because each change is already durable and small.
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use wrenchline_protocol::{Message, Session};
 
-/// A row change, as `postgres_changes` will describe it.
-#[derive(Debug, Clone)]
+/// A row change, as `postgres_changes` will describe it (and as the bus carries it between
+/// nodes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
 pub enum Change {
     SessionInserted(Session),
     SessionUpdated {

@@ -82,6 +82,14 @@ impl Caller {
         scope_reaches(&self.scope, session)
     }
 
+    /// The caller as the session rules see it.
+    pub fn actor(&self) -> crate::lifecycle::Actor<'_> {
+        crate::lifecycle::Actor {
+            user: &self.user,
+            scope: &self.scope,
+        }
+    }
+
     pub fn require_mechanic(&self) -> Result<(), ApiError> {
         if self.user.role == Role::Mechanic {
             Ok(())

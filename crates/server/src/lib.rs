@@ -3,7 +3,9 @@
 
 pub mod app;
 pub mod auth;
+pub mod cluster;
 pub mod config;
+pub mod counters;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -13,6 +15,7 @@ pub mod limits;
 pub mod mail;
 pub mod memory;
 pub mod metrics;
+pub mod presence;
 pub mod proxy;
 pub mod realtime;
 pub mod retention;

@@ -1,24 +1,90 @@
-//! The session lifecycle (docs/architecture.md): who may move a session, and where to. Storage
-//! makes each move one conditional update; this module decides which move a request asks for,
-//! answers losers with 409 and the current state, and publishes every committed change. It also
+//! The session rules (docs/architecture.md, "Session lifecycle"): who may move a session, and
+//! where to. Storage makes each move one conditional update; this module decides which move an
+//! actor asks for, refuses losers with the current state ([`RuleError`], which the HTTP API turns
+//! into 409 and the like), and publishes every committed change. It knows nothing of HTTP. It also
 //! runs the lifecycle's timers (time up, requests nobody accepts, mechanics who do not join): each
 //! is a conditional update that every server node may try and exactly one wins. The moves the
 //! customer is mailed about queue their mail in the same transaction (see `mail`).
 
 use uuid::Uuid;
-use wrenchline_protocol::presence::Participants;
-use wrenchline_protocol::{EndReason, Message, Role, Session, SessionStatus};
+use wrenchline_protocol::{EndReason, Message, Role, Session, SessionStatus, User};
 
-use crate::error::ApiError;
+use crate::auth::{scope_reaches, Scope};
 use crate::events::Change;
-use crate::extract::Caller;
 use crate::mail::{self, Mail, MailKind};
+use crate::presence::{participants, PresenceUnavailable};
 use crate::state::AppState;
-use crate::storage::{PostRefused, QueueMail, Transition};
+use crate::storage::{PostRefused, QueueMail, StoreError, Transition};
 
-/// Who is present on a session's presence channel, as the realtime hub sees it.
-pub trait PresenceView: Send + Sync {
-    fn participants(&self, session: &Session) -> Participants;
+/// Why a session rule refused a move. The HTTP API answers each with its status and code
+/// (`impl From<RuleError> for ApiError`).
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    /// No such session, or one the actor may not know of.
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    /// The actor's role may not do this.
+    #[error("{message}")]
+    Forbidden {
+        code: &'static str,
+        message: &'static str,
+    },
+    /// The session is not in a state that allows the move; here is the state it is in.
+    #[error("{message}")]
+    Conflict {
+        code: &'static str,
+        message: &'static str,
+        session: Option<Box<Session>>,
+        /// Who is missing, for a start refused because a participant is absent.
+        missing: Vec<Role>,
+    },
+    /// Who is present cannot be known right now (the cluster's bus is away).
+    #[error(transparent)]
+    Presence(#[from] PresenceUnavailable),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl RuleError {
+    fn conflict(code: &'static str, message: &'static str, session: Option<Session>) -> Self {
+        RuleError::Conflict {
+            code,
+            message,
+            session: session.map(Box::new),
+            missing: Vec::new(),
+        }
+    }
+}
+
+/// Who asks for a move: an authenticated user, and the sessions the identity reaches.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    pub user: &'a User,
+    pub scope: &'a Scope,
+}
+
+impl Actor<'_> {
+    pub fn role(&self) -> Role {
+        self.user.role
+    }
+
+    fn reaches(&self, session: Uuid) -> bool {
+        scope_reaches(self.scope, session)
+    }
+
+    fn require(&self, role: Role) -> Result<(), RuleError> {
+        match (self.user.role == role, role) {
+            (true, _) => Ok(()),
+            (false, Role::Mechanic) => Err(RuleError::Forbidden {
+                code: "mechanics_only",
+                message: "Only mechanics can do this",
+            }),
+            (false, Role::Customer) => Err(RuleError::Forbidden {
+                code: "customers_only",
+                message: "Only the customer can do this",
+            }),
+        }
+    }
 }
 
 /// Statuses in which chat messages are taken.
@@ -26,33 +92,37 @@ pub const OPEN_FOR_MESSAGES: &[SessionStatus] = &[SessionStatus::Waiting, Sessio
 
 /// Whether `caller` may read the session: its customer, its mechanic, or any mechanic while it is
 /// offered.
-pub fn can_read(caller: &Caller, session: &Session) -> bool {
+pub fn can_read(caller: &Actor<'_>, session: &Session) -> bool {
     is_participant(caller, session) || (caller.role() == Role::Mechanic && session.is_offered())
 }
 
 /// The caller takes part in the session, and its identity reaches it (a browser that came in by a
 /// resume link reaches the linked session only).
-pub fn is_participant(caller: &Caller, session: &Session) -> bool {
+pub fn is_participant(caller: &Actor<'_>, session: &Session) -> bool {
     session.is_participant(caller.user.id) && caller.reaches(session.id)
 }
 
 /// Loads a session the caller may read; others' sessions are indistinguishable from missing ones.
-pub async fn readable(state: &AppState, caller: &Caller, id: Uuid) -> Result<Session, ApiError> {
+pub async fn readable(
+    state: &AppState,
+    caller: &Actor<'_>,
+    id: Uuid,
+) -> Result<Session, RuleError> {
     match state.store.session(id).await? {
         Some(session) if can_read(caller, &session) => Ok(session),
-        _ => Err(ApiError::not_found("session")),
+        _ => Err(RuleError::NotFound("session")),
     }
 }
 
 /// Loads a session the caller takes part in.
 pub async fn participating(
     state: &AppState,
-    caller: &Caller,
+    caller: &Actor<'_>,
     id: Uuid,
-) -> Result<Session, ApiError> {
+) -> Result<Session, RuleError> {
     match state.store.session(id).await? {
         Some(session) if is_participant(caller, &session) => Ok(session),
-        _ => Err(ApiError::not_found("session")),
+        _ => Err(RuleError::NotFound("session")),
     }
 }
 
@@ -83,11 +153,11 @@ fn publish_update(state: &AppState, old: Option<Session>, new: &Session) {
 
 pub async fn sign_waiver(
     state: &AppState,
-    caller: &Caller,
+    caller: &Actor<'_>,
     id: Uuid,
     signed_name: &str,
-) -> Result<Session, ApiError> {
-    caller.require_customer()?;
+) -> Result<Session, RuleError> {
+    caller.require(Role::Customer)?;
     let before = participating(state, caller, id).await?;
     let version = state.settings.waiver.version.clone();
     match state
@@ -101,7 +171,7 @@ pub async fn sign_waiver(
             publish_update(state, Some(before), &session);
             Ok(session)
         }
-        Some(Transition::Conflict(session)) => Err(ApiError::conflict(
+        Some(Transition::Conflict(session)) => Err(RuleError::conflict(
             if session.waiver_signed_at.is_some() {
                 "already_signed"
             } else {
@@ -110,18 +180,18 @@ pub async fn sign_waiver(
             "The waiver for this session is already signed or the session has closed",
             Some(session),
         )),
-        None => Err(ApiError::not_found("session")),
+        None => Err(RuleError::NotFound("session")),
     }
 }
 
-pub async fn accept(state: &AppState, caller: &Caller, id: Uuid) -> Result<Session, ApiError> {
-    caller.require_mechanic()?;
+pub async fn accept(state: &AppState, caller: &Actor<'_>, id: Uuid) -> Result<Session, RuleError> {
+    caller.require(Role::Mechanic)?;
     let Some(before) = state.store.session(id).await? else {
-        return Err(ApiError::not_found("session"));
+        return Err(RuleError::NotFound("session"));
     };
     if before.status == SessionStatus::Pending && before.waiver_signed_at.is_none() {
         // Not offered yet: to a mechanic it does not exist.
-        return Err(ApiError::not_found("session"));
+        return Err(RuleError::NotFound("session"));
     }
     match state
         .store
@@ -136,42 +206,42 @@ pub async fn accept(state: &AppState, caller: &Caller, id: Uuid) -> Result<Sessi
         }
         Some(Transition::Conflict(session)) => {
             let session = can_read(caller, &session).then_some(session);
-            Err(ApiError::conflict(
+            Err(RuleError::conflict(
                 "already_accepted",
                 "Another mechanic has already taken this request",
                 session,
             ))
         }
-        None => Err(ApiError::not_found("session")),
+        None => Err(RuleError::NotFound("session")),
     }
 }
 
 /// `waiting → live` once both participants are present. Idempotent: a live session is returned
 /// as it is.
-pub async fn start(state: &AppState, session: Session) -> Result<Session, ApiError> {
+pub async fn start(state: &AppState, session: Session) -> Result<Session, RuleError> {
     match session.status {
         SessionStatus::Live => return Ok(session),
         SessionStatus::Waiting => {}
         SessionStatus::Pending => {
-            return Err(ApiError::conflict(
+            return Err(RuleError::conflict(
                 "not_accepted",
                 "No mechanic has accepted this request yet",
                 Some(session),
             ))
         }
         SessionStatus::Completed | SessionStatus::Cancelled => {
-            return Err(ApiError::conflict(
+            return Err(RuleError::conflict(
                 "session_ended",
                 "This session has ended",
                 Some(session),
             ))
         }
     }
-    let participants = state.presence.participants(&session);
+    let participants = participants(&*state.presence, &session).await?;
     if !participants.both() {
-        return Err(ApiError::Conflict {
+        return Err(RuleError::Conflict {
             code: "participants_not_present",
-            message: "Both the customer and the mechanic must be in the chat to start".into(),
+            message: "Both the customer and the mechanic must be in the chat to start",
             session: Some(Box::new(session)),
             missing: participants.missing(),
         });
@@ -183,18 +253,18 @@ pub async fn start(state: &AppState, session: Session) -> Result<Session, ApiErr
             Ok(live)
         }
         Some(Transition::Conflict(current)) if current.status == SessionStatus::Live => Ok(current),
-        Some(Transition::Conflict(current)) => Err(ApiError::conflict(
+        Some(Transition::Conflict(current)) => Err(RuleError::conflict(
             "session_ended",
             "This session can no longer start",
             Some(current),
         )),
-        None => Err(ApiError::not_found("session")),
+        None => Err(RuleError::NotFound("session")),
     }
 }
 
 /// Ends a session for a participant: a live session completes; one that never went live is
 /// cancelled.
-pub async fn end(state: &AppState, caller: &Caller, id: Uuid) -> Result<Session, ApiError> {
+pub async fn end(state: &AppState, caller: &Actor<'_>, id: Uuid) -> Result<Session, RuleError> {
     let mut session = participating(state, caller, id).await?;
     // A concurrent transition can slip in between the read and the update; follow it a few times.
     for _ in 0..3 {
@@ -211,9 +281,9 @@ pub async fn end(state: &AppState, caller: &Caller, id: Uuid) -> Result<Session,
             (SessionStatus::Waiting, Role::Mechanic) => {
                 (SessionStatus::Cancelled, EndReason::EndedByMechanic)
             }
-            (SessionStatus::Pending, Role::Mechanic) => return Err(ApiError::not_found("session")),
+            (SessionStatus::Pending, Role::Mechanic) => return Err(RuleError::NotFound("session")),
             (SessionStatus::Completed | SessionStatus::Cancelled, _) => {
-                return Err(ApiError::conflict(
+                return Err(RuleError::conflict(
                     "session_ended",
                     "This session has already ended",
                     Some(session),
@@ -239,10 +309,10 @@ pub async fn end(state: &AppState, caller: &Caller, id: Uuid) -> Result<Session,
                 return Ok(ended);
             }
             Some(Transition::Conflict(current)) => session = current,
-            None => return Err(ApiError::not_found("session")),
+            None => return Err(RuleError::NotFound("session")),
         }
     }
-    Err(ApiError::conflict(
+    Err(RuleError::conflict(
         "busy",
         "The session is changing; please try again",
         Some(session),
@@ -279,7 +349,7 @@ pub async fn forget_old_resume_links(state: &AppState) {
 }
 
 /// Completes every live session whose time is up; returns how many were completed.
-pub async fn expire_due(state: &AppState) -> Result<usize, ApiError> {
+pub async fn expire_due(state: &AppState) -> Result<usize, RuleError> {
     let now = state.now();
     let mut completed = 0;
     for id in state.store.sessions_due(now).await? {
@@ -299,7 +369,7 @@ pub async fn expire_due(state: &AppState) -> Result<usize, ApiError> {
 
 /// Cancels offered requests that nobody accepted within `request_accept_timeout` of being
 /// offered (`not_accepted`); returns how many.
-pub async fn cancel_unaccepted(state: &AppState) -> Result<usize, ApiError> {
+pub async fn cancel_unaccepted(state: &AppState) -> Result<usize, RuleError> {
     let now = state.now();
     let offered_by = now - state.settings.request_accept_timeout;
     let mut cancelled = 0;
@@ -321,7 +391,7 @@ pub async fn cancel_unaccepted(state: &AppState) -> Result<usize, ApiError> {
 /// Offers again the waiting sessions whose mechanic accepted more than `mechanic_join_timeout`
 /// ago and is not in the chat: the session goes back to `pending` without a mechanic, and
 /// mechanics see it in the feed again. Returns how many.
-pub async fn reoffer_unjoined(state: &AppState) -> Result<usize, ApiError> {
+pub async fn reoffer_unjoined(state: &AppState) -> Result<usize, RuleError> {
     let now = state.now();
     let accepted_by = now - state.settings.mechanic_join_timeout;
     let mut reoffered = 0;
@@ -329,8 +399,10 @@ pub async fn reoffer_unjoined(state: &AppState) -> Result<usize, ApiError> {
         let Some(mechanic) = before.mechanic_id else {
             continue;
         };
-        if state.presence.participants(&before).mechanic_present {
-            continue;
+        // Unknown presence (the cluster's bus is away) offers nothing again.
+        match participants(&*state.presence, &before).await {
+            Ok(p) if !p.mechanic_present => {}
+            _ => continue,
         }
         if let Some(Transition::Done(session)) = state
             .store
@@ -347,17 +419,17 @@ pub async fn reoffer_unjoined(state: &AppState) -> Result<usize, ApiError> {
 
 pub async fn post_message(
     state: &AppState,
-    caller: &Caller,
+    caller: &Actor<'_>,
     id: Uuid,
     client_id: &str,
     body: &str,
-) -> Result<(Message, bool), ApiError> {
+) -> Result<(Message, bool), RuleError> {
     let session = participating(state, caller, id).await?;
     let posted = state
         .store
         .post_message(
             id,
-            &caller.user,
+            caller.user,
             client_id,
             body,
             OPEN_FOR_MESSAGES,
@@ -378,12 +450,12 @@ pub async fn post_message(
             }
             Ok((posted.message, posted.created))
         }
-        Err(PostRefused::NotOpen(session)) if time_up(&session) => Err(ApiError::conflict(
+        Err(PostRefused::NotOpen(session)) if time_up(&session) => Err(RuleError::conflict(
             "session_ended",
             "This session's time is up; messages can no longer be sent",
             Some(session),
         )),
-        Err(PostRefused::NotOpen(session)) => Err(ApiError::conflict(
+        Err(PostRefused::NotOpen(session)) => Err(RuleError::conflict(
             if session.status.is_final() {
                 "session_ended"
             } else {

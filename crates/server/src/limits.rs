@@ -5,6 +5,10 @@
 //! downloads run at once, and how large a chat message, a presence payload and a broadcast may
 //! be. The numbers come from configuration (`--limits-file`). Addresses are keyed by
 //! [`address_key`]: an IPv6 client is its /64, the block one subscriber usually holds.
+//!
+//! The limits that protect accounts, addresses and users are counted behind [`FailureCounter`],
+//! [`KeyedRates`] and [`SharedSlots`], in this process by default and in Redis for a cluster
+//! (`crate::counters`); per-connection limits and the download slots stay in the process.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
@@ -251,6 +255,8 @@ pub struct Limiters {
     pub limits: Limits,
     login_address: DefaultKeyedRateLimiter<IpAddr>,
     login_failures: Arc<dyn FailureCounter>,
+    shared: Option<Arc<dyn KeyedRates>>,
+    slots: Option<Arc<dyn SharedSlots>>,
     intake_address: DefaultKeyedRateLimiter<IpAddr>,
     messages_user: DefaultKeyedRateLimiter<Uuid>,
     connections: Arc<Mutex<HashMap<IpAddr, u32>>>,
@@ -294,6 +300,8 @@ impl Limiters {
         Limiters {
             login_address: RateLimiter::keyed(quota(minute, limits.login_per_address_per_minute)),
             login_failures: failures,
+            shared: None,
+            slots: None,
             intake_address: RateLimiter::keyed(quota(
                 Duration::from_secs(3600),
                 limits.intakes_per_address_per_hour,
@@ -306,6 +314,39 @@ impl Limiters {
         }
     }
 
+    /// Limiters whose sign-in failures, per-address and per-user rates and realtime connections
+    /// per address are counted by a cluster's shared counters.
+    pub fn shared(
+        limits: Limits,
+        failures: Arc<dyn FailureCounter>,
+        rates: Arc<dyn KeyedRates>,
+        slots: Arc<dyn SharedSlots>,
+    ) -> Self {
+        let mut limiters = Self::with_failure_counter(limits, failures);
+        limiters.shared = Some(rates);
+        limiters.slots = Some(slots);
+        limiters
+    }
+
+    /// One event for `key` against `n` per `per`: on the shared counters when there are some,
+    /// else on `local`.
+    async fn count<K: std::hash::Hash + Eq + Clone + std::fmt::Display>(
+        &self,
+        bucket: &'static str,
+        local: &DefaultKeyedRateLimiter<K>,
+        key: &K,
+        (n, per): (u32, Duration),
+        what: &str,
+    ) -> Result<(), ApiError> {
+        match &self.shared {
+            Some(shared) => shared
+                .check(bucket, key.to_string(), n, per)
+                .await
+                .map_err(|wait| too_many(what, wait)),
+            None => check(local, key, what),
+        }
+    }
+
     /// Admits a sign-in attempt for `account` from `address`, before the password is checked:
     /// every attempt counts against the address, and an account that has had too many failures
     /// from this address waits. Failures from other addresses do not count, so nobody can lock a
@@ -313,11 +354,18 @@ impl Limiters {
     /// or [`Limiters::login_succeeded`].
     pub async fn login(&self, address: IpAddr, account: &str) -> Result<(), ApiError> {
         let address = address_key(address);
-        check(
+        let budget = (
+            self.limits.login_per_address_per_minute,
+            Duration::from_secs(60),
+        );
+        self.count(
+            "login-address",
             &self.login_address,
             &address,
+            budget,
             "Too many sign-in attempts from this address",
-        )?;
+        )
+        .await?;
         let key = FailureKey::new(account, address);
         match self.login_failures.blocked(&key).await {
             Some(wait) => Err(too_many(
@@ -338,20 +386,34 @@ impl Limiters {
         self.login_failures.succeeded(&key).await;
     }
 
-    pub fn intake(&self, address: IpAddr) -> Result<(), ApiError> {
-        check(
+    pub async fn intake(&self, address: IpAddr) -> Result<(), ApiError> {
+        let budget = (
+            self.limits.intakes_per_address_per_hour,
+            Duration::from_secs(3600),
+        );
+        self.count(
+            "intake-address",
             &self.intake_address,
             &address_key(address),
+            budget,
             "Too many requests from this address",
         )
+        .await
     }
 
-    pub fn message(&self, user: Uuid) -> Result<(), ApiError> {
-        check(
+    pub async fn message(&self, user: Uuid) -> Result<(), ApiError> {
+        let budget = (
+            self.limits.messages_per_user_per_minute,
+            Duration::from_secs(60),
+        );
+        self.count(
+            "messages-user",
             &self.messages_user,
             &user,
+            budget,
             "You are sending messages too quickly",
         )
+        .await
     }
 
     /// A per-connection limiter for realtime events.
@@ -360,12 +422,20 @@ impl Limiters {
     }
 
     /// Admits one more realtime connection from `address`; the slot is freed when the guard drops.
-    pub fn connect(&self, address: IpAddr) -> Option<ConnectionSlot> {
-        ConnectionSlot::take(
-            &self.connections,
-            address_key(address),
-            self.limits.connections_per_address,
-        )
+    pub async fn connect(&self, address: IpAddr) -> Option<ConnectionSlot> {
+        let address = address_key(address);
+        let max = self.limits.connections_per_address;
+        match &self.slots {
+            Some(slots) => {
+                let guard = slots.take(address, max).await?;
+                Some(ConnectionSlot {
+                    address,
+                    connections: None,
+                    _shared: Some(guard),
+                })
+            }
+            None => ConnectionSlot::take(&self.connections, address, max),
+        }
     }
 
     /// Admits one more plain HTTP connection (or, behind a trusted proxy, request in progress)
@@ -396,7 +466,29 @@ impl Limiters {
 /// One admitted connection.
 pub struct ConnectionSlot {
     address: IpAddr,
-    connections: Arc<Mutex<HashMap<IpAddr, u32>>>,
+    /// The in-process count it is part of (none for a slot held in shared counters).
+    connections: Option<Arc<Mutex<HashMap<IpAddr, u32>>>>,
+    /// The shared counters' hold on the slot, released when dropped.
+    _shared: Option<Box<dyn Send + Sync>>,
+}
+
+/// Realtime connections per address counted for every node: `take` admits one more connection
+/// from `address` unless it already holds `max`; the slot is freed when the returned guard drops.
+pub trait SharedSlots: Send + Sync {
+    fn take(&self, address: IpAddr, max: u32) -> BoxFuture<'_, Option<Box<dyn Send + Sync>>>;
+}
+
+/// Rate budgets like the in-process ones (`n` per `per`, in bursts of up to `n`), counted where
+/// every node of a cluster sees them. `bucket` names the limit, `key` whom it counts.
+pub trait KeyedRates: Send + Sync {
+    /// Counts one event; `Err(wait)` when `key` is over its budget (nothing is counted then).
+    fn check(
+        &self,
+        bucket: &'static str,
+        key: String,
+        n: u32,
+        per: Duration,
+    ) -> BoxFuture<'_, Result<(), Duration>>;
 }
 
 impl ConnectionSlot {
@@ -413,14 +505,18 @@ impl ConnectionSlot {
         *count += 1;
         Some(ConnectionSlot {
             address,
-            connections: connections.clone(),
+            connections: Some(connections.clone()),
+            _shared: None,
         })
     }
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        let mut open = self.connections.lock().expect("lock");
+        let Some(connections) = &self.connections else {
+            return;
+        };
+        let mut open = connections.lock().expect("lock");
         if let Some(count) = open.get_mut(&self.address) {
             *count -= 1;
             if *count == 0 {
@@ -575,8 +671,8 @@ mod tests {
             .is_some());
     }
 
-    #[test]
-    fn ipv6_addresses_are_keyed_by_their_64() {
+    #[tokio::test]
+    async fn ipv6_addresses_are_keyed_by_their_64() {
         let key = |text: &str| address_key(text.parse().unwrap());
         assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:ffff:1:2:3"));
         assert_eq!(
@@ -600,11 +696,11 @@ mod tests {
         let a: IpAddr = "2001:db8::1".parse().unwrap();
         let b: IpAddr = "2001:db8::2:3".parse().unwrap();
         let elsewhere: IpAddr = "2001:db8:0:1::1".parse().unwrap();
-        assert!(limiters.intake(a).is_ok());
-        assert!(limiters.intake(b).is_err());
-        assert!(limiters.intake(elsewhere).is_ok());
-        let _realtime = limiters.connect(a).unwrap();
-        assert!(limiters.connect(b).is_none());
+        assert!(limiters.intake(a).await.is_ok());
+        assert!(limiters.intake(b).await.is_err());
+        assert!(limiters.intake(elsewhere).await.is_ok());
+        let _realtime = limiters.connect(a).await.unwrap();
+        assert!(limiters.connect(b).await.is_none());
         let _http = limiters.http_connection(a).unwrap();
         assert!(limiters.http_connection(b).is_none());
         assert!(limiters.http_connection(elsewhere).is_some());
@@ -622,18 +718,18 @@ mod tests {
         assert!(limiters.download().is_some());
     }
 
-    #[test]
-    fn connection_slots_are_counted_and_freed() {
+    #[tokio::test]
+    async fn connection_slots_are_counted_and_freed() {
         let limiters = Limiters::new(Limits {
             connections_per_address: 2,
             ..Limits::default()
         });
         let a: IpAddr = "127.0.0.2".parse().unwrap();
-        let one = limiters.connect(a).unwrap();
-        let _two = limiters.connect(a).unwrap();
-        assert!(limiters.connect(a).is_none());
+        let one = limiters.connect(a).await.unwrap();
+        let _two = limiters.connect(a).await.unwrap();
+        assert!(limiters.connect(a).await.is_none());
         drop(one);
-        assert!(limiters.connect(a).is_some());
+        assert!(limiters.connect(a).await.is_some());
     }
 
     #[test]

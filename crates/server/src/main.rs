@@ -157,6 +157,19 @@ enum Command {
         /// (`{"http": "http://ADDR"}`, replaced atomically), for scripts and test harnesses.
         #[arg(long, env = "WRENCHLINE_READY_FILE")]
         ready_file: Option<PathBuf>,
+        /// Join a cluster: redis://HOST:PORT carries realtime events between the nodes sharing
+        /// the PostgreSQL database, and their shared presence. Needs a PostgreSQL database.
+        #[arg(long, env = "WRENCHLINE_REDIS_URL", hide_env_values = true)]
+        redis_url: Option<String>,
+        /// This node's name in the cluster (letters, digits, '.', '_', '-'; at most 64);
+        /// by default the host name and the process id.
+        #[arg(long, env = "WRENCHLINE_NODE_ID", requires = "redis_url")]
+        node_id: Option<String>,
+        /// In a cluster, seconds a stopping node reports not ready on /readyz before it closes
+        /// its realtime connections (give the load balancer time to notice).
+        #[arg(long, env = "WRENCHLINE_DRAIN_SECONDS", default_value_t = 3,
+            value_parser = clap::value_parser!(u64).range(0..=300))]
+        drain_seconds: u64,
     },
     /// Manage mechanic accounts.
     Mechanic {
@@ -305,6 +318,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             mail_link_ttl,
             mail_unread_after,
             mail_quiet_period,
+            redis_url,
+            node_id,
+            drain_seconds,
         } => {
             tracing::info!("database: {}", describe_database_url(&db.database_url));
             let mut settings = Settings::new(bind, db.database_url);
@@ -377,6 +393,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     Some(mail)
                 }
             };
+            if let Some(node) = &node_id {
+                if !wrenchline_server::cluster::valid_node_id(node) {
+                    bail!("--node-id must be 1 to 64 letters, digits, '.', '_' or '-'");
+                }
+            }
+            if redis_url.is_some() {
+                settings.drain_grace = std::time::Duration::from_secs(drain_seconds);
+            }
+            settings.redis_url = redis_url;
+            settings.node_id = node_id;
             serve(settings, demo, retention_days, ready_file).await
         }
         Command::Mechanic { command } => mechanic(command).await,
@@ -414,6 +440,13 @@ async fn serve(
         None
     };
     let url = app.public_url();
+    if let Some(cluster) = &app.state().cluster {
+        tracing::info!(
+            node = cluster.node(),
+            "cluster mode: node {}",
+            cluster.node()
+        );
+    }
     tracing::info!("listening on http://{}", app.local_addr());
     // Whoever started the server may have stopped reading its output; that must not stop it.
     let mut banner = format!("listening on http://{}\n", app.local_addr());
@@ -422,6 +455,9 @@ async fn serve(
         banner.push_str(&format!("metrics on http://{metrics}\n"));
     }
     banner.push_str(&format!("customer link: {url}/intake\n"));
+    if let Some(cluster) = &app.state().cluster {
+        banner.push_str(&format!("node: {}\n", cluster.node()));
+    }
     if let Some(password) = demo_password {
         banner.push_str(&format!("demo mechanic: {DEMO_EMAIL} / {password}\n"));
     }

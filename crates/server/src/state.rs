@@ -1,18 +1,21 @@
 //! The state every request handler shares: settings, storage, token signing, the change bus,
-//! metrics, the realtime hub, the presence view the start rule consults, and mail.
+//! metrics, the realtime hub, the presence view the start rule consults, mail, and in cluster
+//! mode this node's membership of the cluster.
 
 use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use time::OffsetDateTime;
 
 use crate::auth::TokenSigner;
+use crate::cluster::Cluster;
 use crate::config::Settings;
 use crate::events::Events;
-use crate::lifecycle::PresenceView;
 use crate::limits::Limiters;
 use crate::mail::Mail;
 use crate::metrics::Metrics;
+use crate::presence::PresenceView;
 use crate::realtime::Hub;
 use crate::storage::Store;
 
@@ -27,6 +30,10 @@ pub struct Inner {
     pub limiters: Limiters,
     /// Mail to customers, when configured.
     pub mail: Option<Mail>,
+    /// This node in a cluster (`--redis-url`); `None` for a node that runs alone.
+    pub cluster: Option<Arc<Cluster>>,
+    /// Set once the node was asked to stop: it reports not ready while it drains.
+    pub draining: AtomicBool,
 }
 
 #[derive(Clone)]
@@ -43,5 +50,9 @@ impl AppState {
     /// The server's clock; every timestamp the server writes comes from here.
     pub fn now(&self) -> OffsetDateTime {
         OffsetDateTime::now_utc()
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 }

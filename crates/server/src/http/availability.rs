@@ -21,7 +21,9 @@ pub fn router() -> Router<AppState> {
         body = MechanicAvailability,
         headers(("Cache-Control" = String, description = "no-store")))))]
 pub async fn availability(State(state): State<AppState>) -> impl IntoResponse {
-    let online = state.hub.available_mechanics();
+    let online = crate::presence::available_mechanics(&*state.presence)
+        .await
+        .unwrap_or_else(|_| state.hub.available_mechanics());
     (
         [(header::CACHE_CONTROL, "no-store")],
         Json(MechanicAvailability {

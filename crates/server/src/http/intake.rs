@@ -85,7 +85,7 @@ pub async fn intake(
     jar: CookieJar,
     ApiJson(raw): ApiJson<IntakeRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    state.limiters.intake(client)?;
+    state.limiters.intake(client).await?;
     if caller.as_ref().is_some_and(|c| c.role() == Role::Mechanic) {
         return Err(ApiError::forbidden(
             "customers_only",
@@ -216,7 +216,8 @@ pub async fn sign_waiver(
     if !fields.is_empty() {
         return Err(ApiError::validation(fields));
     }
-    let session = lifecycle::sign_waiver(&state, &caller, id, body.signed_name.trim()).await?;
+    let session =
+        lifecycle::sign_waiver(&state, &caller.actor(), id, body.signed_name.trim()).await?;
     let next = format!("/thank-you?session={}&plan={}", session.id, session.plan);
     Ok(Json(WaiverResponse { session, next }))
 }
@@ -285,7 +286,7 @@ pub async fn resume_link(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<ResumeLink>, ApiError> {
     caller.require_customer()?;
-    let session = lifecycle::participating(&state, &caller, id).await?;
+    let session = lifecycle::participating(&state, &caller.actor(), id).await?;
     let now = state.now();
     let now = now.replace_nanosecond(0).unwrap_or(now);
     let expires_at = now + state.settings.resume_link_ttl;

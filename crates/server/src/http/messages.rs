@@ -83,7 +83,7 @@ pub async fn history(
             ),
         });
     }
-    let session = lifecycle::participating(&state, &caller, id).await?;
+    let session = lifecycle::participating(&state, &caller.actor(), id).await?;
     let messages = state.store.messages(id, after, limit).await?;
     if caller.role() == Role::Customer {
         // The chat page reads the history whenever it (re)joins: the customer is back.
@@ -151,9 +151,15 @@ pub async fn post(
     if !fields.is_empty() {
         return Err(ApiError::validation(fields));
     }
-    state.limiters.message(caller.user.id)?;
-    let (message, created) =
-        lifecycle::post_message(&state, &caller, id, &body.client_id, body.body.trim()).await?;
+    state.limiters.message(caller.user.id).await?;
+    let (message, created) = lifecycle::post_message(
+        &state,
+        &caller.actor(),
+        id,
+        &body.client_id,
+        body.body.trim(),
+    )
+    .await?;
     let status = if created {
         StatusCode::CREATED
     } else {

@@ -1,5 +1,6 @@
-//! Operational endpoints: liveness, the OpenAPI document, the server's public configuration
-//! (`/api/config`: whether mail is on), and Prometheus metrics, which are
+//! Operational endpoints: liveness, readiness (database, bus, draining), the OpenAPI document,
+//! the server's public configuration (`/api/config`: whether mail is on), and Prometheus metrics,
+//! which are
 //! for operators only: served by [`metrics_router`] on the separate `--metrics-bind` listener,
 //! and a plain 404 on the public one.
 
@@ -24,6 +25,7 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         // Named here so that the customer page's fallback does not answer it either.
         .route("/metrics", get(not_public))
         .route("/api/openapi.json", get(openapi))
@@ -68,9 +70,60 @@ pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Health>
     }
 }
 
+/// Whether this node can serve, and the state of what it depends on.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    pub status: &'static str,
+    /// This node's name in its cluster (`--node-id`); absent for a node that runs alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// `up` or `down`.
+    pub database: &'static str,
+    /// `local` (a node alone: the bus is in-process), `subscribed` (Redis) or `down`.
+    pub bus: &'static str,
+    /// The node is stopping: it finishes what is under way and takes nothing new.
+    pub draining: bool,
+}
+
+/// How long the database may take to answer a readiness check.
+const READY_DATABASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+#[utoipa::path(get, path = "/readyz", tag = "meta", security(()),
+    responses((status = 200, description = "The node can serve", body = Readiness),
+        (status = 503, description = "The node cannot serve: its database or bus is down, or it is draining", body = Readiness)))]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let database = matches!(
+        tokio::time::timeout(READY_DATABASE_TIMEOUT, state.store.ping()).await,
+        Ok(Ok(()))
+    );
+    let bus = match &state.cluster {
+        None => "local",
+        Some(cluster) if cluster.is_up() => "subscribed",
+        Some(_) => "down",
+    };
+    let draining = state.is_draining();
+    let ready = database && bus != "down" && !draining;
+    let body = Readiness {
+        status: if ready { "ready" } else { "not_ready" },
+        node: state.cluster.as_ref().map(|c| c.node().to_string()),
+        database: if database { "up" } else { "down" },
+        bus,
+        draining,
+    };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
 /// Prometheus text exposition, on the metrics listener only.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let available = state.hub.available_mechanics();
+    let available = crate::presence::available_mechanics(&*state.presence)
+        .await
+        .unwrap_or_else(|_| state.hub.available_mechanics());
     state
         .metrics
         .mechanics_available
@@ -550,6 +603,7 @@ mod tests {
             ("get", "/api/availability"),
             ("get", "/api/config"),
             ("get", "/healthz"),
+            ("get", "/readyz"),
         ] {
             assert_eq!(security(method, path), [""], "{method} {path}");
         }

@@ -37,7 +37,7 @@ use crate::state::AppState;
         sessions::requests, sessions::session, sessions::accept, sessions::start, sessions::end,
         messages::history, messages::post,
         auth::login, auth::refresh, auth::logout, auth::customer_token,
-        meta::healthz, meta::openapi, meta::server_time, meta::public_config,
+        meta::healthz, meta::readyz, meta::openapi, meta::server_time, meta::public_config,
     ),
     modifiers(&SecuritySchemes),
     tags(

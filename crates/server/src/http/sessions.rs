@@ -96,7 +96,9 @@ pub async fn session(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<Session>, ApiError> {
-    Ok(Json(lifecycle::readable(&state, &caller, id).await?))
+    Ok(Json(
+        lifecycle::readable(&state, &caller.actor(), id).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/api/sessions/{id}/accept", tag = "mechanic",
@@ -115,7 +117,7 @@ pub async fn accept(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<Session>, ApiError> {
-    Ok(Json(lifecycle::accept(&state, &caller, id).await?))
+    Ok(Json(lifecycle::accept(&state, &caller.actor(), id).await?))
 }
 
 #[utoipa::path(post, path = "/api/sessions/{id}/start", tag = "session",
@@ -134,7 +136,7 @@ pub async fn start(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<Session>, ApiError> {
-    let session = lifecycle::participating(&state, &caller, id).await?;
+    let session = lifecycle::participating(&state, &caller.actor(), id).await?;
     Ok(Json(lifecycle::start(&state, session).await?))
 }
 
@@ -154,5 +156,5 @@ pub async fn end(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<Session>, ApiError> {
-    Ok(Json(lifecycle::end(&state, &caller, id).await?))
+    Ok(Json(lifecycle::end(&state, &caller.actor(), id).await?))
 }

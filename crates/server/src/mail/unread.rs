@@ -8,12 +8,19 @@ use wrenchline_protocol::{Message, Role, Session, SessionStatus};
 
 use super::{Mail, MailKind};
 use crate::error::ApiError;
+use crate::presence::{participants, PresenceUnavailable};
 use crate::state::AppState;
 
-/// Whether the customer has a connection to the session's chat now. The one place that asks:
-/// today this node's realtime hub answers.
-pub fn customer_connected(state: &AppState, session: &Session) -> bool {
-    state.presence.participants(session).customer_present
+/// Whether the customer has a connection to the session's chat now, on any node (the presence
+/// the session rules read: this node's hub alone, the shared presence in a cluster). The one
+/// place that asks; `Err` while the presence cannot be read, when nothing is decided.
+pub async fn customer_connected(
+    state: &AppState,
+    session: &Session,
+) -> Result<bool, PresenceUnavailable> {
+    Ok(participants(state.presence.as_ref(), session)
+        .await?
+        .customer_present)
 }
 
 /// After a message is stored: a mechanic's message to a customer who is away marks the session
@@ -22,7 +29,8 @@ pub async fn message_posted(state: &AppState, session: &Session, message: &Messa
     if state.mail.is_none() || message.sender_role != Role::Mechanic {
         return;
     }
-    if customer_connected(state, session) {
+    // A presence that cannot be read marks nothing: no mail on a guess.
+    if customer_connected(state, session).await.unwrap_or(true) {
         return;
     }
     if let Err(e) = state
@@ -64,7 +72,14 @@ pub async fn run(state: &AppState) -> Result<usize, ApiError> {
             continue;
         };
         let open = matches!(session.status, SessionStatus::Waiting | SessionStatus::Live);
-        if !open || customer_connected(state, &session) {
+        let connected = match open {
+            true => match customer_connected(state, &session).await {
+                Ok(connected) => connected,
+                Err(PresenceUnavailable) => continue,
+            },
+            false => false,
+        };
+        if !open || connected {
             state.store.clear_unread(id).await?;
             continue;
         }

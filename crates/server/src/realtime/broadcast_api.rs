@@ -94,17 +94,20 @@ pub async fn broadcast(
         frames.push((topic, frame));
     }
     for _ in &frames {
-        if !state.hub.rates.admit(caller.user.id, Action::Broadcast) {
+        if !state
+            .hub
+            .rates
+            .admit(caller.user.id, Action::Broadcast)
+            .await
+        {
             return Err(ApiError::TooManyRequests {
                 message: "Too many broadcasts per second".into(),
                 retry_after: std::time::Duration::from_secs(1),
             });
         }
     }
-    for (topic, frame) in &frames {
-        if let Some(topic_state) = state.hub.topic(&topic.full()) {
-            state.hub.fan_out(&topic_state, Some(frame), None, None);
-        }
+    for (topic, frame) in frames {
+        state.hub.api_broadcast(topic, frame.payload);
     }
     Ok(StatusCode::ACCEPTED.into_response())
 }

@@ -5,26 +5,31 @@
 //! is global; per-topic locks are held only for non-blocking work, and a joiner's full presence
 //! state is built outside them. Session topics hold a bounded number of subscribers, per user
 //! and in all.
+//!
+//! In cluster mode the hub keeps its own connections' presence and hands every change, and every
+//! event other nodes' subscribers must hear, to the bus (`Hub::relay`, see `bus.rs`); events
+//! from other nodes come back in through the `remote_*` methods and reach local subscribers only.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use axum::body::Bytes;
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
 use serde_json::{json, Map, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-use wrenchline_protocol::presence::{Availability, Participants};
+use wrenchline_protocol::presence::Availability;
 use wrenchline_protocol::realtime::topics::Topic;
 use wrenchline_protocol::realtime::{Filter, Frame, PostgresChangesMessage, UserBroadcast, Vsn};
-use wrenchline_protocol::{Role, Session, SessionStatus};
+use wrenchline_protocol::{Role, SessionStatus};
 
+use super::bus::{BinaryBroadcast, Event, Outbound};
 use super::rates::{LocalRates, UserRates};
-use crate::lifecycle::PresenceView;
 use crate::limits::Limits;
+use crate::presence::{PresenceEntry, PresenceUnavailable, PresenceView};
 
 /// Frames a connection may have queued before it is considered too slow and disconnected (the
 /// queue is bounded in bytes too: `outbound_queue_max_bytes`).
@@ -185,9 +190,28 @@ pub struct Subscriber {
     pub wire: Wire,
     pub broadcast_self: bool,
     pub bindings: Arc<[ActiveBinding]>,
-    /// Set until the subscriber has its presence state: diffs skip it meanwhile, since the state
-    /// it gets includes them.
-    pub awaiting_state: Arc<AtomicBool>,
+    /// Presence diffs held back until the subscriber has its presence state (`Some` until
+    /// then): they are dropped when the state is known to include them, and sent after it
+    /// otherwise (a diff repeated after a state that has it changes nothing: joins and leaves
+    /// go by `phx_ref`).
+    pub pending: Arc<Mutex<Option<Vec<Outgoing>>>>,
+}
+
+impl Subscriber {
+    /// Held-back diffs for a subscriber that will get a presence state, none for one that won't.
+    pub fn pending_for(presence: bool) -> Arc<Mutex<Option<Vec<Outgoing>>>> {
+        Arc::new(Mutex::new(presence.then(Vec::new)))
+    }
+
+    fn send_diff(&self, out: Outgoing) {
+        let mut pending = self.pending.lock().expect("lock");
+        match pending.as_mut() {
+            Some(held) => held.push(out),
+            None => {
+                self.conn.send(out);
+            }
+        }
+    }
 }
 
 /// One tracked presence: a connection's payload under its key.
@@ -215,9 +239,46 @@ pub struct TopicState {
     /// The session's status as last seen (a session topic's): from the change feed, or from the
     /// read of a live-start check when the feed has said nothing yet.
     known_status: Mutex<Option<SessionStatus>>,
+    /// Which message `seq`s this topic delivered, from where a catch-up after a bus outage
+    /// resumes.
+    delivered: Mutex<Delivered>,
+}
+
+/// Message `seq`s delivered on a topic: every one up to `upto` (0: none known yet), and those
+/// seen beyond it (from other nodes, they may arrive out of order; while the bus was away, a
+/// gap stays until the catch-up fills it).
+#[derive(Default)]
+struct Delivered {
+    upto: i64,
+    beyond: BTreeSet<i64>,
+}
+
+/// Seqs kept beyond a gap before the gap is given up on.
+const DELIVERED_BEYOND: usize = 256;
+
+impl Delivered {
+    fn note(&mut self, seq: i64) {
+        if self.upto == 0 {
+            self.upto = seq;
+        } else if seq > self.upto {
+            self.beyond.insert(seq);
+        }
+        while self.beyond.remove(&(self.upto + 1)) {
+            self.upto += 1;
+        }
+        if self.beyond.len() > DELIVERED_BEYOND {
+            self.upto = self.beyond.pop_last().unwrap_or(self.upto);
+            self.beyond.clear();
+        }
+    }
 }
 
 impl TopicState {
+    /// The last message `seq` up to which this topic delivered every message (0: unknown).
+    pub fn last_seq(&self) -> i64 {
+        self.delivered.lock().expect("lock").upto
+    }
+
     fn is_empty(&self) -> bool {
         self.subscribers.read().expect("lock").is_empty()
             && self.presence.lock().expect("lock").entries.is_empty()
@@ -308,12 +369,16 @@ pub struct Hub {
     per_topic_cap: u32,
     queue_max_bytes: usize,
     /// Per-user realtime budgets.
-    pub rates: Box<dyn UserRates>,
+    pub rates: Arc<dyn UserRates>,
     /// Sessions whose live start is being checked → whether another check was asked for
     /// meanwhile.
     start_checks: Mutex<HashMap<Uuid, bool>>,
     /// Live-start checks that read the database (for tests and metrics).
     start_reads: AtomicU64,
+    /// This node's name in a cluster, which makes presence refs unique across nodes.
+    node: OnceLock<String>,
+    /// Where events for other nodes go; unset on a single node.
+    relay: OnceLock<mpsc::UnboundedSender<Outbound>>,
 }
 
 fn presence_entry(metas: &[&Value]) -> Value {
@@ -322,6 +387,11 @@ fn presence_entry(metas: &[&Value]) -> Value {
 
 impl Hub {
     pub fn new(limits: &Limits) -> Self {
+        Self::with_rates(limits, Arc::new(LocalRates::new(limits)))
+    }
+
+    /// A hub whose per-user budgets are counted by `rates` (shared by a cluster's nodes).
+    pub fn with_rates(limits: &Limits, rates: Arc<dyn UserRates>) -> Self {
         Hub {
             topics: DashMap::new(),
             next_conn: AtomicU64::new(0),
@@ -330,9 +400,44 @@ impl Hub {
             per_user_cap: limits.session_topic_subscribers_per_user,
             per_topic_cap: limits.session_topic_subscribers,
             queue_max_bytes: limits.outbound_queue_max_bytes,
-            rates: Box::new(LocalRates::new(limits)),
+            rates,
             start_checks: Mutex::new(HashMap::new()),
             start_reads: AtomicU64::new(0),
+            node: OnceLock::new(),
+            relay: OnceLock::new(),
+        }
+    }
+
+    /// Joins a cluster as `node`: from now on presence changes and events for other nodes go to
+    /// the returned queue, in order.
+    pub fn connect_relay(&self, node: &str) -> mpsc::UnboundedReceiver<Outbound> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = self.node.set(node.to_string());
+        let _ = self.relay.set(tx);
+        rx
+    }
+
+    /// Whether events are relayed to other nodes.
+    pub fn is_clustered(&self) -> bool {
+        self.relay.get().is_some()
+    }
+
+    /// Hands an event to the bus (nothing on a single node).
+    pub fn relay(&self, outbound: Outbound) {
+        if let Some(relay) = self.relay.get() {
+            let _ = relay.send(outbound);
+        }
+    }
+
+    /// Resolves once everything relayed so far has been written to the bus (or given up on
+    /// while the bus is away); at once on a single node.
+    pub async fn flushed(&self) {
+        let Some(relay) = self.relay.get() else {
+            return;
+        };
+        let (tx, rx) = oneshot::channel();
+        if relay.send(Outbound::Flush(tx)).is_ok() {
+            let _ = rx.await;
         }
     }
 
@@ -351,7 +456,11 @@ impl Hub {
     }
 
     fn phx_ref(&self) -> String {
-        format!("W{}", self.next_ref.fetch_add(1, Ordering::Relaxed) + 1)
+        let n = self.next_ref.fetch_add(1, Ordering::Relaxed) + 1;
+        match self.node.get() {
+            Some(node) => format!("W{n}.{node}"),
+            None => format!("W{n}"),
+        }
     }
 
     pub fn topic(&self, full: &str) -> Option<Arc<TopicState>> {
@@ -410,6 +519,7 @@ impl Hub {
                 subscribers: RwLock::new(HashMap::new()),
                 presence: Mutex::new(Presence::default()),
                 known_status: Mutex::new(None),
+                delivered: Mutex::new(Delivered::default()),
             })
         });
         let state = entry.value().clone();
@@ -473,15 +583,17 @@ impl Hub {
     }
 
     /// Sends the full presence state to one subscriber (after every join on a presence topic),
-    /// built and encoded outside the topic's lock. Diffs skip the subscriber until then
-    /// (`awaiting_state`), so the state is queued only if nothing changed while it was built.
+    /// then lets its held-back diffs through. `shared` is the cluster's presence when it could be
+    /// read; otherwise the state is this node's, built and encoded outside the topic's lock and
+    /// queued only if nothing changed while it was built (then every held diff is in it).
     pub fn send_presence_state(
         &self,
         state: &TopicState,
         conn: &ConnHandle,
         wire: Wire,
         join_ref: &str,
-        awaiting_state: &AtomicBool,
+        pending: &Mutex<Option<Vec<Outgoing>>>,
+        shared: Option<Vec<PresenceEntry>>,
     ) {
         let encode = |entries: &[(String, Vec<Value>)]| {
             let mut body = Map::new();
@@ -493,6 +605,26 @@ impl Hub {
                 .with_refs(Some(join_ref), None);
             Outgoing::Text(frame.encode(wire.vsn()).into())
         };
+        let release = |out: Outgoing, replay: bool| {
+            let mut pending = pending.lock().expect("lock");
+            conn.send(out);
+            if let Some(held) = pending.take() {
+                if replay {
+                    for diff in held {
+                        conn.send(diff);
+                    }
+                }
+            }
+        };
+        if let Some(shared) = shared {
+            let mut grouped: HashMap<String, Vec<Value>> = HashMap::new();
+            for entry in shared {
+                grouped.entry(entry.key).or_default().push(entry.meta);
+            }
+            let entries: Vec<(String, Vec<Value>)> = grouped.into_iter().collect();
+            release(encode(&entries), true);
+            return;
+        }
         let snapshot = |presence: &Presence| -> Vec<(String, Vec<Value>)> {
             presence
                 .entries
@@ -508,15 +640,13 @@ impl Hub {
             let out = encode(&entries);
             let presence = state.presence.lock().expect("lock");
             if presence.version == version {
-                conn.send(out);
-                awaiting_state.store(false, Ordering::Release);
+                release(out, false);
                 return;
             }
         }
         // The state keeps changing: build it under the lock this once.
         let presence = state.presence.lock().expect("lock");
-        conn.send(encode(&snapshot(&presence)));
-        awaiting_state.store(false, Ordering::Release);
+        release(encode(&snapshot(&presence)), false);
     }
 
     /// Tracks (or re-tracks) a connection's presence under `key`, as the authenticated
@@ -553,12 +683,33 @@ impl Hub {
             meta: Value::Object(meta),
         };
         let joins = json!({ key: presence_entry(&[&meta.meta]) });
+        let entry = self.is_clustered().then(|| {
+            serde_json::to_value(PresenceEntry {
+                key: key.to_string(),
+                user_id,
+                role,
+                meta: meta.meta.clone(),
+            })
+            .expect("an entry serializes")
+        });
         presence
             .entries
             .entry(key.to_string())
             .or_default()
             .push(meta);
-        self.fan_out_diff(state, joins, leaves);
+        self.fan_out_diff(state, &joins, &leaves);
+        if let Some(entry) = entry {
+            self.relay(Outbound::Track {
+                topic: state.full.to_string(),
+                conn,
+                entry,
+                diff: Event::PresenceDiff {
+                    topic: state.full.to_string(),
+                    joins,
+                    leaves,
+                },
+            });
+        }
         !was_present
     }
 
@@ -568,7 +719,20 @@ impl Hub {
         let leaves = Self::remove_conn(&mut presence.entries, conn);
         if leaves.as_object().is_some_and(|l| !l.is_empty()) {
             presence.version += 1;
-            self.fan_out_diff(state, json!({}), leaves);
+            let joins = json!({});
+            self.fan_out_diff(state, &joins, &leaves);
+            if !self.is_clustered() {
+                return;
+            }
+            self.relay(Outbound::Untrack {
+                topic: state.full.to_string(),
+                conn,
+                diff: Event::PresenceDiff {
+                    topic: state.full.to_string(),
+                    joins,
+                    leaves,
+                },
+            });
         }
     }
 
@@ -589,7 +753,7 @@ impl Hub {
 
     /// Called with the presence lock held, so diffs go out in the order the state changed;
     /// subscribers still waiting for their full state skip it.
-    fn fan_out_diff(&self, state: &TopicState, joins: Value, leaves: Value) {
+    fn fan_out_diff(&self, state: &TopicState, joins: &Value, leaves: &Value) {
         let frame = Frame::new(
             &*state.full,
             "presence_diff",
@@ -598,13 +762,112 @@ impl Hub {
         let mut encoded = Encoded::new(Some(&frame), None);
         let subscribers = state.subscribers.read().expect("lock");
         for sub in subscribers.values() {
-            if sub.awaiting_state.load(Ordering::Acquire) {
-                continue;
-            }
             if let Some(out) = encoded.for_wire(sub.wire) {
-                sub.conn.send(out);
+                sub.send_diff(out);
             }
         }
+    }
+
+    /// A presence change on another node, for this node's subscribers of the topic.
+    pub fn remote_presence_diff(&self, topic: &str, joins: &Value, leaves: &Value) {
+        if let Some(state) = self.topic(topic) {
+            self.fan_out_diff(&state, joins, leaves);
+        }
+    }
+
+    /// A user broadcast from another node, for this node's subscribers of the topic.
+    pub fn remote_broadcast(
+        &self,
+        topic: &str,
+        text: Option<&Value>,
+        binary: Option<&BinaryBroadcast>,
+    ) {
+        let Some(state) = self.topic(topic) else {
+            return;
+        };
+        let frame = text.map(|p| Frame::new(topic, "broadcast", p.clone()));
+        let binary = binary.and_then(|b| b.to_user(topic));
+        self.fan_out(&state, frame.as_ref(), binary.as_ref(), None);
+    }
+
+    /// A broadcast that did not come from a socket (`POST /realtime/v1/api/broadcast`): to every
+    /// subscriber of the topic, on every node.
+    pub fn api_broadcast(&self, topic: Topic, payload: Value) {
+        let full = topic.full();
+        if let Some(state) = self.topic(&full) {
+            let frame = Frame::new(&*state.full, "broadcast", payload.clone());
+            self.fan_out(&state, Some(&frame), None, None);
+        }
+        self.relay(Outbound::Publish(Event::Broadcast {
+            topic: full,
+            text: Some(payload),
+            binary: None,
+        }));
+    }
+
+    /// This node's presences, topic by topic with the connection that tracked each, for
+    /// rebuilding the shared presence after the bus was away.
+    pub fn local_presences(&self) -> Vec<(String, u64, PresenceEntry)> {
+        let mut all = Vec::new();
+        for topic in self.topics.iter() {
+            let presence = topic.presence.lock().expect("lock");
+            for (key, metas) in &presence.entries {
+                for m in metas {
+                    all.push((
+                        topic.full.to_string(),
+                        m.conn,
+                        PresenceEntry {
+                            key: key.clone(),
+                            user_id: m.user_id,
+                            role: m.role,
+                            meta: m.meta.clone(),
+                        },
+                    ));
+                }
+            }
+        }
+        all
+    }
+
+    /// Hands every presence of this node to the bus again, each announced as a join (after the
+    /// bus was away, or this node was taken for dead). Each topic's presences are queued under
+    /// its lock, so a leave that follows cannot be overtaken.
+    pub fn republish_presences(&self) {
+        if !self.is_clustered() {
+            return;
+        }
+        for topic in self.topics.iter() {
+            let presence = topic.presence.lock().expect("lock");
+            for (key, metas) in &presence.entries {
+                for m in metas {
+                    let entry = PresenceEntry {
+                        key: key.clone(),
+                        user_id: m.user_id,
+                        role: m.role,
+                        meta: m.meta.clone(),
+                    };
+                    self.relay(Outbound::Track {
+                        topic: topic.full.to_string(),
+                        conn: m.conn,
+                        entry: serde_json::to_value(entry).expect("an entry serializes"),
+                        diff: Event::PresenceDiff {
+                            topic: topic.full.to_string(),
+                            joins: json!({ key: presence_entry(&[&m.meta]) }),
+                            leaves: json!({}),
+                        },
+                    });
+                }
+            }
+        }
+    }
+
+    /// Session topics with subscribers on this node, with the last message `seq` each has had.
+    pub fn session_topics(&self) -> Vec<(Topic, i64)> {
+        self.topics
+            .iter()
+            .filter(|t| t.topic.session().is_some() && t.subscriber_count() > 0)
+            .map(|t| (t.topic, t.last_seq()))
+            .collect()
     }
 
     /// Sends a frame to every subscriber of a topic except `except`.
@@ -640,16 +903,26 @@ impl Hub {
         if !Self::is_subscribed(state, sender) {
             return;
         }
-        let frame = payload.map(|p| Frame::new(&*state.full, "broadcast", p));
+        let frame = payload
+            .as_ref()
+            .map(|p| Frame::new(&*state.full, "broadcast", p.clone()));
         self.fan_out(
             state,
             frame.as_ref(),
             binary,
             (!sender_self).then_some(sender),
         );
+        if self.is_clustered() {
+            self.relay(Outbound::Publish(Event::Broadcast {
+                topic: state.full.to_string(),
+                text: payload,
+                binary: binary.map(BinaryBroadcast::from_user),
+            }));
+        }
     }
 
-    /// A broadcast from the server itself, to every subscriber of a topic. `event` is one of
+    /// A broadcast from the server itself, to this node's subscribers of a topic (every node's
+    /// session clock warns its own subscribers, so it is not relayed). `event` is one of
     /// [`SERVER_EVENTS`], which clients may not send.
     pub fn server_broadcast(&self, topic: Topic, event: &str, payload: Value) {
         debug_assert!(
@@ -680,6 +953,9 @@ impl Hub {
         let Some(state) = self.topic(&topic.full()) else {
             return;
         };
+        if let Some(seq) = record.get("seq").and_then(Value::as_i64) {
+            state.delivered.lock().expect("lock").note(seq);
+        }
         let mut cache: Vec<((Vsn, Vec<u32>), Outgoing)> = Vec::new();
         let subscribers = state.subscribers.read().expect("lock");
         for sub in subscribers.values() {
@@ -837,18 +1113,56 @@ impl Hub {
 }
 
 impl PresenceView for Hub {
-    fn participants(&self, session: &Session) -> Participants {
-        let present = self.present_users(Topic::SessionPresence(session.id));
-        Participants {
-            customer_present: present.contains(&session.customer_id),
-            mechanic_present: session.mechanic_id.is_some_and(|m| present.contains(&m)),
-        }
+    fn entries(
+        &self,
+        topic: Topic,
+    ) -> futures_util::future::BoxFuture<'_, Result<Vec<PresenceEntry>, PresenceUnavailable>> {
+        let entries = match self.topic(&topic.full()) {
+            Some(state) => {
+                let presence = state.presence.lock().expect("lock");
+                presence
+                    .entries
+                    .iter()
+                    .flat_map(|(key, metas)| {
+                        metas.iter().map(|m| PresenceEntry {
+                            key: key.clone(),
+                            user_id: m.user_id,
+                            role: m.role,
+                            meta: m.meta.clone(),
+                        })
+                    })
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        Box::pin(std::future::ready(Ok(entries)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delivered_seqs_advance_only_without_gaps() {
+        let mut d = Delivered::default();
+        d.note(4);
+        assert_eq!(d.upto, 4, "the first seq seen starts the count");
+        d.note(6);
+        assert_eq!(d.upto, 4, "5 is missing");
+        d.note(5);
+        assert_eq!(d.upto, 6, "5 fills the gap, 6 was seen");
+        d.note(3);
+        assert_eq!(d.upto, 6, "an old one changes nothing");
+        for seq in 8..8 + DELIVERED_BEYOND as i64 + 1 {
+            d.note(seq);
+        }
+        assert_eq!(
+            d.upto,
+            8 + DELIVERED_BEYOND as i64,
+            "a gap too old is given up"
+        );
+    }
 
     #[test]
     fn one_start_check_per_session_runs_at_a_time() {

@@ -5,8 +5,10 @@
 //! meanwhile (by another process, through the database) are cut off within a minute.
 
 pub mod broadcast_api;
+pub mod bus;
 pub mod changes;
 pub mod hub;
+pub mod policy;
 pub mod rates;
 pub mod socket;
 
@@ -27,7 +29,7 @@ pub use hub::Hub;
 
 use crate::error::ApiError;
 use crate::extract::{ApiQuery, ClientAddr};
-use crate::lifecycle::{self, PresenceView};
+use crate::lifecycle;
 use crate::state::AppState;
 
 /// How often the server looks in the database for disabled accounts that still hold channels.
@@ -77,7 +79,7 @@ async fn upgrade(
             .into_response()
         }
     };
-    let Some(slot) = state.limiters.connect(client) else {
+    let Some(slot) = state.limiters.connect(client).await else {
         return ApiError::TooManyRequests {
             message: "Too many connections from this address".into(),
             retry_after: std::time::Duration::from_secs(5),
@@ -90,7 +92,8 @@ async fn upgrade(
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .on_upgrade(move |socket| async move {
-            socket::run(socket, state, vsn).await;
+            let (sink, stream) = futures_util::StreamExt::split(socket);
+            socket::run(sink, stream, state, vsn).await;
             drop(slot);
         })
 }
@@ -115,15 +118,23 @@ pub async fn evaluate_start(state: AppState, session_id: Uuid) {
 
 async fn check_start(state: &AppState, session_id: Uuid) {
     let topic = Topic::SessionPresence(session_id);
-    let Some(presence) = state.hub.topic(&topic.full()) else {
+    let local = state.hub.topic(&topic.full());
+    if !state.hub.is_clustered() && local.is_none() {
         return;
-    };
-    if presence
-        .known_status()
+    }
+    if local
+        .as_ref()
+        .and_then(|presence| presence.known_status())
         .is_some_and(|s| s != SessionStatus::Waiting)
-        || state.hub.present_users(topic).len() < 2
     {
         return;
+    }
+    // In a cluster this node's own presence writes are in the shared presence before it is
+    // read, so of two participants tracking at once on two nodes, the later read sees both.
+    state.hub.flushed().await;
+    match crate::presence::present_users(&*state.presence, topic).await {
+        Ok(users) if users.len() >= 2 => {}
+        _ => return,
     }
     state.hub.count_start_read();
     let session = match state.store.session(session_id).await {
@@ -134,9 +145,15 @@ async fn check_start(state: &AppState, session_id: Uuid) {
             return;
         }
     };
-    presence.note_read_status(session.status);
-    if session.status != SessionStatus::Waiting || !state.hub.participants(&session).both() {
+    if let Some(presence) = &local {
+        presence.note_read_status(session.status);
+    }
+    if session.status != SessionStatus::Waiting {
         return;
+    }
+    match crate::presence::participants(&*state.presence, &session).await {
+        Ok(participants) if participants.both() => {}
+        _ => return,
     }
     match lifecycle::start(state, session).await {
         Ok(live) => {
