@@ -100,7 +100,8 @@ test-cluster: ui browser-deps
 	cargo build --workspace --bins --examples --locked
 	cd tests/realtime && npm ci --no-audit --no-fund --loglevel=error
 	scripts/with-postgres.sh scripts/with-redis.sh bash -c \
-	  'cargo nextest run -p wrenchline-server --test redis --test cluster --run-ignored all --locked \
+	  'cargo nextest run --workspace --run-ignored all --locked \
+	   -E "binary_id(wrenchline-server::redis) | binary_id(wrenchline-server::cluster)" \
 	   && (cd tests/cluster && npm test) \
 	   && cd tests/browser && node --test --test-timeout=300000 test/cluster.test.mjs'
 
