@@ -87,6 +87,7 @@ impl Application {
             metrics: Metrics::new(),
             presence: hub.clone(),
             hub,
+            node_key: uuid::Uuid::new_v4().to_string(),
         }));
         Ok(Application {
             listener,
@@ -126,6 +127,7 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let clock = tokio::spawn(session_clock(self.state.clone()));
+        let availability = tokio::spawn(crate::availability::sync(self.state.clone()));
         let accounts = tokio::spawn(realtime::watch_accounts(self.state.clone()));
         let dispatch = tokio::spawn(realtime::changes::dispatch(
             self.state.clone(),
@@ -171,6 +173,9 @@ impl Application {
         clock.abort();
         accounts.abort();
         dispatch.abort();
+        availability.abort();
+        let _ = availability.await;
+        crate::availability::leave(&self.state).await;
         self.state.store.close().await;
         Ok(())
     }

@@ -24,6 +24,8 @@ pub struct Inner {
     pub presence: Arc<dyn PresenceView>,
     pub hub: Arc<Hub>,
     pub limiters: Limiters,
+    /// Names this process's rows of shared state (`crate::availability`); random per start.
+    pub node_key: String,
 }
 
 #[derive(Clone)]
