@@ -5,41 +5,57 @@
 // docs/architecture.md) and re-exported here.
 
 import type {
+  HistoryEntry,
   IntakeRequest,
   IntakeResponse,
   MechanicAvailability,
+  MechanicNotes,
+  MechanicSummary,
   Message,
   Plan,
+  Rating,
   ResumeCheck,
   ResumeLink,
   ResumeResponse,
   Role,
   Session,
   SessionEnding,
+  SessionOutcome,
   SessionStatus,
+  SummaryRequest,
   Typing,
+  Urgency,
   User,
   Vehicle,
+  WaitingRoom,
   Waiver,
   WaiverResponse,
 } from '../generated';
 
 export type {
+  HistoryEntry,
   IntakeRequest,
   IntakeResponse,
   MechanicAvailability,
+  MechanicNotes,
+  MechanicSummary,
   Message,
   Plan,
+  Rating,
   ResumeCheck,
   ResumeLink,
   ResumeResponse,
   Role,
   Session,
   SessionEnding,
+  SessionOutcome,
   SessionStatus,
+  SummaryRequest,
   Typing,
+  Urgency,
   User,
   Vehicle,
+  WaitingRoom,
   Waiver,
   WaiverResponse,
 };
@@ -126,4 +142,10 @@ export interface Backend {
    * desktop app shows the mechanic's own availability instead.
    */
   availability?(): Promise<MechanicAvailability>;
+  /** The request's place in line, expected wait and mechanics available (the customer's page). */
+  waitingRoom?(sessionId: string): Promise<WaitingRoom>;
+  /** The mechanic's summary and the customer's rating of a session. */
+  outcome?(sessionId: string): Promise<SessionOutcome>;
+  /** Rates a completed session (its customer; changeable for a day). */
+  rate?(sessionId: string, stars: number, comment: string): Promise<Rating>;
 }
