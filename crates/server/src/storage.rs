@@ -1249,9 +1249,9 @@ impl Store {
     // ---- retention ----
 
     /// Deletes what identifies a customer once their sessions ended before `cutoff`: the chat
-    /// transcripts of those sessions, the mechanics' summaries and private notes and the ratings' comments,
-    /// the session's free text, VIN and waiver signature, and the
-    /// name, email and phone of customers with no session that ended later or is still open.
+    /// transcripts of those sessions, the mechanics' summaries and private notes on them and the
+    /// ratings' comments, the session's free text, VIN and waiver signature, and the name, email
+    /// and phone of customers with no session that ended later or is still open.
     /// Pending sessions (never accepted) count as ended when created. Only rows that still hold
     /// something are touched, so repeated or concurrent runs change nothing twice.
     pub async fn forget_ended_sessions(&self, cutoff: OffsetDateTime) -> StoreResult<Forgotten> {

@@ -34,11 +34,11 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Sessions one history page holds unless `limit` asks for fewer.
-pub const HISTORY_PAGE_DEFAULT: i64 = 20;
+pub const SESSIONS_PAGE_DEFAULT: i64 = 20;
 /// Most sessions one history page holds.
-pub const HISTORY_PAGE_MAX: i64 = 100;
+pub const SESSIONS_PAGE_MAX: i64 = 100;
 /// Longest search text.
-pub const HISTORY_SEARCH_MAX: usize = 200;
+pub const SESSIONS_SEARCH_MAX: usize = 200;
 
 /// The session's assigned mechanic, once accepted (summary and notes can be written during the
 /// session and after it).
@@ -231,8 +231,8 @@ fn history_limit_schema() -> Object {
         .schema_type(Type::Integer)
         .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
         .minimum(Some(1))
-        .maximum(Some(HISTORY_PAGE_MAX))
-        .default(Some(HISTORY_PAGE_DEFAULT.into()))
+        .maximum(Some(SESSIONS_PAGE_MAX))
+        .default(Some(SESSIONS_PAGE_DEFAULT.into()))
         .build()
 }
 
@@ -251,18 +251,18 @@ pub async fn history(
     ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
     caller.require_mechanic()?;
-    let limit = query.limit.unwrap_or(HISTORY_PAGE_DEFAULT);
-    if !(1..=HISTORY_PAGE_MAX).contains(&limit) {
+    let limit = query.limit.unwrap_or(SESSIONS_PAGE_DEFAULT);
+    if !(1..=SESSIONS_PAGE_MAX).contains(&limit) {
         return Err(ApiError::BadRequest {
             code: "invalid_query",
-            message: format!("`limit` must be between 1 and {HISTORY_PAGE_MAX}"),
+            message: format!("`limit` must be between 1 and {SESSIONS_PAGE_MAX}"),
         });
     }
     let search = query.q.unwrap_or_default();
-    if search.chars().count() > HISTORY_SEARCH_MAX {
+    if search.chars().count() > SESSIONS_SEARCH_MAX {
         return Err(ApiError::BadRequest {
             code: "invalid_query",
-            message: format!("`q` must be at most {HISTORY_SEARCH_MAX} characters"),
+            message: format!("`q` must be at most {SESSIONS_SEARCH_MAX} characters"),
         });
     }
     match state
