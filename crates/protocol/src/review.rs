@@ -22,6 +22,7 @@ pub const NOTES_MAX: usize = 10_000;
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct RatingRequest {
     /// 1 (poor) to 5 (excellent).
+    #[serde(deserialize_with = "crate::intake::whole_number")]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 5))]
     pub stars: i64,
     /// Optional; blank means none.
@@ -320,6 +321,13 @@ mod tests {
             comment: Some("x".repeat(RATING_COMMENT_MAX + 1)),
         };
         assert!(long.check().unwrap_err().contains_key("comment"));
+    }
+
+    #[test]
+    fn stars_may_carry_a_zero_fraction() {
+        let rating: RatingRequest = serde_json::from_str(r#"{"stars": 2.0}"#).unwrap();
+        assert_eq!(rating.check().unwrap().stars, 2);
+        assert!(serde_json::from_str::<RatingRequest>(r#"{"stars": 2.5}"#).is_err());
     }
 
     #[test]

@@ -100,6 +100,7 @@ pub async fn outcome(
         (status = 403, description = "customers_only: the mechanic cannot rate; or cross_origin", body = ErrorBody),
         (status = 404, description = "not_found: no such session of this customer", body = ErrorBody),
         (status = 409, description = "session_not_completed: only a completed session is rated; rating_locked: the change window has closed", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type: the body is not sent as JSON", body = ErrorBody),
         (status = 422, description = "validation_failed: `stars` not 1–5, or the comment too long", body = ErrorBody),
         (status = 500, description = "internal", body = ErrorBody)))]
 pub async fn rate(
@@ -146,6 +147,8 @@ pub async fn rate(
         (status = 401, description = "unauthorized, invalid_token or token_expired", body = ErrorBody),
         (status = 403, description = "mechanics_only, or cross_origin", body = ErrorBody),
         (status = 404, description = "not_found: no such session of this mechanic", body = ErrorBody),
+        (status = 409, description = "not_accepted: nobody has accepted the request yet", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type: the body is not sent as JSON", body = ErrorBody),
         (status = 422, description = "validation_failed", body = ErrorBody),
         (status = 500, description = "internal", body = ErrorBody)))]
 pub async fn write_summary(
@@ -173,6 +176,7 @@ pub async fn write_summary(
         (status = 401, description = "unauthorized, invalid_token or token_expired", body = ErrorBody),
         (status = 403, description = "mechanics_only: the customer never sees them", body = ErrorBody),
         (status = 404, description = "not_found: no such session of this mechanic", body = ErrorBody),
+        (status = 409, description = "not_accepted: nobody has accepted the request yet", body = ErrorBody),
         (status = 500, description = "internal", body = ErrorBody)))]
 pub async fn notes(
     State(state): State<AppState>,
@@ -193,6 +197,8 @@ pub async fn notes(
         (status = 401, description = "unauthorized, invalid_token or token_expired", body = ErrorBody),
         (status = 403, description = "mechanics_only, or cross_origin", body = ErrorBody),
         (status = 404, description = "not_found: no such session of this mechanic", body = ErrorBody),
+        (status = 409, description = "not_accepted: nobody has accepted the request yet", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type: the body is not sent as JSON", body = ErrorBody),
         (status = 422, description = "validation_failed", body = ErrorBody),
         (status = 500, description = "internal", body = ErrorBody)))]
 pub async fn write_notes(
