@@ -731,12 +731,6 @@ impl Hub {
         users
     }
 
-    /// Mechanics available for new requests on this node: distinct users (not connections)
-    /// tracked on `requests` as mechanics with at least one connection that is not away.
-    pub fn available_mechanics(&self) -> usize {
-        self.mechanics_on_feed().values().filter(|a| **a).count()
-    }
-
     /// Every mechanic tracked on `requests` on this node, with whether at least one of their
     /// connections is available (one device away and another online is available). What
     /// `crate::availability` writes to the shared table.
