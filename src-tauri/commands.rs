@@ -6,12 +6,15 @@
 use serde::Serialize;
 use tauri::{AppHandle, State};
 use uuid::Uuid;
+use wrenchline_client::mechanic::SessionRecord;
 use wrenchline_client::Sensitive;
 use wrenchline_desk_core::credentials::StoreStatus;
 use wrenchline_desk_core::view::{AuthView, Navigation, UpdateView};
 use wrenchline_desk_core::{launch, settings};
 use wrenchline_protocol::presence::Availability;
-use wrenchline_protocol::{Message, Session, User};
+use wrenchline_protocol::{
+    HistoryEntry, MechanicNotes, MechanicSummary, Message, Session, SummaryRequest, User,
+};
 
 use crate::desk::Desk;
 use crate::error::{Error, Result};
@@ -220,4 +223,32 @@ pub async fn server_time(desk: State<'_, Desk>) -> Result<String> {
     time.now
         .format(&time::format_description::well_known::Rfc3339)
         .map_err(|e| Error::Internal(e.to_string()))
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn history(
+    desk: State<'_, Desk>,
+    q: String,
+    after: Option<Uuid>,
+) -> Result<Vec<HistoryEntry>> {
+    Ok(desk.session()?.history(&q, after).await?)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn session_record(desk: State<'_, Desk>, id: Uuid) -> Result<SessionRecord> {
+    Ok(desk.session()?.session_record(id).await?)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn write_summary(
+    desk: State<'_, Desk>,
+    id: Uuid,
+    summary: SummaryRequest,
+) -> Result<MechanicSummary> {
+    Ok(desk.session()?.write_summary(id, summary).await?)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn write_notes(desk: State<'_, Desk>, id: Uuid, body: String) -> Result<MechanicNotes> {
+    Ok(desk.session()?.write_notes(id, &body).await?)
 }

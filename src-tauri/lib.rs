@@ -155,6 +155,10 @@ fn app(attempt: u32) {
             commands::check_for_update,
             commands::install_update,
             commands::restart_app,
+            commands::history,
+            commands::session_record,
+            commands::write_summary,
+            commands::write_notes,
         ])
         .run(tauri::generate_context!());
     match result {

@@ -6,8 +6,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use uuid::Uuid;
 use wrenchline_protocol::{
-    AuthTokens, ErrorBody, LoginRequest, Message, Plan, PostMessageRequest, RefreshRequest,
-    ServerTime, Session,
+    AuthTokens, ErrorBody, HistoryEntry, LoginRequest, MechanicNotes, MechanicSummary, Message,
+    NotesRequest, Plan, PostMessageRequest, RefreshRequest, ServerTime, Session, SessionOutcome,
+    SummaryRequest,
 };
 
 use crate::realtime::RealtimeError;
@@ -110,7 +111,20 @@ impl ApiClient {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        self.call_with_query(method, path, &[], body).await
+    }
+
+    async fn call_with_query<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .query(query);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
@@ -234,5 +248,55 @@ impl ApiClient {
             Some(&request),
         )
         .await
+    }
+
+    /// The mechanic's summary and the customer's rating of a session.
+    pub async fn outcome(&self, id: Uuid) -> Result<SessionOutcome, ClientError> {
+        self.call::<(), _>(Method::GET, &format!("/api/sessions/{id}/outcome"), None)
+            .await
+    }
+
+    pub async fn write_summary(
+        &self,
+        id: Uuid,
+        summary: &SummaryRequest,
+    ) -> Result<MechanicSummary, ClientError> {
+        self.call(
+            Method::PUT,
+            &format!("/api/sessions/{id}/summary"),
+            Some(summary),
+        )
+        .await
+    }
+
+    pub async fn notes(&self, id: Uuid) -> Result<MechanicNotes, ClientError> {
+        self.call::<(), _>(Method::GET, &format!("/api/sessions/{id}/notes"), None)
+            .await
+    }
+
+    pub async fn write_notes(&self, id: Uuid, body: &str) -> Result<MechanicNotes, ClientError> {
+        let request = NotesRequest { body: body.into() };
+        self.call(
+            Method::PUT,
+            &format!("/api/sessions/{id}/notes"),
+            Some(&request),
+        )
+        .await
+    }
+
+    /// A page of the signed-in mechanic's sessions, latest accept first, whose customer name or
+    /// vehicle holds every word of `search`; `after` is the last id of the previous page.
+    pub async fn history(
+        &self,
+        search: &str,
+        limit: u32,
+        after: Option<Uuid>,
+    ) -> Result<Vec<HistoryEntry>, ClientError> {
+        let mut query = vec![("q", search.to_string()), ("limit", limit.to_string())];
+        if let Some(after) = after {
+            query.push(("after", after.to_string()));
+        }
+        self.call_with_query::<(), _>(Method::GET, "/api/mechanics/me/sessions", &query, None)
+            .await
     }
 }

@@ -14,6 +14,7 @@ mod actor;
 mod auth;
 mod chat;
 mod feed;
+mod review;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -30,6 +31,7 @@ use wrenchline_protocol::{AuthTokens, Role, ServerTime, Session, User};
 pub use actor::requests_channel;
 pub use chat::ChatEvent;
 pub use feed::{FeedChange, RequestFeed};
+pub use review::{SessionRecord, HISTORY_PAGE};
 
 use crate::realtime::{RealtimeClient, RealtimeOptions};
 use crate::{ApiClient, ClientError, Sensitive};

@@ -77,7 +77,7 @@ pub mod schema {
         format!("^{ws}{word}{inner}{ws}$")
     }
 
-    fn trimmed_text(min: usize, max: usize, lines: Lines, what: &str) -> Object {
+    pub(crate) fn trimmed_text(min: usize, max: usize, lines: Lines, what: &str) -> Object {
         let controls = match lines {
             Lines::One => "no control characters (U+0000 to U+001F)",
             Lines::Many => {
@@ -92,6 +92,21 @@ pub mod schema {
             )))
             .min_length(Some(min))
             .pattern(Some(trimmed_pattern(min, max, lines)))
+            .build()
+    }
+
+    /// Like [`trimmed_text`] with a minimum of 1, but blank (empty or white space only) is
+    /// accepted too and means none.
+    pub(crate) fn optional_trimmed_text(max: usize, lines: Lines, what: &str) -> Object {
+        let blank = format!("^[{WHITE_SPACE}]*$");
+        let text = trimmed_pattern(1, max, lines);
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(format!(
+                "{what}: blank, or up to {max} characters once leading and trailing white space \
+                 is trimmed; no control characters but tab, line feed and carriage return."
+            )))
+            .pattern(Some(format!("{blank}|{text}")))
             .build()
     }
 

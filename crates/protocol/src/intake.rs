@@ -46,7 +46,7 @@ pub struct VehicleInput {
 
 /// A whole number, also when written with a zero fraction (`2018.0`): JSON has one number type,
 /// and the API document's `integer` (JSON Schema's) includes such numbers.
-fn whole_number<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+pub(crate) fn whole_number<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: TryFrom<i64>,

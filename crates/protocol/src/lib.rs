@@ -6,9 +6,13 @@ pub mod intake;
 pub mod model;
 pub mod presence;
 pub mod realtime;
+pub mod review;
 pub mod text;
 pub mod vin;
+pub mod waiting;
 
 pub use api::*;
 pub use intake::{FieldErrors, Intake, IntakeRequest, VehicleInput};
 pub use model::*;
+pub use review::*;
+pub use waiting::WaitingRoom;

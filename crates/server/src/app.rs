@@ -134,6 +134,7 @@ impl Application {
             mail,
             cluster,
             draining: Default::default(),
+            node_key: uuid::Uuid::new_v4().to_string(),
         }));
         Ok(Application {
             listener,
@@ -174,6 +175,7 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let clock = tokio::spawn(session_clock(self.state.clone()));
+        let availability = tokio::spawn(crate::availability::sync(self.state.clone()));
         let accounts = tokio::spawn(realtime::watch_accounts(self.state.clone()));
         let mailer = tokio::spawn(mail::worker::run(self.state.clone(), self.public_url()));
         let background = CancellationToken::new();
@@ -263,6 +265,9 @@ impl Application {
         for task in cluster_tasks {
             task.abort();
         }
+        availability.abort();
+        let _ = availability.await;
+        crate::availability::leave(&self.state).await;
         self.state.store.close().await;
         Ok(())
     }

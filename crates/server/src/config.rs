@@ -20,6 +20,12 @@ pub const DEFAULT_REQUEST_ACCEPT_TIMEOUT: Duration = Duration::minutes(30);
 /// Default time a mechanic has to join the chat after accepting.
 pub const DEFAULT_MECHANIC_JOIN_TIMEOUT: Duration = Duration::minutes(10);
 /// Bounds of the three lifecycle durations above, in seconds, as the command line accepts them.
+/// How long a mechanic's availability counts without a refresh from the node holding their feed
+/// connection (a node that stopped without saying so).
+pub const DEFAULT_AVAILABILITY_GRACE: Duration = Duration::minutes(2);
+/// How long after rating a session the customer may change the rating.
+pub const DEFAULT_RATING_EDIT_WINDOW: Duration = Duration::hours(24);
+
 pub const LIFECYCLE_SECONDS: std::ops::RangeInclusive<i64> = 1..=7 * 24 * 3600;
 
 #[derive(Debug, Clone)]
@@ -44,6 +50,10 @@ pub struct Settings {
     /// to the request feed (`--mechanic-join-timeout`).
     pub mechanic_join_timeout: Duration,
     /// Largest request body accepted, in bytes.
+    /// See [`DEFAULT_AVAILABILITY_GRACE`].
+    pub availability_grace: Duration,
+    /// See [`DEFAULT_RATING_EDIT_WINDOW`].
+    pub rating_edit_window: Duration,
     pub body_limit: usize,
     /// A fixed token-signing secret; otherwise one is generated and kept in the database.
     pub token_secret: Option<String>,
@@ -79,6 +89,8 @@ impl Settings {
             resume_link_ttl: DEFAULT_RESUME_LINK_TTL,
             request_accept_timeout: DEFAULT_REQUEST_ACCEPT_TIMEOUT,
             mechanic_join_timeout: DEFAULT_MECHANIC_JOIN_TIMEOUT,
+            availability_grace: DEFAULT_AVAILABILITY_GRACE,
+            rating_edit_window: DEFAULT_RATING_EDIT_WINDOW,
             body_limit: 64 * 1024,
             token_secret: None,
             limits: Limits::default(),

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod availability;
 pub mod cluster;
 pub mod config;
 pub mod counters;

@@ -123,6 +123,13 @@ enum Command {
         /// Seconds a mechanic has to join the chat after accepting before the request is offered again.
         #[arg(long, env = "WRENCHLINE_MECHANIC_JOIN_TIMEOUT", default_value_t = 600)]
         mechanic_join_timeout: i64,
+        /// Seconds a mechanic's availability counts without a refresh from the server node their
+        /// app is connected to (that node stopped without saying so).
+        #[arg(long, env = "WRENCHLINE_AVAILABILITY_GRACE", default_value_t = 120)]
+        availability_grace: i64,
+        /// Seconds after rating a session during which the customer may change the rating.
+        #[arg(long, env = "WRENCHLINE_RATING_EDIT_WINDOW", default_value_t = 86_400)]
+        rating_edit_window: i64,
         /// Token-signing secret (at least 32 bytes); by default one is generated and kept in the database.
         #[arg(long, env = "WRENCHLINE_TOKEN_SECRET", hide_env_values = true)]
         token_secret: Option<String>,
@@ -310,6 +317,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             resume_link_ttl,
             request_accept_timeout,
             mechanic_join_timeout,
+            availability_grace,
+            rating_edit_window,
             token_secret,
             retention_days,
             ready_file,
@@ -342,6 +351,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ("--resume-link-ttl", resume_link_ttl),
                 ("--request-accept-timeout", request_accept_timeout),
                 ("--mechanic-join-timeout", mechanic_join_timeout),
+                ("--availability-grace", availability_grace),
+                ("--rating-edit-window", rating_edit_window),
             ] {
                 if !LIFECYCLE_SECONDS.contains(&value) {
                     bail!(
@@ -354,6 +365,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             settings.resume_link_ttl = time::Duration::seconds(resume_link_ttl);
             settings.request_accept_timeout = time::Duration::seconds(request_accept_timeout);
             settings.mechanic_join_timeout = time::Duration::seconds(mechanic_join_timeout);
+            settings.availability_grace = time::Duration::seconds(availability_grace);
+            settings.rating_edit_window = time::Duration::seconds(rating_edit_window);
             if let Some(secret) = &token_secret {
                 if secret.len() < 32 {
                     bail!("--token-secret must be at least 32 bytes");

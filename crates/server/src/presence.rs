@@ -8,7 +8,7 @@ use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
-use wrenchline_protocol::presence::{Availability, Participants};
+use wrenchline_protocol::presence::Participants;
 use wrenchline_protocol::realtime::topics::Topic;
 use wrenchline_protocol::{Role, Session};
 
@@ -61,22 +61,4 @@ pub async fn participants(
         customer_present: present.contains(&session.customer_id),
         mechanic_present: session.mechanic_id.is_some_and(|m| present.contains(&m)),
     })
-}
-
-/// Mechanics available for new requests: distinct users (not connections) tracked on
-/// `requests` as mechanics with at least one connection that is not away.
-pub async fn available_mechanics(view: &dyn PresenceView) -> Result<usize, PresenceUnavailable> {
-    let online: HashSet<Uuid> = view
-        .entries(Topic::Requests)
-        .await?
-        .into_iter()
-        .filter(|e| e.role == Role::Mechanic)
-        .filter(|e| {
-            e.meta
-                .as_object()
-                .is_some_and(|p| Availability::of_payload(p) == Ok(Availability::Online))
-        })
-        .map(|e| e.user_id)
-        .collect();
-    Ok(online.len())
 }

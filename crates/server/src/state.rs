@@ -34,6 +34,8 @@ pub struct Inner {
     pub cluster: Option<Arc<Cluster>>,
     /// Set once the node was asked to stop: it reports not ready while it drains.
     pub draining: AtomicBool,
+    /// Names this process's rows of shared state (`crate::availability`); random per start.
+    pub node_key: String,
 }
 
 #[derive(Clone)]

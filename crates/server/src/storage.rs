@@ -16,6 +16,11 @@ use wrenchline_protocol::{
     EndReason, Intake, Message, Role, Session, SessionStatus, User, Vehicle,
 };
 
+mod reviews;
+mod waiting;
+
+pub use reviews::{RatingSaved, HISTORY_SEARCH_WORDS};
+
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -1550,8 +1555,9 @@ impl Store {
     // ---- retention ----
 
     /// Deletes what identifies a customer once their sessions ended before `cutoff`: the chat
-    /// transcripts of those sessions, the session's free text, VIN and waiver signature, and the
-    /// name, email and phone of customers with no session that ended later or is still open.
+    /// transcripts of those sessions, the mechanics' summaries and private notes on them and the
+    /// ratings' comments, the session's free text, VIN and waiver signature, and the name, email
+    /// and phone of customers with no session that ended later or is still open.
     /// Pending sessions (never accepted) count as ended when created. Only rows that still hold
     /// something are touched, so repeated or concurrent runs change nothing twice.
     pub async fn forget_ended_sessions(&self, cutoff: OffsetDateTime) -> StoreResult<Forgotten> {
@@ -1575,6 +1581,17 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        for forget in [
+            "DELETE FROM mechanic_notes WHERE session_id IN (SELECT id FROM sessions WHERE {EXPIRED})",
+            "DELETE FROM session_summaries WHERE session_id IN (SELECT id FROM sessions WHERE {EXPIRED})",
+            "UPDATE ratings SET comment = NULL WHERE comment IS NOT NULL \
+             AND session_id IN (SELECT id FROM sessions WHERE {EXPIRED})",
+        ] {
+            sqlx::query(&forget.replace("{EXPIRED}", EXPIRED))
+                .bind(cutoff)
+                .execute(&mut *tx)
+                .await?;
+        }
         let customers = sqlx::query(
             "UPDATE users SET name = '', email = '', phone = NULL \
              WHERE role = 'customer' AND created_at < $1 \

@@ -19,7 +19,11 @@ import {
   type UpdateView,
 } from '../lib/backend/tauri';
 
-export type View = { name: 'requests' } | { name: 'settings' } | { name: 'chat'; sessionId: string };
+export type View =
+  | { name: 'requests' }
+  | { name: 'settings' }
+  | { name: 'history' }
+  | { name: 'chat'; sessionId: string };
 
 /** A chat kept open (and the mechanic present in it) while other views show. */
 export type OpenChat = { id: string; label: string };

@@ -31,9 +31,9 @@ export type Visibility = Pick<Document, 'hidden' | 'addEventListener' | 'removeE
  * unknown, and nothing should be claimed). An answer that arrives after a newer one is dropped.
  * Returns the function that stops it.
  */
-export function pollWhileVisible(
-  load: () => Promise<number>,
-  apply: (count: number | null) => void,
+export function pollWhileVisible<T = number>(
+  load: () => Promise<T>,
+  apply: (value: T | null) => void,
   { every = AVAILABILITY_EVERY_MS, doc = document as Visibility } = {},
 ): () => void {
   let timer: ReturnType<typeof setInterval> | null = null;
@@ -48,10 +48,10 @@ export function pollWhileVisible(
       () => settle(n, null),
     );
   };
-  const settle = (n: number, count: number | null) => {
+  const settle = (n: number, value: T | null) => {
     if (stopped || n < applied) return;
     applied = n;
-    apply(count);
+    apply(value);
   };
   const pause = () => {
     if (timer !== null) clearInterval(timer);

@@ -34,6 +34,25 @@ describe('transcript', () => {
     expect(text).toContain('Concern:\nGrinding <b>noise</b>');
     expect(text).toContain('[2026-11-25 10:03:00 UTC] Dana (customer):\nIt grinds.\n\n[2026-11-25 10:04:00 UTC] Sam (mechanic):\nWorn pads.');
     expect(text).not.toContain('never sent');
+    expect(text).not.toContain("Mechanic's summary");
+  });
+
+  it('carries the mechanic\'s summary before the messages', () => {
+    const entries = mergeMessages([], [
+      { id: 'a', session_id: session.id, seq: 1, sender_id: 'c', sender_role: 'customer', body: 'It grinds.', client_id: 'x', created_at: '2026-11-25T10:03:00Z' },
+    ]);
+    const text = transcriptText(session, entries, {
+      session_id: session.id,
+      mechanic_name: 'Sam',
+      found: 'Front pads worn',
+      next_steps: 'Replace pads',
+      urgency: 'soon',
+      updated_at: '2026-11-25T10:10:00Z',
+    });
+    const summaryAt = text.indexOf("Mechanic's summary (Sam)");
+    expect(summaryAt).toBeGreaterThan(text.indexOf('Concern:'));
+    expect(summaryAt).toBeLessThan(text.indexOf('It grinds.'));
+    expect(text).toContain('How urgent: Soon: within a few weeks');
   });
 
   it('names the file after the vehicle and the session', () => {

@@ -1,7 +1,8 @@
 // The plain-text transcript a customer can download when a session is over.
 
-import type { Session } from './backend';
+import type { MechanicSummary, Session } from './backend';
 import type { ChatEntry } from './messages';
+import { summaryText } from './review';
 
 function stamp(iso: string): string {
   const ms = Date.parse(iso);
@@ -9,8 +10,15 @@ function stamp(iso: string): string {
   return new Date(ms).toISOString().replace('T', ' ').slice(0, 19) + ' UTC';
 }
 
-/** The transcript: a header about the session, then one block per stored message, in seq order. */
-export function transcriptText(session: Session, entries: readonly ChatEntry[]): string {
+/**
+ * The transcript: a header about the session, the mechanic's summary when there is one, then one
+ * block per stored message, in seq order.
+ */
+export function transcriptText(
+  session: Session,
+  entries: readonly ChatEntry[],
+  summary: MechanicSummary | null = null,
+): string {
   const v = session.vehicle;
   const lines = [
     'Wrenchline session transcript',
@@ -24,6 +32,7 @@ export function transcriptText(session: Session, entries: readonly ChatEntry[]):
     'Concern:',
     session.concern,
     '',
+    ...(summary ? ['---', '', summaryText(summary), ''] : []),
     '---',
     '',
   ];

@@ -1,6 +1,5 @@
-//! How many mechanics are available right now, for the customer's pages: read from the presence
-//! mechanics' desktop apps track on the `requests` topic (see `docs/realtime.md`), so it is as
-//! fresh as the sockets and costs no database query.
+//! How many mechanics are available right now, for the customer's pages: the shared count of
+//! `crate::availability` (mechanics' presence on the `requests` topic, as every node wrote it).
 
 use axum::extract::State;
 use axum::http::header;
@@ -9,6 +8,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use wrenchline_protocol::MechanicAvailability;
 
+use crate::error::ApiError;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -19,15 +19,12 @@ pub fn router() -> Router<AppState> {
 #[utoipa::path(get, path = "/api/availability", tag = "customer", security(()),
     responses((status = 200, description = "Mechanics connected and not away, each counted once however many devices they use",
         body = MechanicAvailability,
-        headers(("Cache-Control" = String, description = "no-store")))))]
-pub async fn availability(State(state): State<AppState>) -> impl IntoResponse {
-    let online = crate::presence::available_mechanics(&*state.presence)
-        .await
-        .unwrap_or_else(|_| state.hub.available_mechanics());
-    (
+        headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 500, description = "internal", body = wrenchline_protocol::ErrorBody)))]
+pub async fn availability(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let mechanics_online = crate::availability::mechanics_online(&state).await?;
+    Ok((
         [(header::CACHE_CONTROL, "no-store")],
-        Json(MechanicAvailability {
-            mechanics_online: u32::try_from(online).unwrap_or(u32::MAX),
-        }),
-    )
+        Json(MechanicAvailability { mechanics_online }),
+    ))
 }

@@ -121,13 +121,9 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
 
 /// Prometheus text exposition, on the metrics listener only.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let available = crate::presence::available_mechanics(&*state.presence)
-        .await
-        .unwrap_or_else(|_| state.hub.available_mechanics());
-    state
-        .metrics
-        .mechanics_available
-        .set(i64::try_from(available).unwrap_or(i64::MAX));
+    if let Ok(available) = crate::availability::mechanics_online(&state).await {
+        state.metrics.mechanics_available.set(i64::from(available));
+    }
     state.metrics.read_heap();
     (
         [(

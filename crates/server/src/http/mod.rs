@@ -6,8 +6,10 @@ pub mod availability;
 pub mod intake;
 pub mod messages;
 pub mod meta;
+pub mod reviews;
 pub mod sessions;
 pub mod updates;
+pub mod waiting;
 pub mod web;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -38,6 +40,8 @@ use crate::state::AppState;
         messages::history, messages::post,
         auth::login, auth::refresh, auth::logout, auth::customer_token,
         meta::healthz, meta::readyz, meta::openapi, meta::server_time, meta::public_config,
+        waiting::waiting_room,
+        reviews::outcome, reviews::rate, reviews::write_summary, reviews::notes, reviews::write_notes, reviews::history,
     ),
     modifiers(&SecuritySchemes),
     tags(
@@ -84,6 +88,8 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(meta::router())
         .merge(updates::router())
+        .merge(waiting::router())
+        .merge(reviews::router())
         .merge(crate::realtime::router())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

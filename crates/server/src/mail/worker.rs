@@ -260,10 +260,22 @@ async fn compose(
         .store
         .insert_resume_link(&hash, session.id, session.customer_id, now, now + ttl)
         .await?;
-    let transcript = if kind == MailKind::Ended {
-        state.store.messages(session.id, 0, TRANSCRIPT_MAX).await?
+    let (transcript, summary) = if kind == MailKind::Ended {
+        // The summary as the mechanic left it by the time the mail goes out.
+        let summary = state.store.summary(session.id).await?.map(|s| {
+            format!(
+                "What was found:\n{}\n\nWhat to do next:\n{}\n\nHow urgent: {}",
+                s.found,
+                s.next_steps,
+                s.urgency.label()
+            )
+        });
+        (
+            state.store.messages(session.id, 0, TRANSCRIPT_MAX).await?,
+            summary,
+        )
     } else {
-        Vec::new()
+        (Vec::new(), None)
     };
     let plan_name = state
         .settings
@@ -279,7 +291,7 @@ async fn compose(
         link: &link,
         home: &home,
         transcript: &transcript,
-        summary: None,
+        summary,
     });
     Ok((rendered, hash))
 }

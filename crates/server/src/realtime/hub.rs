@@ -1007,27 +1007,28 @@ impl Hub {
         users
     }
 
-    /// Mechanics available for new requests: distinct users (not connections) tracked on
-    /// `requests` as mechanics with at least one connection that is not away. A mechanic with
-    /// one device away and another online is available.
-    pub fn available_mechanics(&self) -> usize {
+    /// Every mechanic tracked on `requests` on this node, with whether at least one of their
+    /// connections is available (one device away and another online is available). What
+    /// `crate::availability` writes to the shared table.
+    pub fn mechanics_on_feed(&self) -> std::collections::BTreeMap<Uuid, bool> {
+        let mut mechanics = std::collections::BTreeMap::new();
         let Some(state) = self.topic(&Topic::Requests.full()) else {
-            return 0;
+            return mechanics;
         };
         let presence = state.presence.lock().expect("lock");
-        let online: HashSet<Uuid> = presence
+        for meta in presence
             .entries
             .values()
             .flatten()
             .filter(|m| m.role == Role::Mechanic)
-            .filter(|m| {
-                m.meta
-                    .as_object()
-                    .is_some_and(|p| Availability::of_payload(p) == Ok(Availability::Online))
-            })
-            .map(|m| m.user_id)
-            .collect();
-        online.len()
+        {
+            let online = meta
+                .meta
+                .as_object()
+                .is_some_and(|p| Availability::of_payload(p) == Ok(Availability::Online));
+            *mechanics.entry(meta.user_id).or_insert(false) |= online;
+        }
+        mechanics
     }
 
     pub fn topic_count(&self) -> usize {

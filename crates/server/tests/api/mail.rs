@@ -188,12 +188,38 @@ async fn every_mail_of_a_session_arrives_once_with_a_link_to_it() {
         .await
         .unwrap();
     post(&app, &customer, session, "It <b>grinds</b> & squeals").await;
+    // The mechanic's summary goes into the mail; the private notes never do.
+    for (path, body) in [
+        (
+            "summary",
+            json!({"found": "Front pads worn to the backing plate", "next_steps": "Replace pads and rotors", "urgency": "urgent"}),
+        ),
+        ("notes", json!({"body": "ask about invoice 4471"})),
+    ] {
+        let (status, answer) = app
+            .request(
+                Method::PUT,
+                &format!("/api/sessions/{session}/{path}"),
+                &mechanic,
+                Some(&body),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
     let (status, _) = app
         .post(&format!("/api/sessions/{session}/end"), &customer, None)
         .await;
     assert_eq!(status, StatusCode::OK);
     let ended = smtp.wait_for_subject("has ended", WITHIN).await;
     assert_well_formed(&ended, &email);
+    for part in [&ended.text, &ended.html] {
+        assert!(
+            part.contains("Front pads worn to the backing plate"),
+            "{part}"
+        );
+        assert!(part.contains("Replace pads and rotors"), "{part}");
+        assert!(!part.contains("invoice 4471"), "no private notes: {part}");
+    }
     assert!(
         ended.text.contains("It <b>grinds</b> & squeals"),
         "{}",

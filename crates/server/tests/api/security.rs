@@ -42,9 +42,20 @@ async fn send_from(
     actor: &Actor,
     body: Option<&Value>,
 ) -> reqwest::Response {
+    send_as_from(app, Method::POST, origin, path, actor, body).await
+}
+
+async fn send_as_from(
+    app: &TestApp,
+    method: Method,
+    origin: &str,
+    path: &str,
+    actor: &Actor,
+    body: Option<&Value>,
+) -> reqwest::Response {
     let mut request = app
         .http
-        .request(Method::POST, format!("{}{path}", app.base))
+        .request(method, format!("{}{path}", app.base))
         .header("origin", origin);
     request = match actor {
         Actor::Anonymous => request,
@@ -254,6 +265,43 @@ async fn every_cookie_authenticated_write_is_refused_from_another_origin() {
         StatusCode::OK,
     )
     .await;
+
+    // Rating a completed session is a PUT.
+    covered.insert("PUT /api/sessions/{id}/rating".into());
+    let (rater, rating_mechanic, rated) = app.waiting_session().await;
+    app.state
+        .store
+        .start(rated, time::OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    let (status, _) = app
+        .post(
+            &format!("/api/sessions/{rated}/end"),
+            &rating_mechanic,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let path = format!("/api/sessions/{rated}/rating");
+    let stars = json!({"stars": 5});
+    for origin in foreign_origins(&app) {
+        let response = send_as_from(&app, Method::PUT, &origin, &path, &rater, Some(&stars)).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::FORBIDDEN,
+            "{path} from {origin}"
+        );
+    }
+    let (_, outcome) = app
+        .get(&format!("/api/sessions/{rated}/outcome"), &rater)
+        .await;
+    assert_eq!(
+        outcome["rating"],
+        Value::Null,
+        "refused ratings change nothing"
+    );
+    let response = send_as_from(&app, Method::PUT, &app.base, &path, &rater, Some(&stars)).await;
+    assert_eq!(response.status(), StatusCode::OK);
 
     assert_eq!(
         covered,

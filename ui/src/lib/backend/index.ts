@@ -5,43 +5,59 @@
 // docs/architecture.md) and re-exported here.
 
 import type {
+  HistoryEntry,
   IntakeRequest,
   IntakeResponse,
   MechanicAvailability,
+  MechanicNotes,
+  MechanicSummary,
   Message,
   Plan,
   PublicConfig,
+  Rating,
   ResumeCheck,
   ResumeLink,
   ResumeResponse,
   Role,
   Session,
   SessionEnding,
+  SessionOutcome,
   SessionStatus,
+  SummaryRequest,
   Typing,
+  Urgency,
   User,
   Vehicle,
+  WaitingRoom,
   Waiver,
   WaiverResponse,
 } from '../generated';
 
 export type {
+  HistoryEntry,
   IntakeRequest,
   IntakeResponse,
   MechanicAvailability,
+  MechanicNotes,
+  MechanicSummary,
   Message,
   Plan,
   PublicConfig,
+  Rating,
   ResumeCheck,
   ResumeLink,
   ResumeResponse,
   Role,
   Session,
   SessionEnding,
+  SessionOutcome,
   SessionStatus,
+  SummaryRequest,
   Typing,
+  Urgency,
   User,
   Vehicle,
+  WaitingRoom,
   Waiver,
   WaiverResponse,
 };
@@ -130,4 +146,10 @@ export interface Backend {
   availability?(): Promise<MechanicAvailability>;
   /** What the server offers the customer's pages (whether it mails them). Web shell only. */
   publicConfig?(): Promise<PublicConfig>;
+  /** The request's place in line, expected wait and mechanics available (the customer's page). */
+  waitingRoom?(sessionId: string): Promise<WaitingRoom>;
+  /** The mechanic's summary and the customer's rating of a session. */
+  outcome?(sessionId: string): Promise<SessionOutcome>;
+  /** Rates a completed session (its customer; changeable for a day). */
+  rate?(sessionId: string, stars: number, comment: string): Promise<Rating>;
 }

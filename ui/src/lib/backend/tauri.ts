@@ -8,7 +8,15 @@
 import { invoke } from '@tauri-apps/api/core';
 import { listen, type Event, type UnlistenFn } from '@tauri-apps/api/event';
 import { sampleClockOffset } from '../countdown';
-import type { Availability, Role } from '../generated';
+import type {
+  Availability,
+  HistoryEntry,
+  MechanicNotes,
+  MechanicSummary,
+  Rating,
+  Role,
+  SummaryRequest,
+} from '../generated';
 import {
   BackendError,
   type Backend,
@@ -31,6 +39,15 @@ export type AuthView =
   | { state: 'signed_in'; server_url: string; user: User };
 
 export type { Availability } from '../generated';
+
+/** One past session as the History view opens it (`session_record`, crates/client). */
+export type SessionRecord = {
+  session: Session;
+  transcript: Message[];
+  summary: MechanicSummary | null;
+  notes: MechanicNotes;
+  rating: Rating | null;
+};
 
 /** The request feed's connection: `connecting`, `live`, `reconnecting`. */
 export type FeedStatus = string;
@@ -266,6 +283,24 @@ export class TauriBackend implements Backend {
 
   setAvailability(availability: Availability): Promise<void> {
     return call('set_availability', { availability });
+  }
+
+  /** A page of the mechanic's sessions, latest first, matching every word of `q`. */
+  pastSessions(q: string, after: string | null = null): Promise<HistoryEntry[]> {
+    return call('history', { q, after });
+  }
+
+  /** One session with its transcript, summary, private notes and rating. */
+  sessionRecord(sessionId: string): Promise<SessionRecord> {
+    return call('session_record', { id: sessionId });
+  }
+
+  writeSummary(sessionId: string, summary: SummaryRequest): Promise<MechanicSummary> {
+    return call('write_summary', { id: sessionId, summary });
+  }
+
+  writeNotes(sessionId: string, body: string): Promise<MechanicNotes> {
+    return call('write_notes', { id: sessionId, body });
   }
 
   changeSetting(change: SettingChange): Promise<SettingsView> {

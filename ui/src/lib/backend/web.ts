@@ -12,12 +12,15 @@ import {
   type Message,
   type Plan,
   type PublicConfig,
+  type Rating,
   type ResumeCheck,
   type ResumeLink,
   type Session,
   type SessionHandlers,
+  type SessionOutcome,
   type SessionSubscription,
   type User,
+  type WaitingRoom,
   type Waiver,
 } from './index';
 import type { AccessToken, PresencePayload, Typing } from '../generated';
@@ -116,6 +119,18 @@ export class WebBackend implements Backend {
 
   publicConfig(): Promise<PublicConfig> {
     return request('GET', '/api/config');
+  }
+
+  waitingRoom(sessionId: string): Promise<WaitingRoom> {
+    return request('GET', `/api/sessions/${enc(sessionId)}/waiting-room`);
+  }
+
+  outcome(sessionId: string): Promise<SessionOutcome> {
+    return request('GET', `/api/sessions/${enc(sessionId)}/outcome`);
+  }
+
+  rate(sessionId: string, stars: number, comment: string): Promise<Rating> {
+    return request('PUT', `/api/sessions/${enc(sessionId)}/rating`, { stars, comment });
   }
 
   submitIntake(body: IntakeRequest): Promise<{ session: Session; user: User }> {

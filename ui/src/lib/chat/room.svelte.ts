@@ -8,6 +8,7 @@ import {
   BackendError,
   type Backend,
   type LinkStatus,
+  type MechanicSummary,
   type Message,
   type Session,
   type SessionStatus,
@@ -150,6 +151,15 @@ export class ChatRoom {
     readonly sessionId: string,
     private readonly outbox: OutboxStore = memoryOutbox(),
   ) {}
+
+  /** The mechanic's summary for the transcript, or null when none (or it could not be loaded). */
+  async summary(): Promise<MechanicSummary | null> {
+    try {
+      return (await this.backend.outcome?.(this.sessionId))?.summary ?? null;
+    } catch {
+      return null;
+    }
+  }
 
   /** Loads the session, then (unless it is over) joins it in realtime. */
   async start(): Promise<void> {
