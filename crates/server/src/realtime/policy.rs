@@ -500,6 +500,9 @@ impl Connection {
             // In a cluster the state is the shared presence; this node's own when it cannot be
             // read (the bus is away).
             let shared = if self.state.hub.is_clustered() {
+                // This node's own presence writes first, so the state has the presences its
+                // own connections tracked a moment ago.
+                self.state.hub.flushed().await;
                 self.state.presence.entries(topic).await.ok()
             } else {
                 None
