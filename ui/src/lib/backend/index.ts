@@ -97,6 +97,28 @@ export type SessionSubscription = {
   close(): void;
 };
 
+/** A stored attachment, as `POST /api/sessions/{id}/attachments` answers and messages carry it. */
+export type Attachment = {
+  id: string;
+  kind: AttachmentKind;
+  content_type: string;
+  bytes: number;
+  width?: number | null;
+  height?: number | null;
+  duration_ms?: number | null;
+};
+
+export type AttachmentKind = 'image' | 'video' | 'audio';
+
+/** How far an upload is, in bytes. */
+export type UploadProgress = { sent: number; total: number };
+
+/** How an upload reports progress and is cancelled. */
+export type UploadOptions = {
+  progress?(progress: UploadProgress): void;
+  signal?: AbortSignal;
+};
+
 export interface Backend {
   plans(): Promise<Plan[]>;
   waiver(): Promise<Waiver>;
@@ -115,8 +137,20 @@ export interface Backend {
   clockOffset(): Promise<number>;
   /** Messages with a seq greater than `afterSeq`, in seq order. */
   history(sessionId: string, afterSeq: number): Promise<Message[]>;
-  /** Posts a message; repeating a `clientId` returns the message already stored under it. */
-  sendMessage(sessionId: string, body: string, clientId: string): Promise<Message>;
+  /**
+   * Posts a message; repeating a `clientId` returns the message already stored under it. A
+   * message has a body, attachments (ids from `uploadAttachment`), or both.
+   */
+  sendMessage(sessionId: string, body: string, clientId: string, attachmentIds?: readonly string[]): Promise<Message>;
+  /**
+   * Uploads one file for the session (stored, not sent: a message sends it). `progress` hears
+   * of the bytes sent where the transport tells; `signal` cancels the upload.
+   */
+  uploadAttachment(sessionId: string, file: Blob, name: string, options?: UploadOptions): Promise<Attachment>;
+  /** Where the page loads an attachment (or its thumbnail) from: never a URL with a token in it. */
+  mediaUrl(attachmentId: string, variant?: 'file' | 'thumbnail'): string;
+  /** Saves an attachment to the computer's disk, answering where (the desktop app only). */
+  saveAttachment?(attachmentId: string, fileName: string): Promise<string>;
   startSession(sessionId: string): Promise<Session>;
   endSession(sessionId: string): Promise<Session>;
   /** Joins the session's chat and presence topics and tracks this user as present. */
