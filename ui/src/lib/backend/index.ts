@@ -106,6 +106,11 @@ export type Attachment = {
   width?: number | null;
   height?: number | null;
   duration_ms?: number | null;
+  /** Whether `/thumbnail` has a preview (images, and videos with a frame). */
+  has_thumbnail?: boolean;
+  created_at?: string;
+  /** Set once the file was deleted (media retention): the entry says what was there. */
+  removed_at?: string | null;
 };
 
 export type AttachmentKind = 'image' | 'video' | 'audio';
