@@ -227,6 +227,7 @@ impl ApiClient {
         let request = PostMessageRequest {
             body: body.into(),
             client_id: client_id.into(),
+            attachment_ids: Vec::new(),
         };
         self.call(
             Method::POST,

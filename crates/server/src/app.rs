@@ -78,6 +78,16 @@ impl Application {
         let (events, changes) = Events::new();
         let hub = Arc::new(Hub::new(&settings.limits));
         let limiters = Limiters::new(settings.limits.clone());
+        let media = crate::media::Media::open(&settings)?;
+        tracing::info!(
+            "media: {}{}",
+            media.store.describe(),
+            if media.ffmpeg {
+                ""
+            } else {
+                " (ffmpeg not found: video clips get no thumbnail)"
+            }
+        );
         let state = AppState(Arc::new(Inner {
             limiters,
             signer: TokenSigner::new(secret.as_bytes()),
@@ -87,6 +97,7 @@ impl Application {
             metrics: Metrics::new(),
             presence: hub.clone(),
             hub,
+            media,
         }));
         Ok(Application {
             listener,
@@ -127,6 +138,7 @@ impl Application {
     ) -> std::io::Result<()> {
         let clock = tokio::spawn(session_clock(self.state.clone()));
         let accounts = tokio::spawn(realtime::watch_accounts(self.state.clone()));
+        let media_sweeps = tokio::spawn(crate::media::run_sweeps(self.state.clone()));
         let dispatch = tokio::spawn(realtime::changes::dispatch(
             self.state.clone(),
             self.changes,
@@ -170,6 +182,7 @@ impl Application {
         tokio::join!(public, metrics, signal);
         clock.abort();
         accounts.abort();
+        media_sweeps.abort();
         dispatch.abort();
         self.state.store.close().await;
         Ok(())

@@ -30,6 +30,12 @@ pub enum ApiError {
     Gone { code: &'static str, message: String },
     #[error("the request body is larger than this server accepts")]
     PayloadTooLarge,
+    /// An upload over a size, length or pixel limit; the message names the limit.
+    #[error("{message}")]
+    TooLarge { code: &'static str, message: String },
+    /// An upload whose bytes are not an accepted photo, clip or voice note.
+    #[error("{message}")]
+    UnsupportedFileType { message: String },
     #[error("{message}")]
     UnsupportedMediaType { message: String },
     #[error("{message}")]
@@ -98,7 +104,8 @@ impl ApiError {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Gone { .. } => StatusCode::GONE,
-            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge | ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedFileType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -114,9 +121,11 @@ impl ApiError {
             | ApiError::NotFound { code, .. }
             | ApiError::Conflict { code, .. }
             | ApiError::Gone { code, .. }
+            | ApiError::TooLarge { code, .. }
             | ApiError::Unprocessable { code, .. } => code,
             ApiError::PayloadTooLarge => "body_too_large",
             ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
+            ApiError::UnsupportedFileType { .. } => "unsupported_file_type",
             ApiError::TooManyRequests { .. } => "rate_limited",
             ApiError::Internal(_) => "internal",
         }

@@ -10,6 +10,7 @@ pub mod extract;
 pub mod http;
 pub mod lifecycle;
 pub mod limits;
+pub mod media;
 pub mod memory;
 pub mod metrics;
 pub mod proxy;

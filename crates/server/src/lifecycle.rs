@@ -312,15 +312,17 @@ pub async fn post_message(
     id: Uuid,
     client_id: &str,
     body: &str,
+    attachments: &[Uuid],
 ) -> Result<(Message, bool), ApiError> {
     participating(state, caller, id).await?;
     let posted = state
         .store
-        .post_message(
+        .post_message_with(
             id,
             &caller.user,
             client_id,
             body,
+            attachments,
             OPEN_FOR_MESSAGES,
             state.now(),
         )
@@ -338,6 +340,17 @@ pub async fn post_message(
             }
             Ok((posted.message, posted.created))
         }
+        Err(PostRefused::UnknownAttachment(attachment)) => Err(ApiError::NotFound {
+            code: "attachment_not_found",
+            message: format!(
+                "No attachment {attachment} of yours is waiting to be sent in this session"
+            ),
+        }),
+        Err(PostRefused::AttachmentSent(attachment)) => Err(ApiError::conflict(
+            "attachment_already_sent",
+            format!("Attachment {attachment} was already sent with another message"),
+            None,
+        )),
         Err(PostRefused::NotOpen(session)) if time_up(&session) => Err(ApiError::conflict(
             "session_ended",
             "This session's time is up; messages can no longer be sent",

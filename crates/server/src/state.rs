@@ -1,5 +1,5 @@
 //! The state every request handler shares: settings, storage, token signing, the change bus,
-//! metrics, the realtime hub and the presence view the start rule consults.
+//! metrics, the realtime hub, the presence view the start rule consults, and the media store.
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use crate::config::Settings;
 use crate::events::Events;
 use crate::lifecycle::PresenceView;
 use crate::limits::Limiters;
+use crate::media::Media;
 use crate::metrics::Metrics;
 use crate::realtime::Hub;
 use crate::storage::Store;
@@ -24,6 +25,7 @@ pub struct Inner {
     pub presence: Arc<dyn PresenceView>,
     pub hub: Arc<Hub>,
     pub limiters: Limiters,
+    pub media: Media,
 }
 
 #[derive(Clone)]

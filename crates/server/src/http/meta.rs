@@ -291,6 +291,7 @@ mod tests {
                 &PostMessageRequest {
                     body: s.into(),
                     client_id: "c1".into(),
+                    attachment_ids: Vec::new(),
                 },
                 MAX_MESSAGE_CHARS,
             )
@@ -307,6 +308,7 @@ mod tests {
                 &PostMessageRequest {
                     body: s.into(),
                     client_id: "c1".into(),
+                    attachment_ids: Vec::new(),
                 },
                 12,
             )
@@ -359,6 +361,7 @@ mod tests {
             &PostMessageRequest {
                 body: "hello".into(),
                 client_id: id.into(),
+                attachment_ids: Vec::new(),
             },
             MAX_MESSAGE_CHARS,
         )
