@@ -5,6 +5,8 @@
 // docs/architecture.md) and re-exported here.
 
 import type {
+  Attachment,
+  AttachmentKind,
   IntakeRequest,
   IntakeResponse,
   MechanicAvailability,
@@ -25,6 +27,8 @@ import type {
 } from '../generated';
 
 export type {
+  Attachment,
+  AttachmentKind,
   IntakeRequest,
   IntakeResponse,
   MechanicAvailability,
@@ -96,24 +100,6 @@ export type SessionSubscription = {
   typing(): void;
   close(): void;
 };
-
-/** A stored attachment, as `POST /api/sessions/{id}/attachments` answers and messages carry it. */
-export type Attachment = {
-  id: string;
-  kind: AttachmentKind;
-  content_type: string;
-  bytes: number;
-  width?: number | null;
-  height?: number | null;
-  duration_ms?: number | null;
-  /** Whether `/thumbnail` has a preview (images, and videos with a frame). */
-  has_thumbnail?: boolean;
-  created_at?: string;
-  /** Set once the file was deleted (media retention): the entry says what was there. */
-  removed_at?: string | null;
-};
-
-export type AttachmentKind = 'image' | 'video' | 'audio';
 
 /** How far an upload is, in bytes. */
 export type UploadProgress = { sent: number; total: number };

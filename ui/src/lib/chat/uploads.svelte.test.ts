@@ -106,6 +106,8 @@ class MediaBackend implements Backend {
       kind: file.type.startsWith('audio/') ? 'audio' : 'image',
       content_type: file.type,
       bytes: file.size,
+      has_thumbnail: file.type.startsWith('image/'),
+      created_at: new Date().toISOString(),
     };
     this.attachments.push(stored);
     return stored;
