@@ -919,3 +919,127 @@ async fn uploads_are_refused_in_an_ended_session() {
         (StatusCode::CONFLICT, Some("session_ended"))
     );
 }
+
+#[tokio::test]
+async fn the_messages_row_change_carries_its_attachments() {
+    use crate::realtime::{config, token, Client};
+    let app = spawn_app().await;
+    let (customer, mechanic, session) = app.waiting_session().await;
+    let chat = format!("realtime:chat:session-{session}");
+    let bindings = json!([{"event": "INSERT", "schema": "public", "table": "messages", "filter": format!("session_id=eq.{session}")}]);
+    let mut desk = Client::connect(&app).await;
+    desk.join(&chat, &token(&app, &mechanic).await, config(bindings))
+        .await;
+    let subscribed = desk.expect("subscribed", |f| f[3] == "system").await;
+    assert_eq!(subscribed[4]["status"], "ok", "{subscribed}");
+    let (status, photo) = upload(
+        &app,
+        session,
+        &customer,
+        "a.jpg",
+        "image/jpeg",
+        jpeg(30, 20),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, posted) = app
+        .post(
+            &format!("/api/sessions/{session}/messages"),
+            &customer,
+            Some(&json!({"client_id": "rt", "body": "The light", "attachment_ids": [photo["id"]]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{posted}");
+    let change = desk
+        .expect("the message", |f| f[3] == "postgres_changes")
+        .await;
+    let data = &change[4]["data"];
+    assert_eq!(data["record"]["id"], posted["id"]);
+    assert_eq!(data["record"]["attachments"], posted["attachments"]);
+    assert_eq!(data["record"]["attachments"][0]["kind"], "image");
+    assert!(data["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["name"] == "attachments" && c["type"] == "jsonb"));
+}
+
+#[tokio::test]
+async fn media_go_with_the_transcript_at_the_latest() {
+    // Media retention off (0): the transcript's retention still takes the files.
+    let app = spawn_app_with(|s| s.media_retention_days = 0).await;
+    let (customer, mechanic, session) = app.waiting_session().await;
+    let (_, photo) = upload(
+        &app,
+        session,
+        &customer,
+        "a.jpg",
+        "image/jpeg",
+        jpeg(20, 20),
+    )
+    .await;
+    let photo = id_of(&photo);
+    let (status, _) = app
+        .post(
+            &format!("/api/sessions/{session}/messages"),
+            &customer,
+            Some(&json!({"client_id": "p", "attachment_ids": [photo]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = app
+        .post(&format!("/api/sessions/{session}/end"), &mechanic, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let later = OffsetDateTime::now_utc() + time::Duration::days(400);
+    let swept = sweep_once(&app.state, later).await.unwrap();
+    assert_eq!(swept.expired, 0, "media retention is off");
+    wrenchline_server::retention::forget_once(&app.state.store, 365, later).await;
+    assert!(app
+        .state
+        .store
+        .messages(session, 0, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let swept = sweep_once(&app.state, later).await.unwrap();
+    assert_eq!(swept.purged, 1);
+    assert!(media_files(&media_dir(&app)).is_empty());
+    // The next retention pass deletes the rows whose files are gone.
+    wrenchline_server::retention::forget_once(&app.state.store, 365, later).await;
+    assert!(app.state.store.attachment(photo).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn an_upload_needs_a_part_named_file_with_bytes_in_it() {
+    let app = spawn_app().await;
+    let (customer, _mechanic, session) = app.waiting_session().await;
+    let (status, body) = upload(
+        &app,
+        session,
+        &customer,
+        "empty.jpg",
+        "image/jpeg",
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("empty_file"))
+    );
+    let form = multipart::Form::new().part("photo", multipart::Part::bytes(jpeg(8, 8)));
+    let request = app
+        .http
+        .post(format!("{}/api/sessions/{session}/attachments", app.base))
+        .multipart(form);
+    let response = authed(request, &customer).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let request = app
+        .http
+        .post(format!("{}/api/sessions/{session}/attachments", app.base))
+        .json(&json!({"file": "x"}));
+    let response = authed(request, &customer).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "unsupported_media_type");
+}
