@@ -1043,3 +1043,87 @@ async fn an_upload_needs_a_part_named_file_with_bytes_in_it() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], "unsupported_media_type");
 }
+
+/// The S3 media store against an S3-API server (`scripts/with-s3.sh`, `make test-s3`); skipped
+/// when WRENCHLINE_TEST_S3_URL is not set.
+#[tokio::test]
+async fn s3_media_store_keeps_serves_and_deletes_files() {
+    let Ok(url) = std::env::var("WRENCHLINE_TEST_S3_URL") else {
+        eprintln!(
+            "WRENCHLINE_TEST_S3_URL is not set: run through scripts/with-s3.sh (make test-s3)"
+        );
+        return;
+    };
+    let app = spawn_app_with(|s| {
+        s.media_url = Some(url);
+        s.media_dir = None;
+    })
+    .await;
+    assert!(app.state.media.store.describe().starts_with("s3://"));
+    let (customer, mechanic, session) = app.waiting_session().await;
+    let (status, photo) = upload(
+        &app,
+        session,
+        &customer,
+        "a.jpg",
+        "image/jpeg",
+        with_exif(&jpeg(40, 30), 1),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{photo}");
+    let photo = id_of(&photo);
+    let stored = app
+        .state
+        .media
+        .store
+        .read_all(&key(session, photo, MediaFile::Original))
+        .await
+        .unwrap();
+    assert!(!has_app1(&stored) && !contains(&stored, SERIAL));
+    let response = fetch(&app, &format!("/api/attachments/{photo}"), &mechanic, None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.bytes().await.unwrap().as_ref(), stored.as_slice());
+
+    // A clip larger than one multipart chunk would be is streamed in and served by ranges.
+    let clip = mp4_clip(2);
+    let (status, body) = upload(&app, session, &mechanic, "c.mp4", "video/mp4", clip.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let clip_id = id_of(&body);
+    let response = fetch(
+        &app,
+        &format!("/api/attachments/{clip_id}"),
+        &customer,
+        Some("bytes=10-29"),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(response.bytes().await.unwrap().as_ref(), &clip[10..30]);
+    let thumbnail = fetch(
+        &app,
+        &format!("/api/attachments/{clip_id}/thumbnail"),
+        &customer,
+        None,
+    )
+    .await;
+    assert_eq!(thumbnail.status(), StatusCode::OK);
+
+    // Never sent: deleted from the bucket after the grace period.
+    let swept = sweep_once(
+        &app.state,
+        OffsetDateTime::now_utc() + time::Duration::days(2),
+    )
+    .await
+    .unwrap();
+    assert_eq!(swept.purged, 2);
+    for id in [photo, clip_id] {
+        for file in [MediaFile::Original, MediaFile::Thumbnail] {
+            assert!(!app
+                .state
+                .media
+                .store
+                .exists(&key(session, id, file))
+                .await
+                .unwrap());
+        }
+    }
+}
