@@ -354,7 +354,7 @@ pub async fn post_message(
         Err(PostRefused::NotOpen(session)) if time_up(&session) => Err(ApiError::conflict(
             "session_ended",
             "This session's time is up; messages can no longer be sent",
-            Some(session),
+            Some(*session),
         )),
         Err(PostRefused::NotOpen(session)) => Err(ApiError::conflict(
             if session.status.is_final() {
@@ -367,7 +367,7 @@ pub async fn post_message(
             } else {
                 "Messages can be sent once a mechanic has accepted"
             },
-            Some(session),
+            Some(*session),
         )),
     }
 }

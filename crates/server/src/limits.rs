@@ -89,6 +89,10 @@ pub struct Limits {
     pub audio_max_seconds: u64,
     /// Uploads one user may start per minute.
     pub uploads_per_user_per_minute: u32,
+    /// Longest time from an attachment upload's head to its answer (in place of
+    /// `http_request_timeout_seconds`: a large clip from a phone takes longer to arrive; a
+    /// stalled one is still cut off by `http_body_timeout_seconds`).
+    pub upload_timeout_seconds: u64,
 }
 
 /// A megabyte, as the upload limits count them (and as their messages print them).
@@ -147,6 +151,7 @@ impl Default for Limits {
             audio_max_bytes: 20 * MB,
             audio_max_seconds: 5 * 60,
             uploads_per_user_per_minute: 30,
+            upload_timeout_seconds: 900,
         }
     }
 }
@@ -217,6 +222,7 @@ impl Limits {
             limits.audio_max_bytes,
             limits.audio_max_seconds,
             u64::from(limits.uploads_per_user_per_minute),
+            limits.upload_timeout_seconds,
         ];
         if all.contains(&0) || sizes.contains(&0) || seconds.contains(&0) || media.contains(&0) {
             return Err(LimitsError::Zero { path: name });

@@ -60,7 +60,7 @@ pub struct Posted {
 #[derive(Debug, Clone)]
 pub enum PostRefused {
     /// The session does not take messages in its current state.
-    NotOpen(Session),
+    NotOpen(Box<Session>),
     /// An attachment is not this sender's upload to this session (or no longer exists).
     UnknownAttachment(Uuid),
     /// An attachment was already sent with another message.
@@ -1090,7 +1090,7 @@ impl Store {
                 .session(session_id)
                 .await?
                 .ok_or_else(|| StoreError::Corrupt("message for a missing session".into()))?;
-            return Ok(Err(PostRefused::NotOpen(session)));
+            return Ok(Err(PostRefused::NotOpen(Box::new(session))));
         };
         let seq: i64 = row.try_get("last_seq")?;
         let mut message = Message {

@@ -102,6 +102,7 @@ fn largest_upload_refused(state: &AppState) -> ApiError {
         (status = 404, description = "not_found: no such session of this participant", body = ErrorBody),
         (status = 409, description = "session_ended, with the current `session`", body = ErrorBody),
         (status = 413, description = "file_too_large, too_long or image_too_large; the message names the limit", body = ErrorBody),
+        (status = 422, description = "empty_file: the part `file` has no bytes", body = ErrorBody),
         (status = 415, description = "unsupported_file_type: the bytes are not an accepted photo, clip or voice note; or unsupported_media_type: not multipart/form-data", body = ErrorBody),
         (status = 429, description = "rate_limited: too many uploads from this user", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until the next upload is allowed"))),
@@ -200,6 +201,13 @@ pub async fn upload(
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     drop(out);
+    if total == 0 {
+        return Err(ApiError::Unprocessable {
+            code: "empty_file",
+            message: "The file is empty".into(),
+            fields: Default::default(),
+        });
+    }
     let sniffed = match sniffed {
         Some(kind) => kind,
         None => inspect::sniff(&head).ok_or_else(inspect::unsupported)?,

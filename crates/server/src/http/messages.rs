@@ -220,7 +220,9 @@ mod tests {
         ))
         .unwrap();
         let pattern = |component: &str, name: &str| {
-            let schema = &doc["components"]["schemas"][component]["properties"][name];
+            let schema = &doc["components"]["schemas"][component];
+            let object = schema.get("allOf").map_or(schema, |all| &all[0]);
+            let schema = &object["properties"][name];
             Regex::new(schema["pattern"].as_str().unwrap()).unwrap()
         };
         let body = pattern("PostMessageRequest", "body");

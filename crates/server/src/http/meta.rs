@@ -109,8 +109,33 @@ pub fn document(plans: &[Plan], limits: &Limits, now: OffsetDateTime) -> utoipa:
         if let Some(body) = property(schemas, "PostMessageRequest", "body") {
             *body = schema::message_body_up_to(limits.message_max_chars);
         }
+        needs_body_or_attachment(schemas);
     }
     doc
+}
+
+/// A message needs a body or at least one attachment: the schema says so with `anyOf` beside
+/// the object's own properties.
+fn needs_body_or_attachment(schemas: &mut BTreeMap<String, RefOr<Schema>>) {
+    use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder};
+    let Some(RefOr::T(Schema::Object(message))) = schemas.get("PostMessageRequest").cloned() else {
+        return;
+    };
+    let with_body = ObjectBuilder::new().required("body");
+    let with_attachment = ObjectBuilder::new()
+        .property("attachment_ids", ArrayBuilder::new().min_items(Some(1)))
+        .required("attachment_ids");
+    let either = AnyOfBuilder::new().item(with_body).item(with_attachment);
+    schemas.insert(
+        "PostMessageRequest".into(),
+        RefOr::T(Schema::AllOf(
+            AllOfBuilder::new()
+                .item(message)
+                .item(either)
+                .description(Some("A message: text, attachments, or both"))
+                .build(),
+        )),
+    );
 }
 
 fn property<'a>(
@@ -161,7 +186,10 @@ mod tests {
     }
 
     fn property(doc: &Value, component: &str, name: &str) -> Value {
-        doc["components"]["schemas"][component]["properties"][name].clone()
+        let schema = &doc["components"]["schemas"][component];
+        // A component with rules across its fields is `allOf: [the object, the rules]`.
+        let object = schema.get("allOf").map_or(schema, |all| &all[0]);
+        object["properties"][name].clone()
     }
 
     /// The property's `pattern`, compiled as the whole-string match JSON Schema means by it.

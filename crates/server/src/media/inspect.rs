@@ -446,8 +446,8 @@ fn mp4_recording(file: &mut impl Read, sniffed: Sniffed) -> Result<Recording, Re
             _ => continue,
         }
         if let (Some(duration), Some(scale)) = (&track.duration, &track.timescale) {
-            if scale.0 > 0 {
-                duration_ms = duration_ms.max(duration.0.saturating_mul(1000) / scale.0);
+            if let Some(ms) = duration.0.saturating_mul(1000).checked_div(scale.0) {
+                duration_ms = duration_ms.max(ms);
             }
         }
     }
@@ -455,8 +455,8 @@ fn mp4_recording(file: &mut impl Read, sniffed: Sniffed) -> Result<Recording, Re
         // A fragmented file states its length in its movie extends box.
         let fragment = context.mvex.as_ref().and_then(|m| m.fragment_duration);
         if let (Some(duration), Some(scale)) = (fragment, context.timescale) {
-            if scale.0 > 0 {
-                duration_ms = duration.0.saturating_mul(1000) / scale.0;
+            if let Some(ms) = duration.0.saturating_mul(1000).checked_div(scale.0) {
+                duration_ms = ms;
             }
         }
     }
