@@ -7,6 +7,7 @@ mod authorization;
 mod availability;
 mod cli;
 mod client;
+mod client_media;
 mod helpers;
 mod intake;
 mod lifecycle;
