@@ -55,12 +55,17 @@ function cameraJpeg() {
   return file;
 }
 
-/** The mechanic's next message event carrying attachments. */
-function nextAttachmentMessage() {
-  return mechanic.next((e) => e.event === 'message' && Array.isArray(e.message?.attachments) && e.message.attachments.length > 0, {
-    what: 'a message with attachments',
-    timeout: 20000,
-  });
+/** The mechanic's next message event carrying attachments; on a timeout, what the page shows. */
+async function nextAttachmentMessage(page) {
+  try {
+    return await mechanic.next((e) => e.event === 'message' && Array.isArray(e.message?.attachments) && e.message.attachments.length > 0, {
+      what: 'a message with attachments',
+      timeout: 20000,
+    });
+  } catch (e) {
+    const shown = await page.locator('li.message').allTextContents();
+    throw new Error(`${e.message}\nthe page shows: ${JSON.stringify(shown.slice(-3))}`);
+  }
 }
 
 test('the customer sends a photo and a voice note; the mechanic receives them; refusals are explained', async (t) => {
@@ -85,7 +90,7 @@ test('the customer sends a photo and a voice note; the mechanic receives them; r
   await page.locator('#composer-input').fill('This light came on this morning');
   await page.getByRole('button', { name: 'Send', exact: true }).click();
 
-  const photoMessage = await nextAttachmentMessage();
+  const photoMessage = await nextAttachmentMessage(page);
   assert.equal(photoMessage.message.body, 'This light came on this morning');
   assert.deepEqual(photoMessage.message.attachments.map((a) => a.kind), ['image']);
   const photo = photoMessage.message.attachments[0];
@@ -114,7 +119,7 @@ test('the customer sends a photo and a voice note; the mechanic receives them; r
   await page.getByTestId('stop-recording').click();
   await picked.locator('li[data-kind="audio"] audio').waitFor();
   await page.getByRole('button', { name: 'Send', exact: true }).click();
-  const voiceMessage = await nextAttachmentMessage();
+  const voiceMessage = await nextAttachmentMessage(page);
   assert.deepEqual(voiceMessage.message.attachments.map((a) => a.kind), ['audio']);
   const voice = voiceMessage.message.attachments[0];
   assert.ok(voice.content_type.startsWith('audio/'), voice.content_type);
