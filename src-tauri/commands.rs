@@ -204,6 +204,17 @@ pub async fn upload_attachment(
     Ok(desk.session()?.upload(session_id, upload).await?)
 }
 
+/// An attachment's whole file as raw bytes, for the page's players: WebKitGTK's media backend
+/// cannot read a custom URI scheme, so audio and video play from a `blob:` URL made of these.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn attachment_bytes(desk: State<'_, Desk>, id: Uuid) -> Result<tauri::ipc::Response> {
+    let media = desk
+        .session()?
+        .media(id, wrenchline_client::MediaVariant::File, None)
+        .await?;
+    Ok(tauri::ipc::Response::new(media.bytes.to_vec()))
+}
+
 /// Saves an attachment into the Downloads folder (under a safe name that takes no other file's
 /// place) and answers where.
 #[tauri::command(rename_all = "snake_case")]

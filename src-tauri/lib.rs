@@ -154,6 +154,7 @@ fn app(attempt: u32) {
             commands::send_message,
             commands::upload_attachment,
             commands::save_attachment,
+            commands::attachment_bytes,
             commands::start_session,
             commands::end_session,
             commands::open_chat,

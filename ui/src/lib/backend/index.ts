@@ -140,6 +140,12 @@ export interface Backend {
   uploadAttachment(sessionId: string, file: Blob, name: string, options?: UploadOptions): Promise<Attachment>;
   /** Where the page loads an attachment (or its thumbnail) from: never a URL with a token in it. */
   mediaUrl(attachmentId: string, variant?: 'file' | 'thumbnail'): string;
+  /**
+   * A URL an audio or video element can play, where `mediaUrl` is not one: the desktop app reads
+   * the bytes through the shell into a `blob:` URL (WebKitGTK's players cannot read the shell's
+   * scheme). The caller revokes it.
+   */
+  playableUrl?(attachmentId: string, contentType: string): Promise<string>;
   /** Saves an attachment to the computer's disk, answering where (the desktop app only). */
   saveAttachment?(attachmentId: string, fileName: string): Promise<string>;
   startSession(sessionId: string): Promise<Session>;

@@ -218,6 +218,11 @@ export class TauriBackend implements Backend {
     return convertFileSrc(path, MEDIA_SCHEME);
   }
 
+  async playableUrl(attachmentId: string, contentType: string): Promise<string> {
+    const bytes = await call<ArrayBuffer>('attachment_bytes', { id: attachmentId });
+    return URL.createObjectURL(new Blob([bytes], { type: contentType }));
+  }
+
   saveAttachment(attachmentId: string, fileName: string): Promise<string> {
     return call('save_attachment', { id: attachmentId, file_name: fileName });
   }

@@ -103,6 +103,9 @@ export class ChatRoom {
   everSubscribed = $state(false);
   /** Uploads under way, by the file's local id. */
   progress = $state<Record<string, UploadProgress>>({});
+  /** Players' URLs of stored attachments where the backend makes them (see `playable`). */
+  private playableUrls = $state<Record<string, string>>({});
+  private readonly readingPlayable = new Set<string>();
   /** Object URLs of the files on their way, by local id, for previews. */
   previews = $state<Record<string, string>>({});
 
@@ -231,6 +234,7 @@ export class ChatRoom {
     this.stopped = true;
     this.uploading?.abort.abort();
     for (const url of Object.values(this.previews)) URL.revokeObjectURL(url);
+    for (const url of Object.values(this.playableUrls)) if (url) URL.revokeObjectURL(url);
     clearInterval(this.ticker);
     clearTimeout(this.retryTimer);
     if (typeof window !== 'undefined') window.removeEventListener('online', this.onOnline);
@@ -363,6 +367,29 @@ export class ChatRoom {
   /** Where the page loads an attachment, or its thumbnail, from. */
   mediaUrl(attachmentId: string, variant: 'file' | 'thumbnail' = 'file'): string {
     return this.backend.mediaUrl(attachmentId, variant);
+  }
+
+  /**
+   * Where an audio or video element plays an attachment from: `mediaUrl`, or (desktop) a `blob:`
+   * URL of its bytes, read once per room and revoked when the room stops. `undefined` while it is
+   * being read.
+   */
+  playable(attachmentId: string, contentType: string): string | undefined {
+    const load = this.backend.playableUrl;
+    if (!load) return this.backend.mediaUrl(attachmentId);
+    const known = this.playableUrls[attachmentId];
+    if (known) return known;
+    // Asked while rendering: only the answer, later, changes the room's state.
+    if (this.readingPlayable.has(attachmentId)) return undefined;
+    this.readingPlayable.add(attachmentId);
+    load.call(this.backend, attachmentId, contentType).then(
+      (url) => {
+        if (this.stopped) URL.revokeObjectURL(url);
+        else this.playableUrls = { ...this.playableUrls, [attachmentId]: url };
+      },
+      () => this.readingPlayable.delete(attachmentId),
+    );
+    return undefined;
   }
 
   /** Whether attachments can be saved to disk through the backend (the desktop app). */
