@@ -188,6 +188,7 @@ describe('attachments in the desktop app', { concurrency: false }, () => {
       driver.executeScript('return arguments[0].complete && arguments[0].naturalWidth', full),
     )
     assert.equal(await driver.executeScript('return arguments[0].naturalWidth', full), photo.width ?? 800)
+    await sleep(300) // let the decoded picture paint
     await screenshots(driver, 'attachments-full-view')
     await (await viewer.findElement(By.xpath(".//button[normalize-space()='Save']"))).click()
     await (await find(driver, '[data-testid="close-viewer"]')).click()
