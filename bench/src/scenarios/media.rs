@@ -226,25 +226,26 @@ async fn run(
             v.sort_by(f64::total_cmp);
             v.get(v.len() / 2).copied().unwrap_or(0.0)
         };
-        let mut m: Metrics = Vec::new();
-        m.push((
-            "photos/s (50 at once)".into(),
-            median(batches.iter().map(|b| b.photos_per_s).collect()),
-        ));
-        m.push((
-            "upload MB/s".into(),
-            median(batches.iter().map(|b| b.mb_per_s).collect()),
-        ));
-        m.push(("upload p50 ms".into(), upload.p50_ms));
-        m.push(("upload p99 ms".into(), upload.p99_ms));
-        m.push(("upload to thumbnail seen p50 ms".into(), seen.p50_ms));
-        m.push(("upload to thumbnail seen p99 ms".into(), seen.p99_ms));
-        m.push(("thumbnails seen".into(), seen.count as f64));
-        m.push(("failed".into(), tally.failed.get() as f64));
-        m.push((
-            "server cores".into(),
-            median(batches.iter().map(|b| b.server_cpu).collect()),
-        ));
+        let m: Metrics = vec![
+            (
+                "photos/s (50 at once)".into(),
+                median(batches.iter().map(|b| b.photos_per_s).collect()),
+            ),
+            (
+                "upload MB/s".into(),
+                median(batches.iter().map(|b| b.mb_per_s).collect()),
+            ),
+            ("upload p50 ms".into(), upload.p50_ms),
+            ("upload p99 ms".into(), upload.p99_ms),
+            ("upload to thumbnail seen p50 ms".into(), seen.p50_ms),
+            ("upload to thumbnail seen p99 ms".into(), seen.p99_ms),
+            ("thumbnails seen".into(), seen.count as f64),
+            ("failed".into(), tally.failed.get() as f64),
+            (
+                "server cores".into(),
+                median(batches.iter().map(|b| b.server_cpu).collect()),
+            ),
+        ];
         anyhow::Ok(m)
     }
     .await;
