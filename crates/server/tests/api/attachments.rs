@@ -701,6 +701,81 @@ async fn clips_and_voice_notes_have_their_length_read_from_the_file_and_answer_r
     let (status, _) = upload(&app, session, &customer, "c.mp4", "video/mp4", appended).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
+    // Other containers: QuickTime and WebM clips, an MP4/AAC voice note.
+    let mov = ffmpeg_file(
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=96x64:rate=10:duration=1",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-f",
+            "mov",
+        ],
+        "mov",
+    );
+    let webm = ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=96x64:rate=10:duration=1",
+        "-c:v",
+        "libvpx",
+        "-b:v",
+        "200k",
+        "-f",
+        "webm",
+        "-",
+    ]);
+    let m4a = ffmpeg_file(
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=330:duration=2",
+            "-c:a",
+            "aac",
+            "-f",
+            "mp4",
+        ],
+        "m4a",
+    );
+    for (bytes, kind, content_type, seconds) in [
+        (mov, "video", "video/quicktime", 1),
+        (webm, "video", "video/webm", 1),
+        (m4a, "audio", "audio/mp4", 2),
+    ] {
+        let (status, body) = upload(
+            &app,
+            session,
+            &mechanic,
+            "f",
+            "application/octet-stream",
+            bytes,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{content_type}: {body}");
+        assert_eq!(
+            (body["kind"].as_str(), body["content_type"].as_str()),
+            (Some(kind), Some(content_type))
+        );
+        let ms = body["duration_ms"].as_u64().unwrap();
+        assert!(
+            ms + 200 >= seconds * 1000 && ms <= seconds * 1000 + 200,
+            "{content_type}: {ms} ms"
+        );
+        if kind == "video" {
+            assert_eq!(
+                (body["width"].as_u64(), body["height"].as_u64()),
+                (Some(96), Some(64)),
+                "{content_type}"
+            );
+        }
+    }
+
     // Both go out in one message, in the order given.
     let (status, message) = app
         .post(
@@ -1034,6 +1109,20 @@ async fn an_upload_needs_a_part_named_file_with_bytes_in_it() {
         .multipart(form);
     let response = authed(request, &customer).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    // One part only: a second one is refused too, and nothing is kept.
+    let form = multipart::Form::new()
+        .part(
+            "file",
+            multipart::Part::bytes(jpeg(8, 8)).file_name("a.jpg"),
+        )
+        .text("caption", "the dash");
+    let request = app
+        .http
+        .post(format!("{}/api/sessions/{session}/attachments", app.base))
+        .multipart(form);
+    let response = authed(request, &customer).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(media_files(&media_dir(&app)).is_empty());
     let request = app
         .http
         .post(format!("{}/api/sessions/{session}/attachments", app.base))
