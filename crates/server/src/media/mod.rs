@@ -3,7 +3,7 @@
 //! ([`store`]), the checks on the bytes ([`inspect`]), video thumbnails through the optional
 //! `ffmpeg` tool, and the sweep that deletes orphans (uploaded, never sent, after a grace
 //! period) and media past the retention period ([`sweep_once`]; every node may run it, each
-//! deletion is a conditional update).
+//! deletion is a conditional update), and uploads a stopped server left half-received.
 
 pub mod inspect;
 pub mod store;
@@ -29,6 +29,9 @@ pub const DEFAULT_ORPHAN_GRACE: time::Duration = time::Duration::hours(24);
 pub const DEFAULT_RETENTION_DAYS: u32 = 90;
 /// How often the sweep runs after the first pass at start.
 pub const SWEEP_PERIOD: Duration = Duration::from_secs(600);
+/// Spooled uploads older than this are left over from a server that stopped mid-upload (an
+/// upload has at most `upload_timeout_seconds`, 15 minutes by default, to arrive).
+pub const STALE_SPOOL: Duration = Duration::from_secs(3600);
 /// Longest an `ffmpeg` frame grab may take.
 const FFMPEG_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -233,6 +236,8 @@ pub struct Swept {
     pub expired: u64,
     /// Attachments whose files were deleted from the store.
     pub purged: u64,
+    /// Spooled uploads left behind by a server that stopped while receiving them.
+    pub stale_spools: u64,
 }
 
 /// One pass: marks orphans and expired media, then deletes the files of everything marked
@@ -254,7 +259,32 @@ pub async fn sweep_once(state: &AppState, now: OffsetDateTime) -> Result<Swept, 
             .await?;
     }
     swept.purged = purge_removed(state, now).await?;
+    let staging = media.store.staging_dir();
+    let cutoff = std::time::SystemTime::from(now) - STALE_SPOOL;
+    swept.stale_spools = tokio::task::spawn_blocking(move || remove_older(&staging, cutoff))
+        .await
+        .map_err(anyhow::Error::from)?;
     Ok(swept)
+}
+
+/// Deletes the files in `dir` last written before `cutoff`; returns how many.
+fn remove_older(dir: &Path, cutoff: std::time::SystemTime) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .and_then(|m| m.modified().ok())
+            .is_some_and(|written| written < cutoff);
+        if stale && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Deletes the files of attachments marked removed; returns how many were done.
@@ -308,6 +338,7 @@ pub async fn run_sweeps(state: AppState) {
                 orphans = swept.orphans,
                 expired = swept.expired,
                 purged = swept.purged,
+                stale_spools = swept.stale_spools,
                 "media sweep: deleted unsent attachments past the grace period and media past the retention period"
             ),
             Err(e) => tracing::warn!(error = %e, "media sweep failed; it runs again later"),

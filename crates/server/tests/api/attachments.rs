@@ -914,6 +914,23 @@ async fn unsent_uploads_and_expired_media_are_deleted_and_the_chat_says_what_was
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
+    // An upload a stopped server left half-received goes once it is stale; a recent one stays.
+    let staging = app.state.media.store.staging_dir();
+    let stale = staging.join("left-over");
+    std::fs::write(&stale, b"half an upload").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(7200))
+        .unwrap();
+    let recent = staging.join("under-way");
+    std::fs::write(&recent, b"still arriving").unwrap();
+    let swept = sweep_once(&app.state, now).await.unwrap();
+    assert_eq!(swept.stale_spools, 1);
+    assert!(!stale.exists() && recent.exists());
+    std::fs::remove_file(&recent).unwrap();
+
     // The session ends; 90 days later (the default) its media are deleted.
     let (status, _) = app
         .post(&format!("/api/sessions/{session}/end"), &mechanic, None)
