@@ -240,6 +240,15 @@ fn mp4_clip(seconds: u32) -> Vec<u8> {
             "-c:a",
             "aac",
             "-shortest",
+            // What a phone writes about the customer: where and when, and with what.
+            "-metadata",
+            "title=CUSTOMER-SECRET-TITLE",
+            "-metadata",
+            "location=+37.7749-122.4194/",
+            "-metadata",
+            "creation_time=2026-12-01T07:45:00Z",
+            "-movflags",
+            "use_metadata_tags",
         ],
         "mp4",
     )
@@ -621,8 +630,31 @@ async fn clips_and_voice_notes_have_their_length_read_from_the_file_and_answer_r
     );
     let duration = body["duration_ms"].as_u64().unwrap();
     assert!((1900..=2200).contains(&duration), "{duration}");
-    assert_eq!(body["bytes"].as_u64(), Some(clip.len() as u64));
     let clip_id = id_of(&body);
+    // The stored clip is the same streams without the phone's metadata.
+    assert!(contains(&clip, b"CUSTOMER-SECRET-TITLE") && contains(&clip, b"+37.7749"));
+    let clip = app
+        .state
+        .media
+        .store
+        .read_all(&key(session, clip_id, MediaFile::Original))
+        .await
+        .unwrap();
+    assert!(
+        !contains(&clip, b"CUSTOMER-SECRET-TITLE"),
+        "the title survived"
+    );
+    assert!(!contains(&clip, b"+37.7749"), "the location survived");
+    assert!(
+        !contains(&clip, b"2026-12-01"),
+        "the creation time survived"
+    );
+    assert_eq!(body["bytes"].as_u64(), Some(clip.len() as u64));
+    // Its index is at the front, for playback that starts and seeks at once.
+    assert_eq!(&clip[4..8], b"ftyp");
+    let moov = clip.windows(4).position(|w| w == b"moov").unwrap();
+    let mdat = clip.windows(4).position(|w| w == b"mdat").unwrap();
+    assert!(moov < mdat, "moov at {moov}, mdat at {mdat}");
     // ffmpeg made a frame into a thumbnail.
     assert_eq!(body["has_thumbnail"], true);
     let thumbnail = fetch(
@@ -1195,6 +1227,14 @@ async fn s3_media_store_keeps_serves_and_deletes_files() {
     let (status, body) = upload(&app, session, &mechanic, "c.mp4", "video/mp4", clip.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let clip_id = id_of(&body);
+    let clip = app
+        .state
+        .media
+        .store
+        .read_all(&key(session, clip_id, MediaFile::Original))
+        .await
+        .unwrap();
+    assert_eq!(body["bytes"].as_u64(), Some(clip.len() as u64));
     let response = fetch(
         &app,
         &format!("/api/attachments/{clip_id}"),
