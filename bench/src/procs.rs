@@ -246,6 +246,8 @@ impl Server {
                     .arg("--plans-file")
                     .arg(programs.work.join("plans.toml"))
                     .args(["--access-token-ttl", "86400"])
+                    .arg("--media-dir")
+                    .arg(programs.work.join("media"))
                     .env("WRENCHLINE_LOG", "warn");
                 cmd
             }

@@ -85,7 +85,7 @@ impl Application {
             if media.ffmpeg {
                 ""
             } else {
-                " (ffmpeg not found: video clips get no thumbnail)"
+                " (ffmpeg not found: clips and voice notes keep their metadata, clips get no thumbnail)"
             }
         );
         let state = AppState(Arc::new(Inner {

@@ -37,8 +37,9 @@ pub fn router() -> Router<AppState> {
         .route("/api/attachments/{id}/thumbnail", get(thumbnail))
 }
 
-/// The multipart form of an upload, for the API document.
-#[derive(utoipa::ToSchema)]
+/// The multipart form of an upload, for the API document: the part `file` and no other.
+#[derive(utoipa::ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct UploadForm {
     /// The photo, video clip or voice note.
@@ -96,7 +97,7 @@ fn largest_upload_refused(state: &AppState) -> ApiError {
     security(("bearer" = []), ("customer_cookie" = [])),
     responses(
         (status = 201, description = "Stored, not sent yet: name it in a message's `attachment_ids`", body = Attachment),
-        (status = 400, description = "invalid_id, or invalid_upload: not a multipart body with a part `file`", body = ErrorBody),
+        (status = 400, description = "invalid_id, or invalid_upload: not a multipart body of one part `file`", body = ErrorBody),
         (status = 401, description = "unauthorized, invalid_token or token_expired", body = ErrorBody),
         (status = 403, description = "cross_origin: sent by a browser from another site", body = ErrorBody),
         (status = 404, description = "not_found: no such session of this participant", body = ErrorBody),
@@ -148,13 +149,11 @@ pub async fn upload(
                 invalid_upload(rejection.body_text())
             }
         })?;
-    let mut field = loop {
-        match multipart.next_field().await {
-            Ok(Some(field)) if field.name() == Some("file") => break field,
-            Ok(Some(_)) => continue,
-            Ok(None) => return Err(invalid_upload("Send the file in a part named file")),
-            Err(e) => return Err(invalid_upload(e.body_text())),
-        }
+    let one_part = || invalid_upload("Send one part, named file, and nothing else");
+    let mut field = match multipart.next_field().await {
+        Ok(Some(field)) if field.name() == Some("file") => field,
+        Ok(_) => return Err(one_part()),
+        Err(e) => return Err(invalid_upload(e.body_text())),
     };
     let declared_audio = field
         .content_type()
@@ -182,14 +181,14 @@ pub async fn upload(
                 let kind = inspect::sniff(&head).ok_or_else(inspect::unsupported)?;
                 limit = kind.max_bytes(&limits, declared_audio);
                 if declared_length.is_some_and(|n| n > limit + MULTIPART_SLACK) {
-                    return Err(too_large_for(kind, &limits));
+                    return Err(too_large_for(kind, declared_audio, &limits));
                 }
                 sniffed = Some(kind);
             }
         }
         if total > limit {
             return Err(match sniffed {
-                Some(kind) => too_large_for(kind, &limits),
+                Some(kind) => too_large_for(kind, declared_audio, &limits),
                 None => largest_upload_refused(&state),
             });
         }
@@ -201,6 +200,12 @@ pub async fn upload(
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     drop(out);
+    drop(field);
+    match multipart.next_field().await {
+        Ok(None) => {}
+        Ok(Some(_)) => return Err(one_part()),
+        Err(e) => return Err(invalid_upload(e.body_text())),
+    }
     if total == 0 {
         return Err(ApiError::Unprocessable {
             code: "empty_file",
@@ -213,7 +218,7 @@ pub async fn upload(
         None => inspect::sniff(&head).ok_or_else(inspect::unsupported)?,
     };
     if total > sniffed.max_bytes(&limits, false) {
-        return Err(too_large_for(sniffed, &limits));
+        return Err(too_large_for(sniffed, false, &limits));
     }
     let (_, path) = spool
         .keep()
@@ -232,9 +237,17 @@ pub async fn upload(
     Ok((StatusCode::CREATED, Json(attachment)))
 }
 
-fn too_large_for(kind: inspect::Sniffed, limits: &crate::limits::Limits) -> ApiError {
+/// The refusal of a file over the limit that applied to it while it arrived (see
+/// [`inspect::Sniffed::max_bytes`]).
+fn too_large_for(
+    kind: inspect::Sniffed,
+    declared_audio: bool,
+    limits: &crate::limits::Limits,
+) -> ApiError {
     let kind = if kind.is_image() {
         AttachmentKind::Image
+    } else if declared_audio || limits.audio_max_bytes > limits.video_max_bytes {
+        AttachmentKind::Audio
     } else {
         AttachmentKind::Video
     };

@@ -220,9 +220,8 @@ mod tests {
         ))
         .unwrap();
         let pattern = |component: &str, name: &str| {
-            let schema = &doc["components"]["schemas"][component];
-            let object = schema.get("allOf").map_or(schema, |all| &all[0]);
-            let schema = &object["properties"][name];
+            let schema =
+                crate::http::meta::strict_property(&doc["components"]["schemas"][component], name);
             Regex::new(schema["pattern"].as_str().unwrap()).unwrap()
         };
         let body = pattern("PostMessageRequest", "body");

@@ -1,9 +1,9 @@
 //! Attachments: photos, video clips and voice notes sent in a session's chat. This module owns
 //! turning an upload into a stored attachment ([`keep_upload`]), the media store boundary
-//! ([`store`]), the checks on the bytes ([`inspect`]), video thumbnails through the optional
-//! `ffmpeg` tool, and the sweep that deletes orphans (uploaded, never sent, after a grace
+//! ([`store`]), the checks on the bytes ([`inspect`]), through the optional `ffmpeg` tool the
+//! rewriting of clips and voice notes without their metadata and video thumbnails, and the sweep that deletes orphans (uploaded, never sent, after a grace
 //! period) and media past the retention period ([`sweep_once`]; every node may run it, each
-//! deletion is a conditional update).
+//! deletion is a conditional update), and uploads a stopped server left half-received.
 
 pub mod inspect;
 pub mod store;
@@ -29,6 +29,9 @@ pub const DEFAULT_ORPHAN_GRACE: time::Duration = time::Duration::hours(24);
 pub const DEFAULT_RETENTION_DAYS: u32 = 90;
 /// How often the sweep runs after the first pass at start.
 pub const SWEEP_PERIOD: Duration = Duration::from_secs(600);
+/// Spooled uploads older than this are left over from a server that stopped mid-upload (an
+/// upload has at most `upload_timeout_seconds`, 15 minutes by default, to arrive).
+pub const STALE_SPOOL: Duration = Duration::from_secs(3600);
 /// Longest an `ffmpeg` frame grab may take.
 const FFMPEG_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -145,15 +148,39 @@ pub async fn keep_upload(
         attachment
     } else {
         let path = spooled.clone();
-        let recording: Recording = media
-            .blocking(move || inspect::recording(&path, len, sniffed, &limits))
+        let checks = limits.clone();
+        let mut recording: Recording = media
+            .blocking(move || inspect::recording(&path, len, sniffed, &checks))
             .await?
             .map_err(KeepError::Refused)?;
+        let mut kept = (spooled.clone(), len);
+        if media.ffmpeg {
+            if let Some((clean, clean_len)) = remux(&spooled, sniffed).await {
+                let path = clean.clone();
+                let checked = media
+                    .blocking(move || inspect::recording(&path, clean_len, sniffed, &limits))
+                    .await?;
+                match checked {
+                    Ok(clean_recording) if clean_recording.kind == recording.kind => {
+                        recording = clean_recording;
+                        kept = (clean, clean_len);
+                    }
+                    _ => {
+                        let _ = tokio::fs::remove_file(&clean).await;
+                    }
+                }
+            }
+        }
+        let (kept, len) = kept;
         let thumbnail = match recording.kind {
-            AttachmentKind::Video if media.ffmpeg => video_thumbnail(&spooled).await,
+            AttachmentKind::Video if media.ffmpeg => video_thumbnail(&kept).await,
             _ => None,
         };
-        media.store.put_file(&original, &spooled).await?;
+        let stored = media.store.put_file(&original, &kept).await;
+        if kept != spooled {
+            let _ = tokio::fs::remove_file(&kept).await;
+        }
+        stored?;
         let has_thumbnail = match thumbnail {
             Some(bytes) => match media.store.put_bytes(&thumbnail_key, bytes).await {
                 Ok(()) => true,
@@ -189,6 +216,56 @@ pub async fn keep_upload(
         return Err(e.into());
     }
     Ok(attachment)
+}
+
+/// The clip or voice note at `spooled` rewritten by `ffmpeg` without its metadata (the phone's
+/// location, creation time and device tags, chapters, data tracks): its video and audio streams
+/// copied as they are into a fresh container, an MP4's index moved to the front so that playback
+/// can start and seek at once, a live WebM recording given its duration and cues. `None` when
+/// `ffmpeg` cannot (the file is then kept as sent).
+async fn remux(spooled: &Path, sniffed: Sniffed) -> Option<(PathBuf, u64)> {
+    let (format, fast_start) = match sniffed {
+        Sniffed::Mp4 => ("mp4", true),
+        Sniffed::Mov => ("mov", true),
+        Sniffed::WebM => ("webm", false),
+        _ => return None,
+    };
+    let clean = spooled.with_extension("clean");
+    let mut command = tokio::process::Command::new("ffmpeg");
+    command
+        .args(["-nostdin", "-v", "error", "-y", "-i"])
+        .arg(spooled)
+        .args(["-map", "0:v?", "-map", "0:a?", "-c", "copy"])
+        .args([
+            "-map_metadata",
+            "-1",
+            "-map_metadata:s",
+            "-1",
+            "-map_chapters",
+            "-1",
+        ])
+        .args(["-fflags", "+bitexact", "-f", format]);
+    if fast_start {
+        command.args(["-movflags", "+faststart"]);
+    }
+    let run = command
+        .arg(&clean)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .status();
+    let done = tokio::time::timeout(FFMPEG_TIMEOUT, run).await;
+    match done {
+        Ok(Ok(status)) if status.success() => {
+            let len = tokio::fs::metadata(&clean).await.ok()?.len();
+            Some((clean, len))
+        }
+        _ => {
+            let _ = tokio::fs::remove_file(&clean).await;
+            None
+        }
+    }
 }
 
 /// A frame of the clip at `path` as a thumbnail, when `ffmpeg` can take one in time.
@@ -233,6 +310,8 @@ pub struct Swept {
     pub expired: u64,
     /// Attachments whose files were deleted from the store.
     pub purged: u64,
+    /// Spooled uploads left behind by a server that stopped while receiving them.
+    pub stale_spools: u64,
 }
 
 /// One pass: marks orphans and expired media, then deletes the files of everything marked
@@ -254,7 +333,32 @@ pub async fn sweep_once(state: &AppState, now: OffsetDateTime) -> Result<Swept, 
             .await?;
     }
     swept.purged = purge_removed(state, now).await?;
+    let staging = media.store.staging_dir();
+    let cutoff = std::time::SystemTime::from(now) - STALE_SPOOL;
+    swept.stale_spools = tokio::task::spawn_blocking(move || remove_older(&staging, cutoff))
+        .await
+        .map_err(anyhow::Error::from)?;
     Ok(swept)
+}
+
+/// Deletes the files in `dir` last written before `cutoff`; returns how many.
+fn remove_older(dir: &Path, cutoff: std::time::SystemTime) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .and_then(|m| m.modified().ok())
+            .is_some_and(|written| written < cutoff);
+        if stale && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Deletes the files of attachments marked removed; returns how many were done.
@@ -308,6 +412,7 @@ pub async fn run_sweeps(state: AppState) {
                 orphans = swept.orphans,
                 expired = swept.expired,
                 purged = swept.purged,
+                stale_spools = swept.stale_spools,
                 "media sweep: deleted unsent attachments past the grace period and media past the retention period"
             ),
             Err(e) => tracing::warn!(error = %e, "media sweep failed; it runs again later"),

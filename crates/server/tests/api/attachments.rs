@@ -240,6 +240,15 @@ fn mp4_clip(seconds: u32) -> Vec<u8> {
             "-c:a",
             "aac",
             "-shortest",
+            // What a phone writes about the customer: where and when, and with what.
+            "-metadata",
+            "title=CUSTOMER-SECRET-TITLE",
+            "-metadata",
+            "location=+37.7749-122.4194/",
+            "-metadata",
+            "creation_time=2026-12-01T07:45:00Z",
+            "-movflags",
+            "use_metadata_tags",
         ],
         "mp4",
     )
@@ -621,8 +630,31 @@ async fn clips_and_voice_notes_have_their_length_read_from_the_file_and_answer_r
     );
     let duration = body["duration_ms"].as_u64().unwrap();
     assert!((1900..=2200).contains(&duration), "{duration}");
-    assert_eq!(body["bytes"].as_u64(), Some(clip.len() as u64));
     let clip_id = id_of(&body);
+    // The stored clip is the same streams without the phone's metadata.
+    assert!(contains(&clip, b"CUSTOMER-SECRET-TITLE") && contains(&clip, b"+37.7749"));
+    let clip = app
+        .state
+        .media
+        .store
+        .read_all(&key(session, clip_id, MediaFile::Original))
+        .await
+        .unwrap();
+    assert!(
+        !contains(&clip, b"CUSTOMER-SECRET-TITLE"),
+        "the title survived"
+    );
+    assert!(!contains(&clip, b"+37.7749"), "the location survived");
+    assert!(
+        !contains(&clip, b"2026-12-01"),
+        "the creation time survived"
+    );
+    assert_eq!(body["bytes"].as_u64(), Some(clip.len() as u64));
+    // Its index is at the front, for playback that starts and seeks at once.
+    assert_eq!(&clip[4..8], b"ftyp");
+    let moov = clip.windows(4).position(|w| w == b"moov").unwrap();
+    let mdat = clip.windows(4).position(|w| w == b"mdat").unwrap();
+    assert!(moov < mdat, "moov at {moov}, mdat at {mdat}");
     // ffmpeg made a frame into a thumbnail.
     assert_eq!(body["has_thumbnail"], true);
     let thumbnail = fetch(
@@ -700,6 +732,81 @@ async fn clips_and_voice_notes_have_their_length_read_from_the_file_and_answer_r
     appended.extend_from_slice(b"<html><script>alert(1)</script></html>");
     let (status, _) = upload(&app, session, &customer, "c.mp4", "video/mp4", appended).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    // Other containers: QuickTime and WebM clips, an MP4/AAC voice note.
+    let mov = ffmpeg_file(
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=96x64:rate=10:duration=1",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-f",
+            "mov",
+        ],
+        "mov",
+    );
+    let webm = ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=96x64:rate=10:duration=1",
+        "-c:v",
+        "libvpx",
+        "-b:v",
+        "200k",
+        "-f",
+        "webm",
+        "-",
+    ]);
+    let m4a = ffmpeg_file(
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=330:duration=2",
+            "-c:a",
+            "aac",
+            "-f",
+            "mp4",
+        ],
+        "m4a",
+    );
+    for (bytes, kind, content_type, seconds) in [
+        (mov, "video", "video/quicktime", 1),
+        (webm, "video", "video/webm", 1),
+        (m4a, "audio", "audio/mp4", 2),
+    ] {
+        let (status, body) = upload(
+            &app,
+            session,
+            &mechanic,
+            "f",
+            "application/octet-stream",
+            bytes,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{content_type}: {body}");
+        assert_eq!(
+            (body["kind"].as_str(), body["content_type"].as_str()),
+            (Some(kind), Some(content_type))
+        );
+        let ms = body["duration_ms"].as_u64().unwrap();
+        assert!(
+            ms + 200 >= seconds * 1000 && ms <= seconds * 1000 + 200,
+            "{content_type}: {ms} ms"
+        );
+        if kind == "video" {
+            assert_eq!(
+                (body["width"].as_u64(), body["height"].as_u64()),
+                (Some(96), Some(64)),
+                "{content_type}"
+            );
+        }
+    }
 
     // Both go out in one message, in the order given.
     let (status, message) = app
@@ -838,6 +945,23 @@ async fn unsent_uploads_and_expired_media_are_deleted_and_the_chat_says_what_was
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // An upload a stopped server left half-received goes once it is stale; a recent one stays.
+    let staging = app.state.media.store.staging_dir();
+    let stale = staging.join("left-over");
+    std::fs::write(&stale, b"half an upload").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(7200))
+        .unwrap();
+    let recent = staging.join("under-way");
+    std::fs::write(&recent, b"still arriving").unwrap();
+    let swept = sweep_once(&app.state, now).await.unwrap();
+    assert_eq!(swept.stale_spools, 1);
+    assert!(!stale.exists() && recent.exists());
+    std::fs::remove_file(&recent).unwrap();
 
     // The session ends; 90 days later (the default) its media are deleted.
     let (status, _) = app
@@ -1034,6 +1158,20 @@ async fn an_upload_needs_a_part_named_file_with_bytes_in_it() {
         .multipart(form);
     let response = authed(request, &customer).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    // One part only: a second one is refused too, and nothing is kept.
+    let form = multipart::Form::new()
+        .part(
+            "file",
+            multipart::Part::bytes(jpeg(8, 8)).file_name("a.jpg"),
+        )
+        .text("caption", "the dash");
+    let request = app
+        .http
+        .post(format!("{}/api/sessions/{session}/attachments", app.base))
+        .multipart(form);
+    let response = authed(request, &customer).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(media_files(&media_dir(&app)).is_empty());
     let request = app
         .http
         .post(format!("{}/api/sessions/{session}/attachments", app.base))
@@ -1089,6 +1227,14 @@ async fn s3_media_store_keeps_serves_and_deletes_files() {
     let (status, body) = upload(&app, session, &mechanic, "c.mp4", "video/mp4", clip.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let clip_id = id_of(&body);
+    let clip = app
+        .state
+        .media
+        .store
+        .read_all(&key(session, clip_id, MediaFile::Original))
+        .await
+        .unwrap();
+    assert_eq!(body["bytes"].as_u64(), Some(clip.len() as u64));
     let response = fetch(
         &app,
         &format!("/api/attachments/{clip_id}"),
