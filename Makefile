@@ -13,7 +13,7 @@ BIND ?= 127.0.0.1:8080
 # The Chromium the test suites drive headless (Debian's: Playwright's download does not work here).
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup ui run serve cluster test test-rust test-postgres test-realtime test-cluster test-browser test-desktop test-fuzz test-schemathesis test-bundle test-deploy bundle bench bench-quick soak measure-desk lint ui-check browser-deps
+.PHONY: setup ui run serve cluster test test-rust test-postgres test-s3 test-realtime test-cluster test-browser test-desktop test-fuzz test-schemathesis test-bundle test-deploy bundle bench bench-quick soak measure-desk lint ui-check browser-deps
 
 setup:
 	@scripts/setup.sh
@@ -52,7 +52,7 @@ serve: ui
 # Everything CI runs, in order: front-end checks and build, formatting, lints, the Rust suite on
 # SQLite, the storage and API suite again on PostgreSQL.
 # Each suite's time is printed as it ends and in a table at the end (scripts/suites.sh).
-SUITES := ui-check lint test-rust test-postgres test-realtime test-cluster test-browser test-desktop test-fuzz \
+SUITES := ui-check lint test-rust test-postgres test-s3 test-realtime test-cluster test-browser test-desktop test-fuzz \
   test-schemathesis test-bundle bench-quick test-deploy
 test: setup
 	@scripts/suites.sh $(SUITES)
@@ -77,6 +77,11 @@ test-rust: ui browser-deps
 test-postgres: ui browser-deps
 	WRENCHLINE_BROWSER=$(CHROMIUM) scripts/with-postgres.sh cargo nextest run --workspace --locked --no-fail-fast \
 	  -E 'binary_id(wrenchline-server::api)'
+
+# The S3 media store (--media-url) against moto's S3-API server from PyPI (scripts/with-s3.sh).
+test-s3: ui
+	scripts/with-s3.sh cargo nextest run --workspace --locked --no-fail-fast \
+	  -E 'binary_id(wrenchline-server::api) and test(/^attachments::s3_/)'
 
 # Chromium and tests/browser's npm packages, for test-rust and test-postgres.
 browser-deps: setup

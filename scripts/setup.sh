@@ -17,6 +17,9 @@ apt_packages=(
   # The cluster (Redis for the bus and shared presence, HAProxy in front of the nodes) and the
   # mail tests' SMTP server.
   redis-server haproxy python3-aiosmtpd
+  # Attachments: the server takes video thumbnails with ffmpeg when it is there, the API tests
+  # make their clips and voice notes with it; scripts/with-s3.sh makes a venv for moto's S3 server.
+  ffmpeg python3-venv
 )
 
 missing=()

@@ -81,6 +81,7 @@ impl From<ClientError> for Error {
             }
             ClientError::SignInExpired => Error::SignInExpired,
             ClientError::Realtime(e) => Error::Realtime(e.to_string()),
+            e @ ClientError::File { .. } => Error::Internal(e.to_string()),
             ClientError::Api { body, .. } => match body.error.as_str() {
                 "already_accepted" => Error::AlreadyAccepted,
                 "invalid_credentials" => Error::InvalidCredentials,

@@ -4,10 +4,10 @@
 //! [`Intent`]s of the tray, notifications, deep links and second launches.
 
 use tauri::{AppHandle, Emitter, Manager};
-use wrenchline_client::MechanicEvent;
+use wrenchline_client::{ChatEvent, MechanicEvent};
 use wrenchline_desk_core::view::Navigation;
 use wrenchline_protocol::presence::Availability;
-use wrenchline_protocol::Session;
+use wrenchline_protocol::{Message, Session};
 
 use crate::desk::{desk, Started};
 use crate::error::Error;
@@ -51,6 +51,9 @@ pub fn forward(app: &AppHandle, started: Started) {
                     let _ = app.emit("availability", availability);
                 }
                 MechanicEvent::Chat(event) => {
+                    if let ChatEvent::Message { message, .. } = &event {
+                        notify_message(&app, message);
+                    }
                     let _ = app.emit("session-event", event);
                 }
             }
@@ -70,6 +73,33 @@ fn notify_new(app: &AppHandle, session: &Session) {
     }
     let intents = app.state::<Intents>().inner().clone();
     crate::notify::new_request(session, settings.notification_sound, intents);
+}
+
+/// A message from the customer while the window is not in front: a notification, named after
+/// the customer (read from the session).
+fn notify_message(app: &AppHandle, message: &serde_json::Value) {
+    let Ok(message) = serde_json::from_value::<Message>(message.clone()) else {
+        return;
+    };
+    let desk = desk(app);
+    let settings = desk.settings();
+    let Ok(session) = desk.session() else { return };
+    let in_front = app
+        .get_webview_window("main")
+        .is_some_and(|w| w.is_visible().unwrap_or(false) && w.is_focused().unwrap_or(false));
+    if message.sender_id == session.user().id || !settings.notifications || in_front {
+        return;
+    }
+    let intents = app.state::<Intents>().inner().clone();
+    let sound = settings.notification_sound;
+    tauri::async_runtime::spawn(async move {
+        let id = message.session_id;
+        let from = session
+            .call(|api| async move { api.session(id).await })
+            .await
+            .map_or_else(|_| "your customer".to_string(), |s| s.customer_name);
+        crate::notify::new_message(message, from, sound, intents);
+    });
 }
 
 /// Acts on intents until the app ends.

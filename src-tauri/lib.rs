@@ -3,11 +3,12 @@
 //! crates on the other: the mechanic's connection is `wrenchline_client::MechanicSession`, the
 //! settings, credentials, notification text and tray badge are `wrenchline_desk_core`'s. Here:
 //! the managed state ([`desk`]), the commands the UI invokes ([`commands`]), the loops that
-//! forward session events and act on intents ([`events`], [`intents`]), and the OS integrations
-//! (notifications, tray, updates, relaunch after a failed single-instance handoff).
+//! forward session events and act on intents ([`events`], [`intents`]), attachments served to
+//! the page with the mechanic's token ([`media`]), and the OS integrations (notifications, tray,
+//! updates, relaunch after a failed single-instance handoff).
 //!
 //! Module dependencies run one way, in this order (checked by a test): lib, commands, updates,
-//! events, desk, ui, notify, tray, intents, autostart, relaunch, error.
+//! events, media, desk, ui, notify, tray, intents, autostart, relaunch, error.
 
 mod autostart;
 mod commands;
@@ -15,6 +16,7 @@ mod desk;
 mod error;
 mod events;
 mod intents;
+mod media;
 mod notify;
 mod relaunch;
 mod tray;
@@ -90,6 +92,10 @@ fn app(attempt: u32) {
             tauri_plugin_autostart::MacosLauncher::LaunchAgent,
             None,
         ))
+        .register_asynchronous_uri_scheme_protocol(
+            wrenchline_desk_core::media::SCHEME,
+            media::serve,
+        )
         .setup(move |app| {
             let handle = app.handle().clone();
             let config_dir = app.path().app_config_dir()?;
@@ -146,6 +152,9 @@ fn app(attempt: u32) {
             commands::session,
             commands::messages,
             commands::send_message,
+            commands::upload_attachment,
+            commands::save_attachment,
+            commands::attachment_bytes,
             commands::start_session,
             commands::end_session,
             commands::open_chat,
@@ -213,6 +222,7 @@ mod tests {
             "commands",
             "updates",
             "events",
+            "media",
             "desk",
             "ui",
             "notify",

@@ -1,4 +1,4 @@
-//! Native notifications for new requests, through `notify-rust` (the freedesktop Notifications
+//! Native notifications for new requests and new chat messages, through `notify-rust` (the freedesktop Notifications
 //! service on Linux, the notification centres on macOS and Windows). Each notification waits on
 //! its own thread for the mechanic's answer and turns it into an [`Intent`]: a click opens the
 //! request, "Accept" (Linux and Windows) accepts it. The text is `RequestNotice`'s, escaped when
@@ -8,8 +8,8 @@
 //! chime instead, played through the default audio output.
 
 use notify_rust::Notification;
-use wrenchline_desk_core::notice::RequestNotice;
-use wrenchline_protocol::Session;
+use wrenchline_desk_core::notice::{MessageNotice, RequestNotice};
+use wrenchline_protocol::{Message, Session};
 
 use crate::intents::{Intent, Intents};
 
@@ -50,6 +50,39 @@ pub fn new_request(session: &Session, sound: bool, intents: Intents) {
                     });
                 }
                 Err(e) => log::warn!("could not show the notification for {id}: {e}"),
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn!("could not start the notification thread: {e}");
+    }
+}
+
+/// Shows the notification for a chat message from the customer ("Photo", "Video", "Voice note"
+/// when it carries only that); a click opens the chat. Never blocks the caller.
+pub fn new_message(message: Message, from: String, sound: bool, intents: Intents) {
+    let spawned = std::thread::Builder::new()
+        .name("notification".into())
+        .spawn(move || {
+            let session = message.session_id;
+            let MessageNotice { summary, body } =
+                MessageNotice::new(&message, &from, renders_markup());
+            let mut n = Notification::new();
+            n.appname("Wrenchline")
+                .summary(&summary)
+                .body(&body)
+                .icon("wrenchline-desk")
+                .action("default", "Open");
+            with_sound(&mut n, sound);
+            match n.show() {
+                Ok(handle) => {
+                    log::info!("notified of message {} in {session}", message.id);
+                    handle.wait_for_action(|action| {
+                        if action == "default" {
+                            intents.send(Intent::OpenSession(session));
+                        }
+                    });
+                }
+                Err(e) => log::warn!("could not show the notification for a message: {e}"),
             }
         });
     if let Err(e) = spawned {

@@ -68,7 +68,7 @@ struct SuiteArgs {
     redis_url: Option<String>,
     #[arg(long, default_value = "bench/results/latest.json")]
     out: PathBuf,
-    /// Only these scenarios (relay, live, idle, chat, fanout, race, attack), comma-separated.
+    /// Only these scenarios (relay, live, idle, chat, fanout, race, attack, media), comma-separated.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Only these systems (wrenchline, bare-relay, socket.io), comma-separated.
@@ -399,7 +399,8 @@ async fn suite(args: SuiteArgs, nproc: usize, nofile: u64, pinned: bool) -> anyh
         || want("chat")
         || want("fanout")
         || want("race")
-        || want("attack");
+        || want("attack")
+        || want("media");
     let mechanics = sizes.fanout_mechanics.max(sizes.race_mechanics);
     let sqlite = Db {
         kind: "sqlite",
@@ -419,15 +420,20 @@ async fn suite(args: SuiteArgs, nproc: usize, nofile: u64, pinned: bool) -> anyh
         fixture::Fixture::default()
     };
     let postgres = match &args.postgres_url {
-        Some(url) if want("chat") || want("fanout") || want("race") => {
+        Some(url) if want("chat") || want("fanout") || want("race") || want("media") => {
             let db = Db {
                 kind: "postgres",
                 url: url.clone(),
             };
             eprintln!("preparing PostgreSQL");
-            let f = prepare(&programs, &db, mechanics, sizes.chat_sessions)
-                .await
-                .context("preparing the PostgreSQL fixture")?;
+            let f = prepare(
+                &programs,
+                &db,
+                mechanics,
+                sizes.chat_sessions.max(sizes.media_uploads),
+            )
+            .await
+            .context("preparing the PostgreSQL fixture")?;
             Some((db, f))
         }
         _ => None,
@@ -464,6 +470,9 @@ async fn suite(args: SuiteArgs, nproc: usize, nofile: u64, pinned: bool) -> anyh
     }
     if want("attack") {
         outcomes.extend(scenarios::attack::attack(&env).await);
+    }
+    if want("media") {
+        outcomes.extend(scenarios::media::media(&env).await);
     }
     let mut notes = Vec::new();
     if env.postgres.is_none() && (want("chat") || want("race") || want("fanout")) {

@@ -270,6 +270,8 @@ impl Server {
                     .arg(programs.work.join("plans.toml"))
                     .args(["--access-token-ttl", "86400"])
                     .args(args)
+                    .arg("--media-dir")
+                    .arg(programs.work.join("media"))
                     .env("WRENCHLINE_LOG", "warn");
                 cmd
             }

@@ -108,7 +108,7 @@ async function join(id) {
     emit({ event: 'session', status: change.new?.status });
   });
   chat.on('postgres_changes', { event: 'INSERT', schema: 'public', table: 'messages', filter: `session_id=eq.${id}` }, (change) => {
-    emit({ event: 'message', body: change.new?.body, sender_role: change.new?.sender_role });
+    emit({ event: 'message', body: change.new?.body, sender_role: change.new?.sender_role, message: change.new });
   });
   entry.presence = presence;
   entry.chat = chat;

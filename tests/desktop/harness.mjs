@@ -295,6 +295,30 @@ export async function quitApp(driver, application = APP) {
   await eventually('the app process to exit', () => appPids(application).length === 0, { timeout: 15000 })
 }
 
+/**
+ * Signs in from the app's sign-in form (server, email and password replace whatever the form
+ * was filled with) and waits for the mechanic's name in the header.
+ */
+export async function signIn(driver, base, { email, password, name }) {
+  const form = await find(driver, '[data-testid="sign-in-form"]', 30000)
+  for (const [field, value] of [['#server', base], ['#email', email], ['#password', password]]) {
+    const input = await form.findElement(By.css(field))
+    await input.clear()
+    await input.sendKeys(value)
+  }
+  await form.findElement(By.css('[data-testid="sign-in"]')).click()
+  await textContains(driver, '[data-testid="signed-in-as"]', name, 30000)
+}
+
+/**
+ * Signs out, so that the next launch of the app (the next test file) starts at the sign-in form
+ * with no credentials in the keyring.
+ */
+export async function signOut(driver) {
+  await (await find(driver, '[data-testid="sign-out"]')).click()
+  await find(driver, '[data-testid="sign-in-form"]')
+}
+
 /** The single-instance plugin's name on the session bus: `{identifier}.SingleInstance`. */
 export const SINGLE_INSTANCE_NAME = 'dev.wrenchline.desk.SingleInstance'
 

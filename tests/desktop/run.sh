@@ -7,6 +7,7 @@
 #
 #   tests/desktop/run.sh            # everything
 #   SKIP_BUILD=1 tests/desktop/run.sh   # reuse the built binaries and ui/dist
+#   DESKTOP_TESTS=test/attachments.test.mjs tests/desktop/run.sh   # one file
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -61,5 +62,6 @@ env -i \
   ${WRENCHLINE_DESK_BIN:+WRENCHLINE_DESK_BIN="$WRENCHLINE_DESK_BIN"} \
   ${DESKTOP_TESTS:+DESKTOP_TESTS="$DESKTOP_TESTS"} \
   ${WRENCHLINE_SERVER_BIN:+WRENCHLINE_SERVER_BIN="$WRENCHLINE_SERVER_BIN"} \
+  ${DESKTOP_TESTS:+DESKTOP_TESTS="$DESKTOP_TESTS"} \
   xvfb-run --auto-servernum --server-args="-screen 0 1366x850x24" \
   dbus-run-session -- "$here/session.sh"

@@ -50,7 +50,7 @@ done
 
 rm -f "$ARTIFACTS_DIR/server.log" "$ARTIFACTS_DIR"/Wrenchline*.log
 cd "$here"
-# DESKTOP_TESTS picks files (e.g. test/history.test.mjs); all of them by default.
+# DESKTOP_TESTS picks files (e.g. test/attachments.test.mjs); all of them by default.
 # shellcheck disable=SC2086
 node --test --test-concurrency=1 --test-timeout=600000 --test-reporter=spec ${DESKTOP_TESTS:-test/*.test.mjs}
 status=$?

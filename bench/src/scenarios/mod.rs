@@ -6,6 +6,7 @@ pub mod attack;
 pub mod chat;
 pub mod fanout;
 pub mod idle;
+pub mod media;
 pub mod race;
 pub mod relay;
 pub mod soak;
@@ -50,6 +51,9 @@ pub struct Sizes {
     /// connection limit) and the length of the quiet and of the attacked window.
     pub attack_sockets: usize,
     pub attack_window: Duration,
+    /// Attachments: photos uploaded at the same moment (one per session), and how many batches.
+    pub media_uploads: usize,
+    pub media_rounds: usize,
 }
 
 impl Sizes {
@@ -75,6 +79,8 @@ impl Sizes {
             race_rounds: 50,
             attack_sockets: 50,
             attack_window: Duration::from_secs(3),
+            media_uploads: 50,
+            media_rounds: 2,
         }
     }
 
@@ -103,6 +109,8 @@ impl Sizes {
             race_rounds: 1_000,
             attack_sockets: 500,
             attack_window: Duration::from_secs(30),
+            media_uploads: 50,
+            media_rounds: 5,
         }
     }
 
@@ -118,6 +126,7 @@ impl Sizes {
             .max(self.live_sessions)
             .max(idle.div_ceil(2))
             .max(self.chat_sessions)
+            .max(self.media_uploads)
     }
 }
 

@@ -7,7 +7,7 @@ pub mod mechanic;
 pub mod realtime;
 mod sensitive;
 
-pub use api::{ApiClient, ClientError};
+pub use api::{ApiClient, ClientError, Media, MediaVariant, Upload};
 pub use mechanic::{
     ChatEvent, FeedStatus, MechanicEvent, MechanicEvents, MechanicOptions, MechanicSession,
 };

@@ -1,7 +1,8 @@
 //! [`MechanicSession`]: one signed-in mechanic's connection to one server, everything the
 //! desktop app (and the example mechanic, and the load generator) does with it, with no UI and no
 //! Tauri: sign-in and restore, single-flight token refresh (and a timer ahead of expiry), the
-//! request feed (live row changes, re-fetched after every reconnect), accept, chat links and
+//! request feed (live row changes, re-fetched after every reconnect), accept, chat links,
+//! attachments (upload, send, fetch for display, save to disk: the token stays here) and
 //! availability.
 //!
 //! It is a small actor, like the realtime client's connection: background tasks own the state
@@ -26,7 +27,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 use wrenchline_protocol::presence::Availability;
-use wrenchline_protocol::{AuthTokens, Role, ServerTime, Session, User};
+use wrenchline_protocol::{Attachment, AuthTokens, Message, Role, ServerTime, Session, User};
 
 pub use actor::requests_channel;
 pub use chat::ChatEvent;
@@ -34,7 +35,7 @@ pub use feed::{FeedChange, RequestFeed};
 pub use review::{SessionRecord, HISTORY_PAGE};
 
 use crate::realtime::{RealtimeClient, RealtimeOptions};
-use crate::{ApiClient, ClientError, Sensitive};
+use crate::{ApiClient, ClientError, Media, MediaVariant, Sensitive, Upload};
 use actor::{Command, FeedTask, Watches};
 use auth::Auth;
 use chat::ChatLink;
@@ -362,6 +363,53 @@ impl MechanicSession {
         if let Some(link) = link {
             link.close().await;
         }
+    }
+
+    /// Uploads a file to a session (stored by the server, sent by the next message naming it).
+    pub async fn upload(&self, session: Uuid, upload: Upload) -> Result<Attachment, ClientError> {
+        self.call(|api| {
+            let upload = upload.clone();
+            async move { api.upload_attachment(session, &upload).await }
+        })
+        .await
+    }
+
+    /// Sends a message with a body, attachments, or both; repeating a `client_id` answers the
+    /// message stored under it.
+    pub async fn send(
+        &self,
+        session: Uuid,
+        client_id: &str,
+        body: &str,
+        attachment_ids: &[Uuid],
+    ) -> Result<Message, ClientError> {
+        self.call(|api| async move {
+            api.post_message_with(session, client_id, body, attachment_ids)
+                .await
+        })
+        .await
+    }
+
+    /// An attachment's file or thumbnail (or a range of it, for players), fetched with the
+    /// mechanic's token, for a view that must not hold the token.
+    pub async fn media(
+        &self,
+        id: Uuid,
+        variant: MediaVariant,
+        range: Option<&str>,
+    ) -> Result<Media, ClientError> {
+        self.call(|api| async move { api.media(id, variant, range).await })
+            .await
+    }
+
+    /// Saves an attachment's file to `path` (whole or not at all); answers the bytes written.
+    pub async fn save_attachment(
+        &self,
+        id: Uuid,
+        path: &std::path::Path,
+    ) -> Result<u64, ClientError> {
+        self.call(|api| async move { api.save_attachment(id, path).await })
+            .await
     }
 
     /// Tells the other side of an open chat that the mechanic is typing.

@@ -2,15 +2,17 @@
 //! without building a window: the settings and IT's managed file ([`settings`]), where the
 //! refresh token lives ([`credentials`]: the OS keyring, or memory), the command line answered
 //! before any window ([`launch`]), what notifications and the tray say ([`notice`]), the count
-//! drawn on the tray icon ([`badge`]), `wrenchline://` links ([`deep_link`]) and the values the
-//! UI is told ([`view`]). The mechanic's connection itself is `wrenchline_client::MechanicSession`;
-//! the app crate (`src-tauri/`) only connects these to Tauri and the OS.
+//! drawn on the tray icon ([`badge`]), `wrenchline://` links ([`deep_link`]), the addresses and
+//! saved files of attachments ([`media`]) and the values the UI is told ([`view`]). The
+//! mechanic's connection itself is `wrenchline_client::MechanicSession`; the app crate
+//! (`src-tauri/`) only connects these to Tauri and the OS.
 
 pub mod badge;
 pub mod credentials;
 pub mod deep_link;
 mod error;
 pub mod launch;
+pub mod media;
 pub mod notice;
 pub mod settings;
 pub mod view;

@@ -1,11 +1,12 @@
 //! What the mechanic reads outside the window: a new request's notification ("New request: 2018
-//! Honda Civic", the start of the concern and the plan) and the tray's pending count. The
+//! Honda Civic", the start of the concern and the plan), a new message's (its start, or "Photo",
+//! "Video", "Voice note" when it is only an attachment) and the tray's pending count. The
 //! vehicle and the concern are the customer's words: where the notification daemon reads markup
 //! (the freedesktop `body-markup` capability; some daemons read the summary as markup too), both
 //! the summary and the body are escaped, so `<a href>` or `<img>` typed by a customer never
 //! becomes a link or an image in the mechanic's notification.
 
-use wrenchline_protocol::Session;
+use wrenchline_protocol::{AttachmentKind, Message, Session};
 
 /// A new request's notification text, escaped for a daemon that reads markup.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +28,51 @@ impl RequestNotice {
         } else {
             RequestNotice { summary, body }
         }
+    }
+}
+
+/// A new chat message's notification text, escaped for a daemon that reads markup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageNotice {
+    pub summary: String,
+    pub body: String,
+}
+
+impl MessageNotice {
+    /// `from`: who sent it, as the chat names them (the customer's name).
+    pub fn new(message: &Message, from: &str, daemon_reads_markup: bool) -> MessageNotice {
+        let summary = format!("New message from {from}");
+        let body = message_text(message);
+        if daemon_reads_markup {
+            MessageNotice {
+                summary: escape_markup(&summary),
+                body: escape_markup(&body),
+            }
+        } else {
+            MessageNotice { summary, body }
+        }
+    }
+}
+
+/// What a message says in one line: the start of its text, else what it carries ("Photo",
+/// "2 photos", "Voice note", "3 attachments").
+pub fn message_text(message: &Message) -> String {
+    if !message.body.trim().is_empty() {
+        return excerpt(&message.body, 90);
+    }
+    let kinds: Vec<AttachmentKind> = message.attachments.iter().map(|a| a.kind).collect();
+    match kinds.as_slice() {
+        [] => String::new(),
+        [one] => one.label().to_string(),
+        [first, rest @ ..] if rest.iter().all(|k| k == first) => {
+            let plural = match first {
+                AttachmentKind::Image => "photos",
+                AttachmentKind::Video => "videos",
+                AttachmentKind::Audio => "voice notes",
+            };
+            format!("{} {plural}", kinds.len())
+        }
+        _ => format!("{} attachments", kinds.len()),
     }
 }
 
@@ -127,6 +173,47 @@ mod tests {
         let cut = excerpt(text, 40);
         assert_eq!(cut, "The engine makes a loud knocking sound…");
         assert_eq!(excerpt("short\n\nline", 40), "short line");
+    }
+
+    fn message(body: &str, kinds: &[&str]) -> Message {
+        let attachments: Vec<_> = kinds
+            .iter()
+            .enumerate()
+            .map(|(i, kind)| {
+                json!({
+                    "id": format!("00000000-0000-0000-0000-0000000000a{i}"), "kind": kind,
+                    "content_type": "image/jpeg", "bytes": 1000, "has_thumbnail": true,
+                    "created_at": "2025-01-01T10:00:00Z"
+                })
+            })
+            .collect();
+        serde_json::from_value(json!({
+            "id": "00000000-0000-0000-0000-0000000000b1",
+            "session_id": "00000000-0000-0000-0000-00000000000a", "seq": 3,
+            "sender_id": "00000000-0000-0000-0000-0000000000c1", "sender_role": "customer",
+            "body": body, "client_id": "k1", "created_at": "2025-01-01T10:00:00Z",
+            "attachments": attachments
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_message_without_text_says_what_it_carries() {
+        assert_eq!(message_text(&message("", &["image"])), "Photo");
+        assert_eq!(message_text(&message("", &["video"])), "Video");
+        assert_eq!(message_text(&message("  ", &["audio"])), "Voice note");
+        assert_eq!(message_text(&message("", &["image", "image"])), "2 photos");
+        assert_eq!(
+            message_text(&message("", &["image", "audio", "video"])),
+            "3 attachments"
+        );
+        assert_eq!(
+            message_text(&message("Here is the leak", &["image"])),
+            "Here is the leak"
+        );
+        let n = MessageNotice::new(&message("", &["audio"]), "Dana <b>", true);
+        assert_eq!(n.summary, "New message from Dana &lt;b&gt;");
+        assert_eq!(n.body, "Voice note");
     }
 
     #[test]

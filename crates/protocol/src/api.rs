@@ -12,6 +12,8 @@ use crate::model::{Role, Session, User};
 pub const MAX_MESSAGE_CHARS: usize = 4000;
 /// Longest accepted `client_id`.
 pub const MAX_CLIENT_ID_CHARS: usize = 64;
+/// Most attachments one message may carry.
+pub const MAX_ATTACHMENTS_PER_MESSAGE: usize = 10;
 
 /// JSON Schema forms of the rules the server checks, built from the same constants as the
 /// checks, so that the OpenAPI document cannot promise more or less than the server accepts.
@@ -145,6 +147,22 @@ pub mod schema {
     /// A message body on a server that accepts at most `max_chars` characters.
     pub fn message_body_up_to(max_chars: usize) -> Object {
         trimmed_text(1, max_chars, Lines::Many, "The message")
+    }
+
+    pub fn attachment_ids() -> utoipa::openapi::schema::Array {
+        utoipa::openapi::schema::ArrayBuilder::new()
+            .items(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
+            )
+            .max_items(Some(crate::MAX_ATTACHMENTS_PER_MESSAGE))
+            .unique_items(true)
+            .description(Some(
+                "Attachments uploaded by the sender to this session and not sent yet; the body \
+                 may be left out when there is at least one.",
+            ))
+            .build()
     }
 
     pub fn client_id() -> Object {
@@ -396,10 +414,19 @@ pub struct AccessToken {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 pub struct PostMessageRequest {
+    /// The text; may be left out (or empty) when `attachment_ids` names at least one file.
+    #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(schema_with = schema::message_body))]
+    #[cfg_attr(feature = "ts", ts(as = "Option<String>", optional))]
     pub body: String,
     #[cfg_attr(feature = "openapi", schema(schema_with = schema::client_id))]
     pub client_id: String,
+    /// Attachments this sender uploaded to this session and has not sent yet
+    /// (`POST /api/sessions/{id}/attachments`), at most [`MAX_ATTACHMENTS_PER_MESSAGE`].
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::attachment_ids))]
+    #[cfg_attr(feature = "ts", ts(as = "Option<Vec<uuid::Uuid>>", optional))]
+    pub attachment_ids: Vec<uuid::Uuid>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -202,4 +202,92 @@ pub struct Message {
     #[serde(with = "time::serde::rfc3339")]
     #[cfg_attr(feature = "ts", ts(type = "string"))]
     pub created_at: OffsetDateTime,
+    /// Photos, clips and voice notes sent with the message, in the order they were given
+    /// (always present from this server; optional to read, for records from older servers).
+    #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(as = "Option<Vec<Attachment>>", optional))]
+    pub attachments: Vec<Attachment>,
+}
+
+/// What an attachment holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[serde(rename_all = "snake_case")]
+pub enum AttachmentKind {
+    Image,
+    Video,
+    Audio,
+}
+
+impl AttachmentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttachmentKind::Image => "image",
+            AttachmentKind::Video => "video",
+            AttachmentKind::Audio => "audio",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "image" => Some(AttachmentKind::Image),
+            "video" => Some(AttachmentKind::Video),
+            "audio" => Some(AttachmentKind::Audio),
+            _ => None,
+        }
+    }
+
+    /// How people name it: "Photo", "Video", "Voice note".
+    pub fn label(self) -> &'static str {
+        match self {
+            AttachmentKind::Image => "Photo",
+            AttachmentKind::Video => "Video",
+            AttachmentKind::Audio => "Voice note",
+        }
+    }
+}
+
+/// A stored photo, video clip or voice note of a session. The file is
+/// `GET /api/attachments/{id}` and, for images and videos with a frame, a small preview is
+/// `GET /api/attachments/{id}/thumbnail`. Images are stored re-encoded without metadata, so
+/// `content_type`, `bytes`, `width` and `height` describe what is served, not what was sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct Attachment {
+    pub id: Uuid,
+    pub kind: AttachmentKind,
+    /// The type of the stored file, as served: `image/jpeg`, `image/png`, `video/mp4`,
+    /// `video/quicktime`, `video/webm`, `audio/webm`, `audio/mp4`.
+    pub content_type: String,
+    /// Size of the stored file.
+    pub bytes: u64,
+    /// Pixels, for images and videos.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub height: Option<u32>,
+    /// Length of a video or voice note, read from the file by the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub duration_ms: Option<u64>,
+    /// Whether `GET /api/attachments/{id}/thumbnail` has a preview.
+    #[serde(default)]
+    pub has_thumbnail: bool,
+    /// When it was uploaded.
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "ts", ts(type = "string"))]
+    pub created_at: OffsetDateTime,
+    /// Set once the file was deleted under the media retention period (or with the
+    /// transcript); the entry stays so the chat and transcript can say what was there.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "ts", ts(type = "string", optional))]
+    pub removed_at: Option<OffsetDateTime>,
 }

@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
-use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use wrenchline_protocol::realtime::topics::Topic;
 use wrenchline_protocol::realtime::SessionEnding;
 
@@ -122,6 +122,16 @@ impl Application {
             None => hub.clone(),
         };
         let mail = settings.mail.as_ref().map(Mail::new).transpose()?;
+        let media = crate::media::Media::open(&settings)?;
+        tracing::info!(
+            "media: {}{}",
+            media.store.describe(),
+            if media.ffmpeg {
+                ""
+            } else {
+                " (ffmpeg not found: clips and voice notes keep their metadata, clips get no thumbnail)"
+            }
+        );
         let state = AppState(Arc::new(Inner {
             limiters,
             signer: TokenSigner::new(secret.as_bytes()),
@@ -135,6 +145,7 @@ impl Application {
             cluster,
             draining: Default::default(),
             node_key: uuid::Uuid::new_v4().to_string(),
+            media,
         }));
         Ok(Application {
             listener,
@@ -189,6 +200,7 @@ impl Application {
             _ => Vec::new(),
         };
         let dispatch_stop = CancellationToken::new();
+        let media_sweeps = tokio::spawn(crate::media::run_sweeps(self.state.clone()));
         let dispatch = tokio::spawn(realtime::changes::dispatch(
             self.state.clone(),
             self.changes,
@@ -200,9 +212,9 @@ impl Application {
             .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(
                 limits.http_body_timeout_seconds,
             )))
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::REQUEST_TIMEOUT,
-                Duration::from_secs(limits.http_request_timeout_seconds),
+            .layer(middleware::from_fn_with_state(
+                self.state.clone(),
+                request_deadline,
             ))
             .layer(middleware::from_fn_with_state(
                 self.state.clone(),
@@ -268,6 +280,7 @@ impl Application {
         availability.abort();
         let _ = availability.await;
         crate::availability::leave(&self.state).await;
+        media_sweeps.abort();
         self.state.store.close().await;
         Ok(())
     }
@@ -389,6 +402,24 @@ async fn admit_forwarded(State(state): State<AppState>, request: Request, next: 
         .into_response();
     };
     next.run(request).await
+}
+
+/// Answers 408 when a request's response has not started within `http_request_timeout_seconds`
+/// (`upload_timeout_seconds` for attachment uploads).
+async fn request_deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limits = &state.settings.limits;
+    let upload = request.method() == axum::http::Method::POST
+        && request.uri().path().starts_with("/api/sessions/")
+        && request.uri().path().ends_with("/attachments");
+    let seconds = if upload {
+        limits.upload_timeout_seconds
+    } else {
+        limits.http_request_timeout_seconds
+    };
+    match tokio::time::timeout(Duration::from_secs(seconds), next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => StatusCode::REQUEST_TIMEOUT.into_response(),
+    }
 }
 
 /// Runs the lifecycle's timers (`lifecycle::run_timers`: time up, requests nobody accepted,

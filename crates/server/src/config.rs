@@ -1,5 +1,5 @@
 //! Runtime settings of the server: where it listens (and where operators read its metrics), its
-//! database, token and resume-link lifetimes, the session lifecycle's timeouts, and the plans
+//! database, where attachment files are kept, token and resume-link lifetimes, the session lifecycle's timeouts, and the plans
 //! customers can book. Plans come from a TOML file when one is given, otherwise the defaults below.
 
 use std::net::SocketAddr;
@@ -71,6 +71,16 @@ pub struct Settings {
     /// How long a stopping node reports not ready before it closes its realtime connections, so
     /// that a load balancer stops sending it clients first (`--drain-seconds`, cluster mode).
     pub drain_grace: std::time::Duration,
+    /// Where attachment files are kept (`--media-dir`); by default `wrenchline-media/` beside
+    /// the SQLite file, or in the working directory with PostgreSQL.
+    pub media_dir: Option<PathBuf>,
+    /// An S3-compatible bucket for attachment files instead (`--media-url s3://…`).
+    pub media_url: Option<String>,
+    /// Uploads not sent with a message within this are deleted (`--media-orphan-grace`).
+    pub media_orphan_grace: Duration,
+    /// Days after a session ends before its media are deleted; 0 keeps them as long as the
+    /// transcript (`--media-retention-days`).
+    pub media_retention_days: u32,
 }
 
 impl Settings {
@@ -100,6 +110,10 @@ impl Settings {
             redis_url: None,
             node_id: None,
             drain_grace: std::time::Duration::ZERO,
+            media_dir: None,
+            media_url: None,
+            media_orphan_grace: crate::media::DEFAULT_ORPHAN_GRACE,
+            media_retention_days: crate::media::DEFAULT_RETENTION_DAYS,
         }
     }
 

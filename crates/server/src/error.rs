@@ -31,6 +31,12 @@ pub enum ApiError {
     Gone { code: &'static str, message: String },
     #[error("the request body is larger than this server accepts")]
     PayloadTooLarge,
+    /// An upload over a size, length or pixel limit; the message names the limit.
+    #[error("{message}")]
+    TooLarge { code: &'static str, message: String },
+    /// An upload whose bytes are not an accepted photo, clip or voice note.
+    #[error("{message}")]
+    UnsupportedFileType { message: String },
     #[error("{message}")]
     UnsupportedMediaType { message: String },
     #[error("{message}")]
@@ -99,7 +105,8 @@ impl ApiError {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Gone { .. } => StatusCode::GONE,
-            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge | ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedFileType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -115,9 +122,11 @@ impl ApiError {
             | ApiError::NotFound { code, .. }
             | ApiError::Conflict { code, .. }
             | ApiError::Gone { code, .. }
+            | ApiError::TooLarge { code, .. }
             | ApiError::Unprocessable { code, .. } => code,
             ApiError::PayloadTooLarge => "body_too_large",
             ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
+            ApiError::UnsupportedFileType { .. } => "unsupported_file_type",
             ApiError::TooManyRequests { .. } => "rate_limited",
             ApiError::Internal(_) => "internal",
         }
@@ -191,6 +200,17 @@ impl From<RuleError> for ApiError {
                 session,
                 missing,
             },
+            RuleError::UnknownAttachment(attachment) => ApiError::NotFound {
+                code: "attachment_not_found",
+                message: format!(
+                    "No attachment {attachment} of yours is waiting to be sent in this session"
+                ),
+            },
+            RuleError::AttachmentSent(attachment) => ApiError::conflict(
+                "attachment_already_sent",
+                format!("Attachment {attachment} was already sent with another message"),
+                None,
+            ),
             RuleError::Presence(e) => ApiError::Internal(e.into()),
             RuleError::Store(e) => e.into(),
         }

@@ -14,6 +14,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod limits;
 pub mod mail;
+pub mod media;
 pub mod memory;
 pub mod metrics;
 pub mod presence;

@@ -38,6 +38,13 @@ pub enum RuleError {
         /// Who is missing, for a start refused because a participant is absent.
         missing: Vec<Role>,
     },
+    /// A message names an attachment that is not one of the sender's unsent uploads in this
+    /// session.
+    #[error("no unsent attachment {0} of the sender in this session")]
+    UnknownAttachment(Uuid),
+    /// A message names an attachment already sent with another message.
+    #[error("attachment {0} was already sent with another message")]
+    AttachmentSent(Uuid),
     /// Who is present cannot be known right now (the cluster's bus is away).
     #[error(transparent)]
     Presence(#[from] PresenceUnavailable),
@@ -423,15 +430,17 @@ pub async fn post_message(
     id: Uuid,
     client_id: &str,
     body: &str,
+    attachments: &[Uuid],
 ) -> Result<(Message, bool), RuleError> {
     let session = participating(state, caller, id).await?;
     let posted = state
         .store
-        .post_message(
+        .post_message_with(
             id,
             caller.user,
             client_id,
             body,
+            attachments,
             OPEN_FOR_MESSAGES,
             state.now(),
         )
@@ -450,10 +459,14 @@ pub async fn post_message(
             }
             Ok((posted.message, posted.created))
         }
+        Err(PostRefused::UnknownAttachment(attachment)) => {
+            Err(RuleError::UnknownAttachment(attachment))
+        }
+        Err(PostRefused::AttachmentSent(attachment)) => Err(RuleError::AttachmentSent(attachment)),
         Err(PostRefused::NotOpen(session)) if time_up(&session) => Err(RuleError::conflict(
             "session_ended",
             "This session's time is up; messages can no longer be sent",
-            Some(session),
+            Some(*session),
         )),
         Err(PostRefused::NotOpen(session)) => Err(RuleError::conflict(
             if session.status.is_final() {
@@ -466,7 +479,7 @@ pub async fn post_message(
             } else {
                 "Messages can be sent once a mechanic has accepted"
             },
-            Some(session),
+            Some(*session),
         )),
     }
 }

@@ -2,8 +2,8 @@
 //! failures one account may have from one address, how many messages a user may post, how many
 //! joins and presence events a connection may send, how many realtime and plain HTTP connections
 //! one address may hold, how long an HTTP client may take over a request, how many release
-//! downloads run at once, and how large a chat message, a presence payload and a broadcast may
-//! be. The numbers come from configuration (`--limits-file`). Addresses are keyed by
+//! downloads run at once, how large a chat message, a presence payload and a broadcast may
+//! be, and how large and long attachments may be and how often a user may upload. The numbers come from configuration (`--limits-file`). Addresses are keyed by
 //! [`address_key`]: an IPv6 client is its /64, the block one subscriber usually holds.
 //!
 //! The limits that protect accounts, addresses and users are counted behind [`FailureCounter`],
@@ -78,7 +78,29 @@ pub struct Limits {
     pub postgres_changes_per_join: u32,
     /// Bytes of frames a connection may have queued before it is cut off as too slow.
     pub outbound_queue_max_bytes: usize,
+    // ---- attachments (see `crate::media`) ----
+    /// Largest photo upload (JPEG, PNG, WebP), in bytes.
+    pub image_max_bytes: u64,
+    /// Most pixels a photo may decode to (width × height); larger ones are refused unread.
+    pub image_max_pixels: u64,
+    /// Largest video clip upload (MP4, MOV, WebM), in bytes.
+    pub video_max_bytes: u64,
+    /// Longest video clip, in seconds, as its container states it.
+    pub video_max_seconds: u64,
+    /// Largest voice note upload (WebM/Opus, MP4/AAC), in bytes.
+    pub audio_max_bytes: u64,
+    /// Longest voice note, in seconds.
+    pub audio_max_seconds: u64,
+    /// Uploads one user may start per minute.
+    pub uploads_per_user_per_minute: u32,
+    /// Longest time from an attachment upload's head to its answer (in place of
+    /// `http_request_timeout_seconds`: a large clip from a phone takes longer to arrive; a
+    /// stalled one is still cut off by `http_body_timeout_seconds`).
+    pub upload_timeout_seconds: u64,
 }
+
+/// A megabyte, as the upload limits count them (and as their messages print them).
+pub const MB: u64 = 1_000_000;
 
 /// Most characters `message_max_chars` may allow: at up to 4 bytes each in UTF-8 they still fit
 /// the 64 KiB request body limit, so a long message is a field error rather than a refused body.
@@ -126,6 +148,14 @@ impl Default for Limits {
             session_topic_subscribers: 10,
             postgres_changes_per_join: 4,
             outbound_queue_max_bytes: 2 * 1024 * 1024,
+            image_max_bytes: 25 * MB,
+            image_max_pixels: 40_000_000,
+            video_max_bytes: 150 * MB,
+            video_max_seconds: 60,
+            audio_max_bytes: 20 * MB,
+            audio_max_seconds: 5 * 60,
+            uploads_per_user_per_minute: 30,
+            upload_timeout_seconds: 900,
         }
     }
 }
@@ -188,7 +218,17 @@ impl Limits {
             limits.http_body_timeout_seconds,
             limits.http_request_timeout_seconds,
         ];
-        if all.contains(&0) || sizes.contains(&0) || seconds.contains(&0) {
+        let media = [
+            limits.image_max_bytes,
+            limits.image_max_pixels,
+            limits.video_max_bytes,
+            limits.video_max_seconds,
+            limits.audio_max_bytes,
+            limits.audio_max_seconds,
+            u64::from(limits.uploads_per_user_per_minute),
+            limits.upload_timeout_seconds,
+        ];
+        if all.contains(&0) || sizes.contains(&0) || seconds.contains(&0) || media.contains(&0) {
             return Err(LimitsError::Zero { path: name });
         }
         if limits.http_header_timeout_seconds > HTTP_HEADER_TIMEOUT_CEILING {
@@ -259,6 +299,7 @@ pub struct Limiters {
     slots: Option<Arc<dyn SharedSlots>>,
     intake_address: DefaultKeyedRateLimiter<IpAddr>,
     messages_user: DefaultKeyedRateLimiter<Uuid>,
+    uploads_user: DefaultKeyedRateLimiter<Uuid>,
     connections: Arc<Mutex<HashMap<IpAddr, u32>>>,
     http_connections: Arc<Mutex<HashMap<IpAddr, u32>>>,
     downloads: Arc<Semaphore>,
@@ -307,6 +348,7 @@ impl Limiters {
                 limits.intakes_per_address_per_hour,
             )),
             messages_user: RateLimiter::keyed(quota(minute, limits.messages_per_user_per_minute)),
+            uploads_user: RateLimiter::keyed(quota(minute, limits.uploads_per_user_per_minute)),
             connections: Arc::new(Mutex::new(HashMap::new())),
             http_connections: Arc::new(Mutex::new(HashMap::new())),
             downloads: Arc::new(Semaphore::new(limits.release_downloads_at_once as usize)),
@@ -416,6 +458,14 @@ impl Limiters {
         .await
     }
 
+    pub fn upload(&self, user: Uuid) -> Result<(), ApiError> {
+        check(
+            &self.uploads_user,
+            &user,
+            "You are sending files too quickly",
+        )
+    }
+
     /// A per-connection limiter for realtime events.
     pub fn per_second(n: u32) -> DefaultDirectRateLimiter {
         RateLimiter::direct(quota(Duration::from_secs(1), n))
@@ -460,6 +510,7 @@ impl Limiters {
         self.login_failures.forget_idle();
         self.intake_address.retain_recent();
         self.messages_user.retain_recent();
+        self.uploads_user.retain_recent();
     }
 }
 

@@ -160,6 +160,33 @@ enum Command {
         /// At most one mail about unseen messages per session in this many seconds.
         #[arg(long, env = "WRENCHLINE_MAIL_QUIET_PERIOD", default_value_t = 900)]
         mail_quiet_period: i64,
+        /// Where attachment files are kept (created 0700, files 0600); nodes on one machine or a
+        /// shared filesystem may share it. Default: wrenchline-media/ beside the SQLite file, or
+        /// in the working directory with PostgreSQL.
+        #[arg(long, env = "WRENCHLINE_MEDIA_DIR", conflicts_with = "media_url")]
+        media_dir: Option<PathBuf>,
+        /// Keep attachment files in an S3-compatible bucket instead:
+        /// s3://BUCKET?endpoint=URL&region=R&allow_http=true (object_store's S3 settings as query
+        /// keys; credentials from access_key_id/secret_access_key or the AWS_* variables).
+        #[arg(long, env = "WRENCHLINE_MEDIA_URL", hide_env_values = true)]
+        media_url: Option<String>,
+        /// Seconds an uploaded attachment may stay unsent before it is deleted.
+        #[arg(
+            long,
+            env = "WRENCHLINE_MEDIA_ORPHAN_GRACE",
+            default_value_t = 86_400,
+            value_parser = clap::value_parser!(u32).range(60..=30 * 86_400)
+        )]
+        media_orphan_grace: u32,
+        /// Days after a session ends before its photos, clips and voice notes are deleted (the
+        /// chat keeps a line saying what was there); 0 keeps them as long as the transcript.
+        #[arg(
+            long,
+            env = "WRENCHLINE_MEDIA_RETENTION_DAYS",
+            default_value_t = wrenchline_server::media::DEFAULT_RETENTION_DAYS,
+            value_parser = clap::value_parser!(u32).range(0..=36_500)
+        )]
+        media_retention_days: u32,
         /// Once connections are accepted, write the bound listeners as JSON to this file
         /// (`{"http": "http://ADDR"}`, replaced atomically), for scripts and test harnesses.
         #[arg(long, env = "WRENCHLINE_READY_FILE")]
@@ -321,6 +348,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             rating_edit_window,
             token_secret,
             retention_days,
+            media_dir,
+            media_url,
+            media_orphan_grace,
+            media_retention_days,
             ready_file,
             smtp_url,
             mail_from,
@@ -343,6 +374,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             settings.trusted_proxies = trusted_proxies.unwrap_or_default();
             settings.releases_dir = releases_dir;
+            settings.media_dir = media_dir;
+            settings.media_url = media_url;
+            settings.media_orphan_grace = time::Duration::seconds(i64::from(media_orphan_grace));
+            settings.media_retention_days = media_retention_days;
             if !(30..=86_400).contains(&access_token_ttl) {
                 bail!("--access-token-ttl must be between 30 and 86400 seconds");
             }

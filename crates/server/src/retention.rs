@@ -1,7 +1,9 @@
 //! Data retention: the server itself deletes customers' personal data and chat transcripts a set
 //! number of days after their session ended, once at start and then every hour. The deletes are
 //! conditional (see `Store::forget_ended_sessions`), so several servers on one database may run
-//! them at the same time.
+//! them at the same time. A session's photos, clips and voice notes go with its transcript at the
+//! latest: they are marked removed here and their files deleted by the media sweep
+//! (`crate::media`), which also applies the shorter media retention period.
 
 use std::time::Duration;
 
@@ -19,6 +21,15 @@ pub const PERIOD: Duration = Duration::from_secs(3600);
 /// One pass: deletes what ended more than `days` days before `now`, and logs what it deleted.
 pub async fn forget_once(store: &Store, days: u32, now: OffsetDateTime) {
     let cutoff = now - time::Duration::days(i64::from(days));
+    match store.remove_media_of_sessions_ended_before(cutoff, now).await {
+        Ok(0) => {}
+        Ok(attachments) => tracing::info!(
+            retention_days = days,
+            attachments,
+            "retention: media of sessions that ended before the retention period marked for deletion"
+        ),
+        Err(e) => tracing::warn!(error = %e, "retention pass failed; it runs again within the hour"),
+    }
     match store.forget_ended_sessions(cutoff).await {
         Ok(done) if done == Default::default() => {}
         Ok(done) => tracing::info!(

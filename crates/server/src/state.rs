@@ -1,6 +1,6 @@
 //! The state every request handler shares: settings, storage, token signing, the change bus,
-//! metrics, the realtime hub, the presence view the start rule consults, mail, and in cluster
-//! mode this node's membership of the cluster.
+//! metrics, the realtime hub, the presence view the start rule consults, mail, the media store,
+//! and in cluster mode this node's membership of the cluster.
 
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +14,7 @@ use crate::config::Settings;
 use crate::events::Events;
 use crate::limits::Limiters;
 use crate::mail::Mail;
+use crate::media::Media;
 use crate::metrics::Metrics;
 use crate::presence::PresenceView;
 use crate::realtime::Hub;
@@ -36,6 +37,7 @@ pub struct Inner {
     pub draining: AtomicBool,
     /// Names this process's rows of shared state (`crate::availability`); random per start.
     pub node_key: String,
+    pub media: Media,
 }
 
 #[derive(Clone)]

@@ -13,7 +13,8 @@ use sqlx::{AnyPool, ConnectOptions, Connection, Executor, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 use wrenchline_protocol::{
-    EndReason, Intake, Message, Role, Session, SessionStatus, User, Vehicle,
+    Attachment, AttachmentKind, EndReason, Intake, Message, Role, Session, SessionStatus, User,
+    Vehicle,
 };
 
 mod reviews;
@@ -67,7 +68,30 @@ pub struct Posted {
 #[derive(Debug, Clone)]
 pub enum PostRefused {
     /// The session does not take messages in its current state.
-    NotOpen(Session),
+    NotOpen(Box<Session>),
+    /// An attachment is not this sender's upload to this session (or no longer exists).
+    UnknownAttachment(Uuid),
+    /// An attachment was already sent with another message.
+    AttachmentSent(Uuid),
+}
+
+/// An attachment with what only the server needs: whose it is and whether it was sent.
+#[derive(Debug, Clone)]
+pub struct AttachmentRecord {
+    pub attachment: Attachment,
+    pub session_id: Uuid,
+    pub uploader_id: Uuid,
+    pub message_id: Option<Uuid>,
+}
+
+/// An attachment whose files are to be deleted from the media store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaToPurge {
+    pub id: Uuid,
+    pub session_id: Uuid,
+    pub has_thumbnail: bool,
+    /// Never sent: its row goes too once the files are gone.
+    pub unsent: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -231,6 +255,40 @@ fn user_from_row(row: &AnyRow) -> StoreResult<User> {
     })
 }
 
+const ATTACHMENT_COLUMNS: &str = "a.id, a.session_id, a.uploader_id, a.kind, a.content_type, \
+     a.bytes, a.width, a.height, a.duration_ms, a.has_thumbnail, a.created_at, a.message_id, \
+     a.removed_at";
+
+fn attachment_from_row(row: &AnyRow) -> StoreResult<AttachmentRecord> {
+    let kind: String = row.try_get("kind")?;
+    let bytes: i64 = row.try_get("bytes")?;
+    let dimension = |col: &str| -> StoreResult<Option<u32>> {
+        Ok(row
+            .try_get::<Option<i64>, _>(col)?
+            .and_then(|v| u32::try_from(v).ok()))
+    };
+    let duration: Option<i64> = row.try_get("duration_ms")?;
+    let has_thumbnail: i64 = row.try_get("has_thumbnail")?;
+    Ok(AttachmentRecord {
+        attachment: Attachment {
+            id: uuid_col(row, "id")?,
+            kind: AttachmentKind::parse(&kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("kind: {kind}")))?,
+            content_type: row.try_get("content_type")?,
+            bytes: u64::try_from(bytes).unwrap_or(0),
+            width: dimension("width")?,
+            height: dimension("height")?,
+            duration_ms: duration.and_then(|d| u64::try_from(d).ok()),
+            has_thumbnail: has_thumbnail != 0,
+            created_at: time_col(row, "created_at")?,
+            removed_at: opt_time_col(row, "removed_at")?,
+        },
+        session_id: uuid_col(row, "session_id")?,
+        uploader_id: uuid_col(row, "uploader_id")?,
+        message_id: opt_uuid_col(row, "message_id")?,
+    })
+}
+
 fn message_from_row(row: &AnyRow) -> StoreResult<Message> {
     let role: String = row.try_get("sender_role")?;
     Ok(Message {
@@ -243,6 +301,7 @@ fn message_from_row(row: &AnyRow) -> StoreResult<Message> {
         body: row.try_get("body")?,
         client_id: row.try_get("client_id")?,
         created_at: time_col(row, "created_at")?,
+        attachments: Vec::new(),
     })
 }
 
@@ -1008,7 +1067,25 @@ impl Store {
         .bind(client_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(message_from_row).transpose()
+        let Some(mut message) = row.as_ref().map(message_from_row).transpose()? else {
+            return Ok(None);
+        };
+        message.attachments = self.message_attachments(message.id).await?;
+        Ok(Some(message))
+    }
+
+    /// The attachments of one message, in the order they were sent.
+    async fn message_attachments(&self, message_id: Uuid) -> StoreResult<Vec<Attachment>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ATTACHMENT_COLUMNS} FROM attachments a WHERE a.message_id = $1 \
+             ORDER BY a.position"
+        ))
+        .bind(message_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| attachment_from_row(row).map(|r| r.attachment))
+            .collect()
     }
 
     /// Stores a message with the next `seq` of its session; a repeated `client_id` from the same
@@ -1020,6 +1097,24 @@ impl Store {
         sender: &User,
         client_id: &str,
         body: &str,
+        open: &[SessionStatus],
+        now: OffsetDateTime,
+    ) -> StoreResult<Result<Posted, PostRefused>> {
+        self.post_message_with(session_id, sender, client_id, body, &[], open, now)
+            .await
+    }
+
+    /// As [`Store::post_message`], sending `attachments` with the message: each must be the
+    /// sender's unsent upload to this session, and is marked sent in the same transaction
+    /// (one conditional update, so an attachment goes out with one message only).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn post_message_with(
+        &self,
+        session_id: Uuid,
+        sender: &User,
+        client_id: &str,
+        body: &str,
+        attachments: &[Uuid],
         open: &[SessionStatus],
         now: OffsetDateTime,
     ) -> StoreResult<Result<Posted, PostRefused>> {
@@ -1053,10 +1148,10 @@ impl Store {
                 .session(session_id)
                 .await?
                 .ok_or_else(|| StoreError::Corrupt("message for a missing session".into()))?;
-            return Ok(Err(PostRefused::NotOpen(session)));
+            return Ok(Err(PostRefused::NotOpen(Box::new(session))));
         };
         let seq: i64 = row.try_get("last_seq")?;
-        let message = Message {
+        let mut message = Message {
             id: Uuid::new_v4(),
             session_id,
             seq,
@@ -1065,7 +1160,43 @@ impl Store {
             body: body.to_string(),
             client_id: client_id.to_string(),
             created_at: from_millis(millis(now)),
+            attachments: Vec::with_capacity(attachments.len()),
         };
+        for (position, attachment_id) in attachments.iter().enumerate() {
+            let claimed = sqlx::query(&format!(
+                "UPDATE attachments SET message_id = $1, position = $2 WHERE id = $3 \
+                 AND session_id = $4 AND uploader_id = $5 AND message_id IS NULL \
+                 AND removed_at IS NULL RETURNING {}",
+                ATTACHMENT_COLUMNS.replace("a.", "")
+            ))
+            .bind(message.id.to_string())
+            .bind(position as i64)
+            .bind(attachment_id.to_string())
+            .bind(session_id.to_string())
+            .bind(sender.id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+            match claimed {
+                Some(row) => message
+                    .attachments
+                    .push(attachment_from_row(&row)?.attachment),
+                None => {
+                    tx.rollback().await?;
+                    let known = self.attachment(*attachment_id).await?;
+                    let refused = match known {
+                        Some(record)
+                            if record.session_id == session_id
+                                && record.uploader_id == sender.id
+                                && record.message_id.is_some() =>
+                        {
+                            PostRefused::AttachmentSent(*attachment_id)
+                        }
+                        _ => PostRefused::UnknownAttachment(*attachment_id),
+                    };
+                    return Ok(Err(refused));
+                }
+            }
+        }
         let inserted = sqlx::query(
             "INSERT INTO messages (id, session_id, seq, sender_id, sender_role, body, client_id, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -1103,7 +1234,7 @@ impl Store {
         }
     }
 
-    /// Messages with `seq > after`, in order, at most `limit`.
+    /// Messages with `seq > after`, in order, at most `limit`, each with its attachments.
     pub async fn messages(
         &self,
         session_id: Uuid,
@@ -1118,7 +1249,155 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(message_from_row).collect()
+        let mut messages: Vec<Message> = rows
+            .iter()
+            .map(message_from_row)
+            .collect::<StoreResult<_>>()?;
+        let (Some(first), Some(last)) = (messages.first(), messages.last()) else {
+            return Ok(messages);
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {ATTACHMENT_COLUMNS} FROM attachments a JOIN messages m ON m.id = a.message_id \
+             WHERE m.session_id = $1 AND m.seq >= $2 AND m.seq <= $3 ORDER BY m.seq, a.position"
+        ))
+        .bind(session_id.to_string())
+        .bind(first.seq)
+        .bind(last.seq)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &rows {
+            let record = attachment_from_row(row)?;
+            if let Some(message) = messages
+                .iter_mut()
+                .find(|m| Some(m.id) == record.message_id)
+            {
+                message.attachments.push(record.attachment);
+            }
+        }
+        Ok(messages)
+    }
+
+    // ---- attachments ----
+
+    /// Records an uploaded attachment, unsent, once its files are in the media store.
+    pub async fn insert_attachment(
+        &self,
+        attachment: &Attachment,
+        session_id: Uuid,
+        uploader_id: Uuid,
+    ) -> StoreResult<()> {
+        let opt = |v: Option<u32>| v.map(i64::from);
+        sqlx::query(
+            "INSERT INTO attachments (id, session_id, uploader_id, kind, content_type, bytes, \
+             width, height, duration_ms, has_thumbnail, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(attachment.id.to_string())
+        .bind(session_id.to_string())
+        .bind(uploader_id.to_string())
+        .bind(attachment.kind.as_str())
+        .bind(&attachment.content_type)
+        .bind(i64::try_from(attachment.bytes).unwrap_or(i64::MAX))
+        .bind(opt(attachment.width))
+        .bind(opt(attachment.height))
+        .bind(attachment.duration_ms.and_then(|d| i64::try_from(d).ok()))
+        .bind(i64::from(attachment.has_thumbnail))
+        .bind(millis(attachment.created_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn attachment(&self, id: Uuid) -> StoreResult<Option<AttachmentRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ATTACHMENT_COLUMNS} FROM attachments a WHERE a.id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(attachment_from_row).transpose()
+    }
+
+    /// Marks for deletion the attachments uploaded before `before` and never sent; the mark is
+    /// conditional on their still being unsent, so a message that takes one at the same moment
+    /// either wins it or is refused.
+    pub async fn remove_unsent_attachments(
+        &self,
+        before: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE attachments SET removed_at = $2 WHERE message_id IS NULL \
+             AND removed_at IS NULL AND created_at < $1",
+        )
+        .bind(millis(before))
+        .bind(millis(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Marks for deletion the media of sessions that ended before `cutoff`.
+    pub async fn remove_media_of_sessions_ended_before(
+        &self,
+        cutoff: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE attachments SET removed_at = $2 WHERE removed_at IS NULL AND session_id IN \
+             (SELECT id FROM sessions WHERE (ended_at IS NOT NULL AND ended_at < $1) \
+               OR (status = 'pending' AND created_at < $1))",
+        )
+        .bind(millis(cutoff))
+        .bind(millis(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Attachments marked for deletion whose files may still be in the media store.
+    pub async fn media_to_purge(&self, limit: i64) -> StoreResult<Vec<MediaToPurge>> {
+        let rows = sqlx::query(
+            "SELECT id, session_id, has_thumbnail, message_id FROM attachments \
+             WHERE removed_at IS NOT NULL AND purged_at IS NULL ORDER BY removed_at LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let thumbnail: i64 = row.try_get("has_thumbnail")?;
+                Ok(MediaToPurge {
+                    id: uuid_col(row, "id")?,
+                    session_id: uuid_col(row, "session_id")?,
+                    has_thumbnail: thumbnail != 0,
+                    unsent: opt_uuid_col(row, "message_id")?.is_none(),
+                })
+            })
+            .collect()
+    }
+
+    /// Records that the files of a removed attachment are gone: an unsent one's row is deleted,
+    /// a sent one's row stays (stamped) so its message can say what was there.
+    pub async fn media_purged(&self, item: &MediaToPurge, now: OffsetDateTime) -> StoreResult<()> {
+        if item.unsent {
+            sqlx::query(
+                "DELETE FROM attachments WHERE id = $1 AND message_id IS NULL \
+                 AND removed_at IS NOT NULL",
+            )
+            .bind(item.id.to_string())
+            .execute(&self.pool)
+            .await?;
+        } else {
+            sqlx::query(
+                "UPDATE attachments SET purged_at = $2 WHERE id = $1 AND purged_at IS NULL",
+            )
+            .bind(item.id.to_string())
+            .bind(millis(now))
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
     }
 
     pub async fn session_count(&self) -> StoreResult<i64> {
@@ -1566,6 +1845,15 @@ impl Store {
              OR (status = 'pending' AND created_at < $1))";
         let cutoff = millis(cutoff);
         let mut tx = self.pool.begin().await?;
+        // Their files are deleted by the media sweep; rows whose files are gone go with the
+        // transcript.
+        sqlx::query(&format!(
+            "DELETE FROM attachments WHERE purged_at IS NOT NULL \
+             AND session_id IN (SELECT id FROM sessions WHERE {EXPIRED})"
+        ))
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?;
         let messages = sqlx::query(&format!(
             "DELETE FROM messages WHERE session_id IN (SELECT id FROM sessions WHERE {EXPIRED})"
         ))

@@ -10,12 +10,12 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import {
-  APP,
-  By,
-  Customer,
   addMechanic,
   api,
+  APP,
   appPids,
+  By,
+  Customer,
   eventually,
   find,
   launchApp,
@@ -23,6 +23,8 @@ import {
   offeredRequest,
   quitApp,
   screenshots,
+  signIn,
+  signOut,
   startServer,
   textContains,
 } from '../harness.mjs'
@@ -42,6 +44,7 @@ describe('History, summary and availability in the desktop app', { concurrency: 
 
   after(async () => {
     await customer?.leave()
+    if (driver) await signOut(driver).catch(() => undefined)
     if (driver) await quitApp(driver).catch(() => undefined)
     server?.stop()
   })
@@ -50,14 +53,7 @@ describe('History, summary and availability in the desktop app', { concurrency: 
 
   it('signs in, and Away and Online reach the server', async () => {
     driver = await launchApp()
-    const form = await find(driver, '[data-testid="sign-in-form"]', 30000)
-    const url = await form.findElement(By.css('#server'))
-    await url.clear()
-    await url.sendKeys(server.base)
-    await form.findElement(By.css('#email')).sendKeys(ROSA.email)
-    await form.findElement(By.css('#password')).sendKeys(ROSA.password)
-    await form.findElement(By.css('[data-testid="sign-in"]')).click()
-    await textContains(driver, '[data-testid="signed-in-as"]', ROSA.name)
+    await signIn(driver, server.base, ROSA)
     await eventually('the server to count the mechanic', async () => (await online()) === 1)
     await (await find(driver, '[data-testid="availability"] option[value="away"]')).click()
     await eventually('the server to stop counting the mechanic', async () => (await online()) === 0)

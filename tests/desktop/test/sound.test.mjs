@@ -11,15 +11,17 @@ import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from '
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import {
-  By,
   addMechanic,
   appLog,
+  By,
   eventually,
   find,
   launchApp,
   notifications,
   offeredRequest,
   quitApp,
+  signIn,
+  signOut,
   sleep,
   startServer,
   textContains,
@@ -52,15 +54,7 @@ describe('Wrenchline notification sound', { concurrency: false }, () => {
 
   it('plays its own chime when the notification daemon plays no sound', async () => {
     driver = await launchApp()
-    const form = await find(driver, '[data-testid="sign-in-form"]', 30000)
-    const url = await form.findElement(By.css('#server'))
-    await url.clear()
-    await url.sendKeys(server.base)
-    const email = await form.findElement(By.css('#email'))
-    await email.clear()
-    await email.sendKeys(PAT.email)
-    await form.findElement(By.css('#password')).sendKeys(PAT.password)
-    await form.findElement(By.css('[data-testid="sign-in"]')).click()
+    await signIn(driver, server.base, PAT)
     await textContains(driver, '[data-testid="feed-status"]', 'Connected', 30000)
     const before = played()
     const chimesBefore = chimes()
@@ -96,7 +90,6 @@ describe('Wrenchline notification sound', { concurrency: false }, () => {
   })
 
   it('signs out, so the next launch starts at the sign-in form', async () => {
-    await (await find(driver, '[data-testid="sign-out"]')).click()
-    await find(driver, '[data-testid="sign-in-form"]')
+    await signOut(driver)
   })
 })

@@ -4,6 +4,7 @@
 // inserts, the answer to a post — in any order and more than once; merging keeps one entry per id,
 // orders by seq, and lets a stored message replace the optimistic entry with the same client_id.
 
+import { attachmentsOf, type Attachment, type LocalFile } from './attachments';
 import type { Message, Role } from './backend';
 
 /**
@@ -21,6 +22,10 @@ export type ChatEntry = {
   sender_id: string;
   sender_role: Role;
   body: string;
+  /** What a stored message carries. */
+  attachments: Attachment[];
+  /** The files of a message still on its way (uploaded or not). */
+  files: LocalFile[];
   created_at: string;
   delivery: Delivery;
   /** Why the last send failed or is waiting, for people. */
@@ -36,6 +41,8 @@ export function storedEntry(m: Message): ChatEntry {
     sender_id: m.sender_id,
     sender_role: m.sender_role,
     body: m.body,
+    attachments: attachmentsOf(m),
+    files: [],
     created_at: m.created_at,
     delivery: 'sent',
   };
@@ -46,6 +53,7 @@ export function pendingEntry(
   body: string,
   sender: { id: string; role: Role },
   now: Date = new Date(),
+  files: readonly LocalFile[] = [],
 ): ChatEntry {
   return {
     key: `local:${clientId}`,
@@ -55,6 +63,8 @@ export function pendingEntry(
     sender_id: sender.id,
     sender_role: sender.role,
     body,
+    attachments: [],
+    files: files.map((f) => ({ ...f })),
     created_at: now.toISOString(),
     delivery: 'sending',
   };
@@ -67,6 +77,7 @@ export function isMessage(value: unknown): value is Message {
   return (
     typeof m.id === 'string' &&
     typeof m.seq === 'number' &&
+    (m.attachments === undefined || Array.isArray(m.attachments)) &&
     Number.isFinite(m.seq) &&
     typeof m.body === 'string' &&
     typeof m.sender_id === 'string'
@@ -135,4 +146,14 @@ export function newClientId(): string {
   const bytes = new Uint8Array(16);
   c.getRandomValues(bytes);
   return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** Sets what is known of the files of an optimistic entry (an upload finished). */
+export function setFiles(entries: readonly ChatEntry[], clientId: string, files: readonly LocalFile[]): ChatEntry[] {
+  return entries.map((e) => (e.id === null && e.client_id === clientId ? { ...e, files: files.map((f) => ({ ...f })) } : e));
+}
+
+/** Drops an optimistic entry (its sending was cancelled). */
+export function removePending(entries: readonly ChatEntry[], clientId: string): ChatEntry[] {
+  return entries.filter((e) => !(e.id === null && e.client_id === clientId));
 }

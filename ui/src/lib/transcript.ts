@@ -1,5 +1,7 @@
-// The plain-text transcript a customer can download when a session is over.
+// The plain-text transcript a customer can download when a session is over; each attachment is
+// listed in place (kind, size), under its message's time.
 
+import { describe } from './attachments';
 import type { MechanicSummary, Session } from './backend';
 import type { ChatEntry } from './messages';
 import { summaryText } from './review';
@@ -43,7 +45,8 @@ export function transcriptText(
   for (const e of entries) {
     if (e.id === null) continue;
     lines.push(`[${stamp(e.created_at)}] ${name(e)}:`);
-    lines.push(e.body);
+    if (e.body) lines.push(e.body);
+    for (const a of e.attachments) lines.push(`[${describe(a)}, attachment ${a.id}]`);
     lines.push('');
   }
   return lines.join('\n');

@@ -79,6 +79,7 @@ pub const MESSAGE_COLUMNS: &[(&str, &str)] = &[
     ("body", "text"),
     ("client_id", "text"),
     ("created_at", "timestamptz"),
+    ("attachments", "jsonb"),
 ];
 
 fn public() -> String {

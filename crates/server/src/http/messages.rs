@@ -1,6 +1,7 @@
 //! Chat history and posting. History is read by `seq`, so a client that reconnects asks for what
 //! follows the last `seq` it has and gets no gap and no duplicate; posting is idempotent by
-//! `client_id`.
+//! `client_id`. A message may carry attachments uploaded before (`attachment_ids`), and then
+//! needs no text.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,7 +13,8 @@ use utoipa::openapi::KnownFormat;
 use uuid::Uuid;
 use wrenchline_protocol::text::{Lines, CONTROL_CHARACTER_MESSAGE};
 use wrenchline_protocol::{
-    ErrorBody, FieldErrors, Message, PostMessageRequest, Role, MAX_CLIENT_ID_CHARS,
+    ErrorBody, FieldErrors, Message, PostMessageRequest, Role, MAX_ATTACHMENTS_PER_MESSAGE,
+    MAX_CLIENT_ID_CHARS,
 };
 
 use crate::error::ApiError;
@@ -105,8 +107,22 @@ pub(crate) fn client_id_is_valid(id: &str) -> bool {
 pub(crate) fn message_problems(body: &PostMessageRequest, max_chars: usize) -> FieldErrors {
     let mut fields = FieldErrors::new();
     let text = body.body.trim();
+    let ids = &body.attachment_ids;
+    if ids.len() > MAX_ATTACHMENTS_PER_MESSAGE {
+        fields.insert(
+            "attachment_ids".into(),
+            format!("A message carries at most {MAX_ATTACHMENTS_PER_MESSAGE} attachments"),
+        );
+    } else if ids.iter().enumerate().any(|(i, id)| ids[..i].contains(id)) {
+        fields.insert(
+            "attachment_ids".into(),
+            "An attachment is listed twice".into(),
+        );
+    }
     if text.is_empty() {
-        fields.insert("body".into(), "Write a message first".into());
+        if ids.is_empty() {
+            fields.insert("body".into(), "Write a message first".into());
+        }
     } else if text.chars().count() > max_chars {
         fields.insert(
             "body".into(),
@@ -133,8 +149,8 @@ pub(crate) fn message_problems(body: &PostMessageRequest, max_chars: usize) -> F
         (status = 400, description = "malformed_json, or invalid_id: the id in the path is not a UUID", body = ErrorBody),
         (status = 401, description = "unauthorized, invalid_token or token_expired", body = ErrorBody),
         (status = 403, description = "cross_origin: sent by a browser from another site", body = ErrorBody),
-        (status = 404, description = "not_found: no such session of this participant", body = ErrorBody),
-        (status = 409, description = "not_accepted or session_ended, with the current `session`", body = ErrorBody),
+        (status = 404, description = "not_found: no such session of this participant; attachment_not_found: an attachment id is not the sender's unsent upload to this session", body = ErrorBody),
+        (status = 409, description = "not_accepted or session_ended, with the current `session`; attachment_already_sent", body = ErrorBody),
         (status = 413, description = "body_too_large", body = ErrorBody),
         (status = 415, description = "unsupported_media_type: the body is not sent as JSON", body = ErrorBody),
         (status = 422, description = "validation_failed, with `fields`; or invalid_body (wrong types)", body = ErrorBody),
@@ -158,6 +174,7 @@ pub async fn post(
         id,
         &body.client_id,
         body.body.trim(),
+        &body.attachment_ids,
     )
     .await?;
     let status = if created {
@@ -208,7 +225,8 @@ mod tests {
         ))
         .unwrap();
         let pattern = |component: &str, name: &str| {
-            let schema = &doc["components"]["schemas"][component]["properties"][name];
+            let schema =
+                crate::http::meta::strict_property(&doc["components"]["schemas"][component], name);
             Regex::new(schema["pattern"].as_str().unwrap()).unwrap()
         };
         let body = pattern("PostMessageRequest", "body");
@@ -223,6 +241,7 @@ mod tests {
                 &PostMessageRequest {
                     body: text.clone(),
                     client_id: "c1".into(),
+                    attachment_ids: Vec::new(),
                 },
                 wrenchline_protocol::MAX_MESSAGE_CHARS,
             )

@@ -160,8 +160,46 @@ pub fn document(plans: &[Plan], limits: &Limits, now: OffsetDateTime) -> utoipa:
         if let Some(body) = property(schemas, "PostMessageRequest", "body") {
             *body = schema::message_body_up_to(limits.message_max_chars);
         }
+        needs_body_or_attachment(schemas, limits.message_max_chars);
     }
     doc
+}
+
+/// A message needs a body or at least one attachment: `allOf` the object (whose `body` may then
+/// be blank) and `anyOf` a message with text (`body` as the server checks it) or one with an
+/// attachment.
+fn needs_body_or_attachment(schemas: &mut BTreeMap<String, RefOr<Schema>>, max_chars: usize) {
+    use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder};
+    let Some(RefOr::T(Schema::Object(mut message))) = schemas.get("PostMessageRequest").cloned()
+    else {
+        return;
+    };
+    let text = schema::message_body_up_to(max_chars);
+    if let Some(RefOr::T(Schema::Object(body))) = message.properties.get_mut("body") {
+        let strict = text.pattern.clone().unwrap_or_default();
+        body.pattern = Some(format!("^[{}]*$|{strict}", schema::WHITE_SPACE));
+        body.min_length = None;
+        body.description = Some(
+            "The text (see the rules in `anyOf`); blank or left out when `attachment_ids` names \
+             at least one attachment."
+                .into(),
+        );
+    }
+    let with_body = ObjectBuilder::new().property("body", text).required("body");
+    let with_attachment = ObjectBuilder::new()
+        .property("attachment_ids", ArrayBuilder::new().min_items(Some(1)))
+        .required("attachment_ids");
+    let either = AnyOfBuilder::new().item(with_body).item(with_attachment);
+    schemas.insert(
+        "PostMessageRequest".into(),
+        RefOr::T(Schema::AllOf(
+            AllOfBuilder::new()
+                .item(message)
+                .item(either)
+                .description(Some("A message: text, attachments, or both"))
+                .build(),
+        )),
+    );
 }
 
 fn property<'a>(
@@ -192,6 +230,22 @@ pub async fn public_config(State(state): State<AppState>) -> Json<PublicConfig> 
     })
 }
 
+/// A property of a component schema as the server checks it on its own: for a component with
+/// rules across its fields (`allOf: [the object, {anyOf: [...]}]`), the first `anyOf` branch
+/// that states it, else the object's.
+#[cfg(test)]
+pub(crate) fn strict_property(schema: &serde_json::Value, name: &str) -> serde_json::Value {
+    let Some(all) = schema.get("allOf") else {
+        return schema["properties"][name].clone();
+    };
+    let branches = all.as_array().into_iter().flatten().skip(1);
+    branches
+        .flat_map(|rule| rule["anyOf"].as_array().cloned().unwrap_or_default())
+        .map(|branch| branch["properties"][name].clone())
+        .find(|property| !property.is_null())
+        .unwrap_or_else(|| all[0]["properties"][name].clone())
+}
+
 #[cfg(test)]
 mod tests {
     //! The document's constraints against the validators they describe: each pattern and bound
@@ -220,7 +274,7 @@ mod tests {
     }
 
     fn property(doc: &Value, component: &str, name: &str) -> Value {
-        doc["components"]["schemas"][component]["properties"][name].clone()
+        strict_property(&doc["components"]["schemas"][component], name)
     }
 
     /// The property's `pattern`, compiled as the whole-string match JSON Schema means by it.
@@ -350,6 +404,7 @@ mod tests {
                 &PostMessageRequest {
                     body: s.into(),
                     client_id: "c1".into(),
+                    attachment_ids: Vec::new(),
                 },
                 MAX_MESSAGE_CHARS,
             )
@@ -366,6 +421,7 @@ mod tests {
                 &PostMessageRequest {
                     body: s.into(),
                     client_id: "c1".into(),
+                    attachment_ids: Vec::new(),
                 },
                 12,
             )
@@ -418,6 +474,7 @@ mod tests {
             &PostMessageRequest {
                 body: "hello".into(),
                 client_id: id.into(),
+                attachment_ids: Vec::new(),
             },
             MAX_MESSAGE_CHARS,
         )

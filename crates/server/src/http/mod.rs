@@ -1,6 +1,7 @@
 //! The HTTP surface: one module per resource, merged here with the layers every request passes
 //! (tracing, metrics, the cross-origin write check, the body limit and security headers).
 
+pub mod attachments;
 pub mod auth;
 pub mod availability;
 pub mod intake;
@@ -38,6 +39,7 @@ use crate::state::AppState;
         availability::availability,
         sessions::requests, sessions::session, sessions::accept, sessions::start, sessions::end,
         messages::history, messages::post,
+        attachments::upload, attachments::file, attachments::thumbnail,
         auth::login, auth::refresh, auth::logout, auth::customer_token,
         meta::healthz, meta::readyz, meta::openapi, meta::server_time, meta::public_config,
         waiting::waiting_room,
@@ -85,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .merge(availability::router())
         .merge(sessions::router())
         .merge(messages::router())
+        .merge(attachments::router())
         .merge(auth::router())
         .merge(meta::router())
         .merge(updates::router())

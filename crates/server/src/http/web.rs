@@ -14,10 +14,11 @@ use crate::error::ApiError;
 struct Assets;
 
 /// No inline script or style, nothing from another origin; realtime connects back to this origin.
+/// `blob:` images and media are the previews of files picked on the page itself, before upload.
 pub const PAGE_CSP: &str =
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-     font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; \
-     frame-ancestors 'none'";
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+     media-src 'self' blob:; font-src 'self'; connect-src 'self'; object-src 'none'; \
+     base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
 
 const SHELL: &str = "index.html";
 

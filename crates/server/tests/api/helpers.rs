@@ -111,6 +111,7 @@ pub async fn spawn_app_on(database_url: String, configure: impl FnOnce(&mut Sett
     settings.limits.login_per_address_per_minute = 10_000;
     settings.limits.intakes_per_address_per_hour = 10_000;
     settings.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+    settings.media_dir = Some(std::env::temp_dir().join(format!("wl-media-{}", Uuid::new_v4())));
     configure(&mut settings);
     let app = Application::build(settings).await.expect("server builds");
     let addr = app.local_addr();

@@ -2,10 +2,12 @@
 //! fresh file per test, or a fresh PostgreSQL database per test when
 //! `WRENCHLINE_TEST_POSTGRES_URL` names a server (the suite is run once for each engine).
 
+mod attachments;
 mod authorization;
 mod availability;
 mod cli;
 mod client;
+mod client_media;
 mod helpers;
 mod intake;
 mod lifecycle;

@@ -255,6 +255,19 @@ async fn every_cookie_authenticated_write_is_refused_from_another_origin() {
     .await;
     assert_eq!(answer["error"], "participants_not_present");
 
+    // Past the origin check, an upload answers for itself: a JSON body is no multipart form.
+    cover("/api/sessions/{id}/attachments");
+    let answer = refused_from_elsewhere_then_accepted(
+        &app,
+        at,
+        &customer,
+        &format!("/api/sessions/{session}/attachments"),
+        Some(json!({"file": "x"})),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    )
+    .await;
+    assert_eq!(answer["error"], "unsupported_media_type");
+
     cover("/api/sessions/{id}/end");
     refused_from_elsewhere_then_accepted(
         &app,

@@ -362,6 +362,7 @@ async fn a_change_committed_on_one_node_reaches_every_node_once_in_order() {
                     body: format!("m{seq}"),
                     client_id: format!("c{seq}"),
                     created_at: time::OffsetDateTime::now_utc(),
+                    attachments: Vec::new(),
                 },
             ));
     }

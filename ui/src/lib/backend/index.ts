@@ -5,6 +5,8 @@
 // docs/architecture.md) and re-exported here.
 
 import type {
+  Attachment,
+  AttachmentKind,
   HistoryEntry,
   IntakeRequest,
   IntakeResponse,
@@ -34,6 +36,8 @@ import type {
 } from '../generated';
 
 export type {
+  Attachment,
+  AttachmentKind,
   HistoryEntry,
   IntakeRequest,
   IntakeResponse,
@@ -115,6 +119,15 @@ export type SessionSubscription = {
   close(): void;
 };
 
+/** How far an upload is, in bytes. */
+export type UploadProgress = { sent: number; total: number };
+
+/** How an upload reports progress and is cancelled. */
+export type UploadOptions = {
+  progress?(progress: UploadProgress): void;
+  signal?: AbortSignal;
+};
+
 export interface Backend {
   plans(): Promise<Plan[]>;
   waiver(): Promise<Waiver>;
@@ -133,8 +146,26 @@ export interface Backend {
   clockOffset(): Promise<number>;
   /** Messages with a seq greater than `afterSeq`, in seq order. */
   history(sessionId: string, afterSeq: number): Promise<Message[]>;
-  /** Posts a message; repeating a `clientId` returns the message already stored under it. */
-  sendMessage(sessionId: string, body: string, clientId: string): Promise<Message>;
+  /**
+   * Posts a message; repeating a `clientId` returns the message already stored under it. A
+   * message has a body, attachments (ids from `uploadAttachment`), or both.
+   */
+  sendMessage(sessionId: string, body: string, clientId: string, attachmentIds?: readonly string[]): Promise<Message>;
+  /**
+   * Uploads one file for the session (stored, not sent: a message sends it). `progress` hears
+   * of the bytes sent where the transport tells; `signal` cancels the upload.
+   */
+  uploadAttachment(sessionId: string, file: Blob, name: string, options?: UploadOptions): Promise<Attachment>;
+  /** Where the page loads an attachment (or its thumbnail) from: never a URL with a token in it. */
+  mediaUrl(attachmentId: string, variant?: 'file' | 'thumbnail'): string;
+  /**
+   * A URL an audio or video element can play, where `mediaUrl` is not one: the desktop app reads
+   * the bytes through the shell into a `blob:` URL (WebKitGTK's players cannot read the shell's
+   * scheme). The caller revokes it.
+   */
+  playableUrl?(attachmentId: string, contentType: string): Promise<string>;
+  /** Saves an attachment to the computer's disk, answering where (the desktop app only). */
+  saveAttachment?(attachmentId: string, fileName: string): Promise<string>;
   startSession(sessionId: string): Promise<Session>;
   endSession(sessionId: string): Promise<Session>;
   /** Joins the session's chat and presence topics and tracks this user as present. */

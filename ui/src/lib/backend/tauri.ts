@@ -5,7 +5,7 @@
 // shared chat room needs) it offers the desktop's own calls: sign-in, the request feed, accept,
 // availability, settings and navigation.
 
-import { invoke } from '@tauri-apps/api/core';
+import { convertFileSrc, invoke, type InvokeArgs, type InvokeOptions } from '@tauri-apps/api/core';
 import { listen, type Event, type UnlistenFn } from '@tauri-apps/api/event';
 import { sampleClockOffset } from '../countdown';
 import type {
@@ -19,7 +19,9 @@ import type {
 } from '../generated';
 import {
   BackendError,
+  type Attachment,
   type Backend,
+  type UploadOptions,
   type LinkStatus,
   type Message,
   type Plan,
@@ -132,9 +134,12 @@ export function toBackendError(e: unknown): BackendError {
   return new BackendError(0, 'unexpected', 'Something went wrong; please try again');
 }
 
-async function call<T>(command: string, args?: Record<string, unknown>): Promise<T> {
+/** The URI scheme the shell serves attachments on (src-tauri/media.rs). */
+const MEDIA_SCHEME = 'wlmedia';
+
+async function call<T>(command: string, args?: InvokeArgs, options?: InvokeOptions): Promise<T> {
   try {
-    return await invoke<T>(command, args);
+    return await invoke<T>(command, args, options);
   } catch (e) {
     throw toBackendError(e);
   }
@@ -196,8 +201,47 @@ export class TauriBackend implements Backend {
     return call('messages', { id: sessionId, after: Math.max(0, Math.floor(afterSeq)) });
   }
 
-  sendMessage(sessionId: string, body: string, clientId: string): Promise<Message> {
-    return call('send_message', { id: sessionId, body, client_id: clientId });
+  sendMessage(sessionId: string, body: string, clientId: string, attachmentIds: readonly string[] = []): Promise<Message> {
+    return call('send_message', { id: sessionId, body, client_id: clientId, attachment_ids: [...attachmentIds] });
+  }
+
+  /**
+   * The bytes go to the shell as the command's raw body (no JSON number arrays), the session and
+   * the file's name and type in headers; the shell uploads them with the mechanic's token. The
+   * IPC reports no progress, so there is one step: all sent once the shell answers.
+   */
+  async uploadAttachment(sessionId: string, file: Blob, name: string, options: UploadOptions = {}): Promise<Attachment> {
+    const { signal, progress } = options;
+    const cancelled = () => new DOMException('The upload was cancelled', 'AbortError');
+    if (signal?.aborted) throw cancelled();
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    if (signal?.aborted) throw cancelled();
+    progress?.({ sent: 0, total: bytes.byteLength });
+    const stored = await call<Attachment>('upload_attachment', bytes, {
+      headers: {
+        'x-session-id': sessionId,
+        'x-file-name': encodeURIComponent(name),
+        'x-content-type': file.type || 'application/octet-stream',
+      },
+    });
+    if (signal?.aborted) throw cancelled();
+    progress?.({ sent: bytes.byteLength, total: bytes.byteLength });
+    return stored;
+  }
+
+  /** Served by the shell's `wlmedia` protocol, which fetches it with the mechanic's token. */
+  mediaUrl(attachmentId: string, variant: 'file' | 'thumbnail' = 'file'): string {
+    const path = variant === 'thumbnail' ? `${attachmentId}/thumbnail` : attachmentId;
+    return convertFileSrc(path, MEDIA_SCHEME);
+  }
+
+  async playableUrl(attachmentId: string, contentType: string): Promise<string> {
+    const bytes = await call<ArrayBuffer>('attachment_bytes', { id: attachmentId });
+    return URL.createObjectURL(new Blob([bytes], { type: contentType }));
+  }
+
+  saveAttachment(attachmentId: string, fileName: string): Promise<string> {
+    return call('save_attachment', { id: attachmentId, file_name: fileName });
   }
 
   startSession(sessionId: string): Promise<Session> {

@@ -6,7 +6,9 @@ import type { RealtimeChannel, RealtimeClient } from '@supabase/realtime-js';
 import { sampleClockOffset } from '../countdown';
 import {
   BackendError,
+  type Attachment,
   type Backend,
+  type UploadOptions,
   type IntakeRequest,
   type MechanicAvailability,
   type Message,
@@ -102,6 +104,90 @@ async function request<T>(method: string, path: string, body?: unknown): Promise
 
 const enc = encodeURIComponent;
 
+type PostMessage = { body: string; client_id: string; attachment_ids?: string[] };
+
+/** An upload that has sent nothing for this long is given up as a `timeout` (see REQUEST_TIMEOUT_MS). */
+const UPLOAD_STALL_MS = 30_000;
+
+/** The server's `{error, message}` (or a generic one) as the UI's error. */
+function errorFrom(status: number, text: string): BackendError {
+  let err: Record<string, unknown> = {};
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (parsed && typeof parsed === 'object') err = parsed as Record<string, unknown>;
+  } catch {
+    err = {};
+  }
+  if (typeof err.error === 'string') {
+    return new BackendError(status, err.error, typeof err.message === 'string' ? err.message : 'Something went wrong');
+  }
+  if (status === 413) return new BackendError(413, 'payload_too_large', 'The file is too large to send.');
+  return new BackendError(status, 'unexpected', 'Something went wrong on our side; please try again');
+}
+
+/**
+ * Posts one file as `multipart/form-data` (part `file`) with XMLHttpRequest, the one browser API
+ * that reports upload progress everywhere. Cancelled through `signal` (an `AbortError`); a
+ * transfer that stalls is a `timeout`, a lost connection `network`, both worth retrying.
+ */
+function upload(path: string, file: Blob, name: string, options: UploadOptions): Promise<Attachment> {
+  return new Promise((resolve, reject) => {
+    const { signal, progress } = options;
+    if (signal?.aborted) {
+      reject(new DOMException('The upload was cancelled', 'AbortError'));
+      return;
+    }
+    const xhr = new XMLHttpRequest();
+    let stalled = false;
+    let stallTimer: ReturnType<typeof setTimeout> | undefined;
+    const watch = () => {
+      clearTimeout(stallTimer);
+      stallTimer = setTimeout(() => {
+        stalled = true;
+        xhr.abort();
+      }, UPLOAD_STALL_MS);
+    };
+    const onAbort = () => xhr.abort();
+    const done = () => {
+      clearTimeout(stallTimer);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    xhr.open('POST', path);
+    xhr.withCredentials = true;
+    xhr.setRequestHeader('accept', 'application/json');
+    xhr.upload.onprogress = (e) => {
+      watch();
+      progress?.({ sent: e.loaded, total: e.lengthComputable ? e.total : file.size });
+    };
+    xhr.onload = () => {
+      done();
+      if (xhr.status >= 200 && xhr.status < 300) {
+        try {
+          resolve(JSON.parse(xhr.responseText) as Attachment);
+        } catch {
+          reject(new BackendError(0, 'network', NETWORK_MESSAGE));
+        }
+      } else {
+        reject(errorFrom(xhr.status, xhr.responseText));
+      }
+    };
+    xhr.onerror = () => {
+      done();
+      reject(new BackendError(0, 'network', NETWORK_MESSAGE));
+    };
+    xhr.onabort = () => {
+      done();
+      if (stalled) reject(new BackendError(0, 'timeout', TIMEOUT_MESSAGE));
+      else reject(new DOMException('The upload was cancelled', 'AbortError'));
+    };
+    signal?.addEventListener('abort', onAbort);
+    const form = new FormData();
+    form.append('file', file, name);
+    watch();
+    xhr.send(form);
+  });
+}
+
 export class WebBackend implements Backend {
   private tokenCache: { token: Token; expiresAt: number } | null = null;
 
@@ -188,8 +274,19 @@ export class WebBackend implements Backend {
     return request('GET', `/api/sessions/${enc(sessionId)}/messages?after=${Math.max(0, Math.floor(afterSeq))}`);
   }
 
-  sendMessage(sessionId: string, body: string, clientId: string): Promise<Message> {
-    return request('POST', `/api/sessions/${enc(sessionId)}/messages`, { body, client_id: clientId });
+  sendMessage(sessionId: string, body: string, clientId: string, attachmentIds: readonly string[] = []): Promise<Message> {
+    const message: PostMessage = { body, client_id: clientId };
+    if (attachmentIds.length > 0) message.attachment_ids = [...attachmentIds];
+    return request('POST', `/api/sessions/${enc(sessionId)}/messages`, message);
+  }
+
+  uploadAttachment(sessionId: string, file: Blob, name: string, options: UploadOptions = {}): Promise<Attachment> {
+    return upload(`/api/sessions/${enc(sessionId)}/attachments`, file, name, options);
+  }
+
+  mediaUrl(attachmentId: string, variant: 'file' | 'thumbnail' = 'file'): string {
+    const path = `/api/attachments/${enc(attachmentId)}`;
+    return variant === 'thumbnail' ? `${path}/thumbnail` : path;
   }
 
   startSession(sessionId: string): Promise<Session> {

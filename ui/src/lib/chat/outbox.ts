@@ -3,6 +3,7 @@
 // in the tab's sessionStorage, the desktop shell in memory), which send failures are worth
 // waiting out and how long to wait between attempts. `ChatRoom` drives the sending.
 
+import { isAttachment, type LocalFile } from '../attachments';
 import { BackendError, type Role } from '../backend';
 
 /** A message typed here and not yet acknowledged by the server. */
@@ -12,6 +13,11 @@ export type QueuedMessage = {
   created_at: string;
   sender_id: string;
   sender_role: Role;
+  /**
+   * Its files: described here (the store keeps text only), each with the stored attachment once
+   * uploaded; the bytes of the others live in the page's memory until they are.
+   */
+  files?: LocalFile[];
 };
 
 /** Where a room keeps its unacknowledged messages, per session, in the order they were typed. */
@@ -38,6 +44,19 @@ export type KeyValueStorage = Pick<Storage, 'getItem' | 'setItem' | 'removeItem'
 
 export const OUTBOX_KEY_PREFIX = 'wrenchline:outbox:';
 
+function isLocalFile(value: unknown): value is LocalFile {
+  if (typeof value !== 'object' || value === null) return false;
+  const f = value as Record<string, unknown>;
+  return (
+    typeof f.local_id === 'string' &&
+    typeof f.name === 'string' &&
+    typeof f.type === 'string' &&
+    typeof f.size === 'number' &&
+    (f.kind === 'image' || f.kind === 'video' || f.kind === 'audio') &&
+    (f.attachment === undefined || isAttachment(f.attachment))
+  );
+}
+
 function isQueuedMessage(value: unknown): value is QueuedMessage {
   if (typeof value !== 'object' || value === null) return false;
   const m = value as Record<string, unknown>;
@@ -47,7 +66,8 @@ function isQueuedMessage(value: unknown): value is QueuedMessage {
     typeof m.body === 'string' &&
     typeof m.created_at === 'string' &&
     typeof m.sender_id === 'string' &&
-    (m.sender_role === 'customer' || m.sender_role === 'mechanic')
+    (m.sender_role === 'customer' || m.sender_role === 'mechanic') &&
+    (m.files === undefined || (Array.isArray(m.files) && m.files.every(isLocalFile)))
   );
 }
 

@@ -113,6 +113,10 @@ class FakeBackend implements Backend {
       this.inFlight--;
     }
   }
+  uploadAttachment = vi.fn(async () => {
+    throw new BackendError(0, 'unexpected', 'no uploads in this test');
+  });
+  mediaUrl = (id: string) => `/media/${id}`;
   release() {
     this.hold = false;
     for (const resolve of this.held.splice(0)) resolve();

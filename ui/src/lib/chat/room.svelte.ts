@@ -15,6 +15,7 @@ import {
   type SessionSubscription,
   type User,
 } from '../backend';
+import { kindOf, newLocalId, uploadRefusal, type LocalFile, type UploadProgress } from '../attachments';
 import { parseTime, remainingMs } from '../countdown';
 import {
   isMessage,
@@ -26,6 +27,8 @@ import {
   mergeMessages,
   newClientId,
   pendingEntry,
+  removePending,
+  setFiles,
   type ChatEntry,
 } from '../messages';
 import { participants } from '../presence';
@@ -41,6 +44,8 @@ const START_NUDGE_MS = 3_000;
 /** After the countdown reached zero, look at the session this often until the server ends it. */
 const EXPIRY_POLL_MS = 3_000;
 export const MAX_MESSAGE_CHARS = 4_000;
+/** Files one message may carry. */
+export const MAX_FILES = 10;
 const HISTORY_PAGE = 500;
 
 /** Where the room is, as people see it. */
@@ -53,6 +58,17 @@ export type Phase =
   | 'completed'
   | 'cancelled'
   | 'unavailable';
+
+/** An upload the person cancelled (not a failure). */
+function isCancelled(e: unknown): boolean {
+  return e instanceof DOMException && e.name === 'AbortError';
+}
+
+/** A file the room could not upload: its bytes are gone (the page was reloaded before it was). */
+class LostFile extends Error {}
+
+/** The server refused a file (its type, its size): the message says which and why. */
+class UploadRefused extends Error {}
 
 /** Why the server refused a message for good, for people (passing failures only queue it). */
 function sendError(e: unknown): string {
@@ -86,6 +102,13 @@ export class ChatRoom {
   endError = $state('');
   /** Whether the realtime link has been subscribed at least once (for "reconnecting"). */
   everSubscribed = $state(false);
+  /** Uploads under way, by the file's local id. */
+  progress = $state<Record<string, UploadProgress>>({});
+  /** Players' URLs of stored attachments where the backend makes them (see `playable`). */
+  private playableUrls = $state<Record<string, string>>({});
+  private readonly readingPlayable = new Set<string>();
+  /** Object URLs of the files on their way, by local id, for previews. */
+  previews = $state<Record<string, string>>({});
 
   readonly participants = $derived(
     participants(this.presenceState, this.session?.customer_id, this.session?.mechanic_id),
@@ -144,6 +167,12 @@ export class ChatRoom {
   private sendingNow = false;
   private retries = 0;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The bytes of files not stored yet, by local id (memory only: a store keeps text). */
+  private readonly blobs = new Map<string, Blob>();
+  /** The upload in flight, so that Cancel can stop it. */
+  private uploading: { clientId: string; abort: AbortController } | null = null;
+  /** The message whose post is in flight: too late to cancel it. */
+  private posting: string | null = null;
   private readonly onOnline = () => this.sendQueuedNow();
 
   constructor(
@@ -213,6 +242,9 @@ export class ChatRoom {
 
   stop(): void {
     this.stopped = true;
+    this.uploading?.abort.abort();
+    for (const url of Object.values(this.previews)) URL.revokeObjectURL(url);
+    for (const url of Object.values(this.playableUrls)) if (url) URL.revokeObjectURL(url);
     clearInterval(this.ticker);
     clearTimeout(this.retryTimer);
     if (typeof window !== 'undefined') window.removeEventListener('online', this.onOnline);
@@ -315,13 +347,99 @@ export class ChatRoom {
     }
   }
 
-  /** Sends a new message; it shows at once, as "sending" or, behind waiting ones, as queued. */
-  send(text: string): boolean {
+  /**
+   * Sends a new message, with files if any; it shows at once, as "sending" or, behind waiting
+   * ones, as queued. The files are uploaded first, then the message is posted with them.
+   */
+  send(text: string, files: readonly File[] = []): boolean {
     const body = text.trim();
     const me = this.me;
-    if (!body || !me || !this.canSend || [...body].length > MAX_MESSAGE_CHARS) return false;
-    this.enqueue(pendingEntry(newClientId(), body, me));
+    if ((!body && files.length === 0) || !me || !this.canSend) return false;
+    if ([...body].length > MAX_MESSAGE_CHARS || files.length > MAX_FILES) return false;
+    const local: LocalFile[] = files.map((file) => {
+      const local_id = newLocalId();
+      this.blobs.set(local_id, file);
+      if (typeof URL.createObjectURL === 'function') {
+        this.previews = { ...this.previews, [local_id]: URL.createObjectURL(file) };
+      }
+      return {
+        local_id,
+        name: file.name,
+        type: file.type,
+        size: file.size,
+        kind: kindOf(file.type, file.name) ?? 'image',
+      };
+    });
+    this.enqueue(pendingEntry(newClientId(), body, me, new Date(), local));
     return true;
+  }
+
+  /** Where the page loads an attachment, or its thumbnail, from. */
+  mediaUrl(attachmentId: string, variant: 'file' | 'thumbnail' = 'file'): string {
+    return this.backend.mediaUrl(attachmentId, variant);
+  }
+
+  /**
+   * Where an audio or video element plays an attachment from: `mediaUrl`, or (desktop) a `blob:`
+   * URL of its bytes, read once per room and revoked when the room stops. `undefined` while it is
+   * being read.
+   */
+  playable(attachmentId: string, contentType: string): string | undefined {
+    const load = this.backend.playableUrl;
+    if (!load) return this.backend.mediaUrl(attachmentId);
+    const known = this.playableUrls[attachmentId];
+    if (known) return known;
+    // Asked while rendering: only the answer, later, changes the room's state.
+    if (this.readingPlayable.has(attachmentId)) return undefined;
+    this.readingPlayable.add(attachmentId);
+    load.call(this.backend, attachmentId, contentType).then(
+      (url) => {
+        if (this.stopped) URL.revokeObjectURL(url);
+        else this.playableUrls = { ...this.playableUrls, [attachmentId]: url };
+      },
+      () => this.readingPlayable.delete(attachmentId),
+    );
+    return undefined;
+  }
+
+  /** Whether attachments can be saved to disk through the backend (the desktop app). */
+  get canSaveToDisk(): boolean {
+    return typeof this.backend.saveAttachment === 'function';
+  }
+
+  /** Saves an attachment to disk (the desktop app), answering where. */
+  saveToDisk(attachmentId: string, fileName: string): Promise<string> {
+    if (!this.backend.saveAttachment) return Promise.reject(new BackendError(0, 'unsupported', 'Saving is not available here'));
+    return this.backend.saveAttachment(attachmentId, fileName);
+  }
+
+  /** Whether a message of mine may still be taken back: not stored, and its post not in flight. */
+  canCancel(clientId: string): boolean {
+    return this.posting !== clientId && this.entries.some((e) => e.id === null && e.client_id === clientId);
+  }
+
+  /** Takes back a message not sent yet (stopping its upload): it is never posted. */
+  cancel(clientId: string): void {
+    if (!this.canCancel(clientId)) return;
+    const entry = this.entries.find((e) => e.id === null && e.client_id === clientId);
+    if (this.uploading?.clientId === clientId) this.uploading.abort.abort();
+    this.forget(clientId);
+    this.entries = removePending(this.entries, clientId);
+    for (const f of entry?.files ?? []) this.dropFile(f.local_id);
+  }
+
+  private dropFile(localId: string): void {
+    this.blobs.delete(localId);
+    const url = this.previews[localId];
+    if (url) {
+      URL.revokeObjectURL(url);
+      const { [localId]: _, ...rest } = this.previews;
+      this.previews = rest;
+    }
+    if (this.progress[localId]) {
+      const { [localId]: _, ...rest } = this.progress;
+      this.progress = rest;
+    }
   }
 
   /** Sends a refused message again under the same client_id, so it can never be stored twice. */
@@ -343,6 +461,7 @@ export class ChatRoom {
         created_at: entry.created_at,
         sender_id: entry.sender_id,
         sender_role: entry.sender_role,
+        ...(entry.files.length > 0 ? { files: entry.files.map((f) => ({ ...f })) } : {}),
       },
     ];
     this.outbox.save(this.sessionId, this.queue);
@@ -356,7 +475,7 @@ export class ChatRoom {
     const fresh = mine.filter((m) => !known.has(m.client_id));
     if (fresh.length === 0) return;
     for (const m of fresh) {
-      const entry = pendingEntry(m.client_id, m.body, { id: m.sender_id, role: m.sender_role });
+      const entry = pendingEntry(m.client_id, m.body, { id: m.sender_id, role: m.sender_role }, new Date(), m.files ?? []);
       this.entries = markSending(this.entries, { ...entry, created_at: m.created_at });
     }
     this.queue = [...this.queue, ...fresh];
@@ -400,8 +519,22 @@ export class ChatRoom {
         if (!next || this.stopped) return;
         let stored: Message;
         try {
-          stored = await this.backend.sendMessage(this.sessionId, next.body, next.client_id);
+          const ids = await this.uploadFiles(next);
+          if (!this.queue.includes(next)) continue;
+          this.posting = next.client_id;
+          try {
+            stored = await this.backend.sendMessage(this.sessionId, next.body, next.client_id, ids);
+          } finally {
+            this.posting = null;
+          }
         } catch (e) {
+          // Cancelled meanwhile: it is gone from the queue already.
+          if (isCancelled(e) || !this.queue.includes(next)) continue;
+          if (e instanceof LostFile) {
+            this.forget(next.client_id);
+            this.entries = markFailed(this.entries, next.client_id, e.message);
+            continue;
+          }
           // Stored after all, and told so by realtime or history while the answer was lost.
           if (isStored(this.entries, next.sender_id, next.client_id)) continue;
           if (isTransient(e)) {
@@ -414,7 +547,7 @@ export class ChatRoom {
             return;
           }
           this.forget(next.client_id);
-          this.entries = markFailed(this.entries, next.client_id, sendError(e));
+          this.entries = markFailed(this.entries, next.client_id, e instanceof UploadRefused ? e.message : sendError(e));
           if (e instanceof BackendError && e.session) this.applySession(e.session);
           continue;
         }
@@ -426,11 +559,47 @@ export class ChatRoom {
         }
         this.retries = 0;
         this.forget(next.client_id);
+        for (const f of next.files ?? []) this.dropFile(f.local_id);
         this.applyMessages([stored]);
       }
     } finally {
       this.sendingNow = false;
     }
+  }
+
+  /**
+   * Uploads the files of a queued message that the server has not stored yet, one after the
+   * other, remembering each stored one in the outbox (a retry or a reload does not upload it
+   * again), and answers the ids to post the message with.
+   */
+  private async uploadFiles(next: QueuedMessage): Promise<string[]> {
+    const files = next.files ?? [];
+    for (const file of files) {
+      if (file.attachment) continue;
+      const blob = this.blobs.get(file.local_id);
+      if (!blob) {
+        throw new LostFile(`Not sent: “${file.name}” was not uploaded before the page was reloaded. Attach it again.`);
+      }
+      const abort = new AbortController();
+      this.uploading = { clientId: next.client_id, abort };
+      this.progress = { ...this.progress, [file.local_id]: { sent: 0, total: blob.size } };
+      try {
+        file.attachment = await this.backend.uploadAttachment(this.sessionId, blob, file.name, {
+          signal: abort.signal,
+          progress: (p) => {
+            if (!abort.signal.aborted) this.progress = { ...this.progress, [file.local_id]: p };
+          },
+        });
+      } catch (e) {
+        if (isCancelled(e) || isTransient(e)) throw e;
+        throw new UploadRefused(uploadRefusal(e, file.name));
+      } finally {
+        if (this.uploading?.abort === abort) this.uploading = null;
+      }
+      this.outbox.save(this.sessionId, this.queue);
+      this.entries = setFiles(this.entries, next.client_id, files);
+    }
+    return files.flatMap((f) => (f.attachment ? [f.attachment.id] : []));
   }
 
   private scheduleRetry(): void {
