@@ -271,13 +271,51 @@ impl Cluster {
     async fn reap(&self, hub: &Hub, dead: &str) -> redis::RedisResult<usize> {
         let mut conn = self.conn.clone();
         let members: Vec<String> = conn.smembers(node_presences_key(dead)).await?;
+        let reaped = self.remove(hub, &members).await?;
+        let mut pipe = redis::pipe();
+        pipe.del(node_presences_key(dead))
+            .ignore()
+            .srem(NODES_KEY, dead)
+            .ignore();
+        if dead != self.node {
+            pipe.del(alive_key(dead)).ignore();
+        }
+        self.run::<()>(&pipe).await?;
+        Ok(reaped)
+    }
+
+    /// Removes what Redis still holds of this node's presences that its connections no longer
+    /// have (their leaves could not be written while the bus was away), publishing the leaves.
+    async fn clear_stale(&self, hub: &Hub) -> redis::RedisResult<usize> {
+        let mut conn = self.conn.clone();
+        let members: Vec<String> = conn.smembers(node_presences_key(&self.node)).await?;
+        let held: std::collections::HashSet<String> = hub
+            .local_presences()
+            .into_iter()
+            .map(|(topic, conn, _)| format!("{topic}\t{}", field(&self.node, conn)))
+            .collect();
+        let stale: Vec<String> = members.into_iter().filter(|m| !held.contains(m)).collect();
+        if stale.is_empty() {
+            return Ok(0);
+        }
+        let removed = self.remove(hub, &stale).await?;
+        let mut pipe = redis::pipe();
+        pipe.srem(node_presences_key(&self.node), &stale).ignore();
+        self.run::<()>(&pipe).await?;
+        Ok(removed)
+    }
+
+    /// Removes presences (`TOPIC<TAB>FIELD` members of a node's set) from their topics and
+    /// publishes their leaves, also to this node's subscribers; how many there were.
+    async fn remove(&self, hub: &Hub, members: &[String]) -> redis::RedisResult<usize> {
+        let mut conn = self.conn.clone();
         let mut by_topic: HashMap<&str, Vec<&str>> = HashMap::new();
-        for member in &members {
+        for member in members {
             if let Some((topic, field)) = member.split_once('\t') {
                 by_topic.entry(topic).or_default().push(field);
             }
         }
-        let mut reaped = 0;
+        let mut removed = 0;
         for (topic, fields) in by_topic {
             let values: Vec<Option<String>> = redis::cmd("HMGET")
                 .arg(presence_key(topic))
@@ -295,7 +333,7 @@ impl Cluster {
                 .flatten()
                 .filter_map(|v| serde_json::from_str::<PresenceEntry>(v).ok())
             {
-                reaped += 1;
+                removed += 1;
                 let slot = leaves
                     .entry(entry.key)
                     .or_insert_with(|| json!({ "metas": [] }));
@@ -303,9 +341,9 @@ impl Cluster {
                     metas.push(entry.meta);
                 }
             }
-            let leaves = Value::Object(leaves);
-            let joins = json!({});
-            if reaped > 0 {
+            let any = !leaves.is_empty();
+            let (joins, leaves) = (json!({}), Value::Object(leaves));
+            if any {
                 pipe.publish(
                     CHANNEL,
                     self.envelope(Event::PresenceDiff {
@@ -317,18 +355,26 @@ impl Cluster {
                 .ignore();
             }
             self.run::<()>(&pipe).await?;
-            hub.remote_presence_diff(topic, &joins, &leaves);
+            if any {
+                hub.remote_presence_diff(topic, &joins, &leaves);
+            }
         }
-        let mut pipe = redis::pipe();
-        pipe.del(node_presences_key(dead))
-            .ignore()
-            .srem(NODES_KEY, dead)
-            .ignore();
-        if dead != self.node {
-            pipe.del(alive_key(dead)).ignore();
+        Ok(removed)
+    }
+
+    /// Sends this node's subscribers of every presence topic the shared presence as it is now,
+    /// as a fresh `presence_state` (clients sync their whole state from it): after the bus was
+    /// away, they may have missed joins and leaves.
+    pub async fn resend_presence(&self, hub: &Hub) {
+        for topic in hub.presence_topics() {
+            match self.presence(&topic).await {
+                Ok(entries) => hub.resend_presence_state(&topic, entries),
+                Err(e) => {
+                    tracing::warn!(error = %e, "resending presence failed");
+                    return;
+                }
+            }
         }
-        self.run::<()>(&pipe).await?;
-        Ok(reaped)
     }
 
     /// Takes this node out of the cluster when it stops: its heartbeat and membership go (its
@@ -477,6 +523,8 @@ async fn recover(state: &AppState, cluster: &Cluster, first: bool) -> redis::Red
                 "cleared presences a previous process of this node left"
             );
         }
+    } else {
+        cluster.clear_stale(&state.hub).await?;
     }
     state.hub.republish_presences();
     beat(cluster).await?;
@@ -486,6 +534,8 @@ async fn recover(state: &AppState, cluster: &Cluster, first: bool) -> redis::Red
         state
             .hub
             .relay(Outbound::Publish(Event::Resync { since_ms: since }));
+        state.hub.flushed().await;
+        cluster.resend_presence(&state.hub).await;
         tokio::spawn(changes::catch_up(state.clone(), since));
         // Participants who arrived while the bus was away are present only now: a session
         // whose start could not be decided then is decided now.
@@ -542,6 +592,12 @@ fn receive(state: &AppState, cluster: &Cluster, message: &redis::Msg) {
         } => hub.remote_presence_diff(&topic, &joins, &leaves),
         Event::Resync { since_ms } => {
             tokio::spawn(changes::catch_up(state.clone(), since_ms));
+            let (state, cluster) = (state.clone(), state.cluster.clone());
+            tokio::spawn(async move {
+                if let Some(cluster) = cluster {
+                    cluster.resend_presence(&state.hub).await;
+                }
+            });
         }
     }
 }

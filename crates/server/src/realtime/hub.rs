@@ -861,6 +861,48 @@ impl Hub {
         }
     }
 
+    /// Topics with presence that have subscribers on this node.
+    pub fn presence_topics(&self) -> Vec<String> {
+        self.topics
+            .iter()
+            .filter(|t| {
+                matches!(t.topic, Topic::SessionPresence(_) | Topic::Requests)
+                    && t.subscriber_count() > 0
+            })
+            .map(|t| t.full.to_string())
+            .collect()
+    }
+
+    /// Sends every subscriber of `topic` here a full `presence_state` of `entries` (the shared
+    /// presence), from which clients sync their whole state.
+    pub fn resend_presence_state(&self, topic: &str, entries: Vec<PresenceEntry>) {
+        let Some(state) = self.topic(topic) else {
+            return;
+        };
+        let mut grouped: HashMap<String, Vec<Value>> = HashMap::new();
+        for entry in entries {
+            grouped.entry(entry.key).or_default().push(entry.meta);
+        }
+        let mut body = Map::new();
+        for (key, metas) in &grouped {
+            let metas: Vec<&Value> = metas.iter().collect();
+            body.insert(key.clone(), presence_entry(&metas));
+        }
+        let body = Value::Object(body);
+        let subscribers: Vec<Subscriber> = state
+            .subscribers
+            .read()
+            .expect("lock")
+            .values()
+            .cloned()
+            .collect();
+        for sub in subscribers {
+            let frame = Frame::new(&*state.full, "presence_state", body.clone())
+                .with_refs(Some(&sub.join_ref), None);
+            sub.send_diff(Outgoing::Text(frame.encode(sub.wire.vsn()).into()));
+        }
+    }
+
     /// Session topics with subscribers on this node, with the last message `seq` each has had.
     pub fn session_topics(&self) -> Vec<(Topic, i64)> {
         self.topics
