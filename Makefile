@@ -80,7 +80,7 @@ test-postgres: ui browser-deps
 
 # The S3 media store (--media-url) against moto's S3-API server from PyPI (scripts/with-s3.sh).
 test-s3: ui
-	scripts/with-s3.sh cargo nextest run --workspace --locked --no-fail-fast \
+	scripts/with-s3.sh cargo nextest run --workspace --locked --no-fail-fast --run-ignored all \
 	  -E 'binary_id(wrenchline-server::api) and test(/^attachments::s3_/)'
 
 # Chromium and tests/browser's npm packages, for test-rust and test-postgres.
