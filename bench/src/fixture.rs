@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -197,31 +197,6 @@ impl Http {
         }
         Ok(())
     }
-
-    /// POST accept as `token`; the status and how long it took.
-    pub async fn accept(&self, token: &str, session: Uuid) -> anyhow::Result<StatusCode> {
-        let response = self
-            .client
-            .post(format!("{}/api/sessions/{session}/accept", self.base))
-            .bearer_auth(token)
-            .send()
-            .await?;
-        let status = response.status();
-        let _ = response.bytes().await?;
-        Ok(status)
-    }
-
-    /// A cheap authenticated call, to open a pooled connection before timing anything.
-    pub async fn warm(&self, token: &str) -> anyhow::Result<()> {
-        let response = self
-            .client
-            .get(format!("{}/api/plans", self.base))
-            .bearer_auth(token)
-            .send()
-            .await?;
-        let _ = response.bytes().await?;
-        Ok(())
-    }
 }
 
 /// A customer with an offered (waiver signed, not accepted) request.
@@ -247,10 +222,11 @@ pub async fn add_pairs(
             async move {
                 let (customer, session) = offered_request(&http, n).await?;
                 let m = n % mechanics.len();
-                let status = http.accept(&mechanics[m].token, session).await?;
-                if status != StatusCode::OK {
-                    return Err(anyhow!("accept of a fresh request answered {status}"));
-                }
+                ApiClient::new(&http.base)?
+                    .with_token(mechanics[m].token.clone())
+                    .accept(session)
+                    .await
+                    .context("accepting a fresh request")?;
                 anyhow::Ok(Pair {
                     session,
                     customer,

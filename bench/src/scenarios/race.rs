@@ -1,6 +1,8 @@
 //! Accept race: one offered request, twenty mechanics pressing accept at the same instant. Every
 //! round must end with exactly one 200 and the rest 409 `already_accepted`; the latency of each
-//! accept and of the whole round is recorded. On SQLite and on PostgreSQL.
+//! accept and of the whole round is recorded. On SQLite and on PostgreSQL. Each mechanic
+//! accepts through the Rust client's `ApiClient::accept`, the call `MechanicSession::accept`
+//! makes, so the figure is the request as the desktop app sends it.
 
 use std::sync::Arc;
 
@@ -8,6 +10,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
+use wrenchline_client::ApiClient;
 
 use super::Env;
 use crate::fixture::{Fixture, Http};
@@ -33,15 +36,15 @@ async fn run(
     let mut server = Server::start(&env.programs, System::Wrenchline, Some(db)).await?;
     let result = async {
         let http = Http::new(&server.base_url())?;
-        let tokens: Vec<String> = fixture.mechanics[..racers]
+        let clients: Vec<ApiClient> = fixture.mechanics[..racers]
             .iter()
-            .map(|m| m.token.clone())
-            .collect();
+            .map(|m| Ok(ApiClient::new(&server.base_url())?.with_token(m.token.clone())))
+            .collect::<anyhow::Result<_>>()?;
         // Open a pooled connection per racer before timing anything.
         let mut warm = JoinSet::new();
-        for token in &tokens {
-            let (http, token) = (http.clone(), token.clone());
-            warm.spawn(async move { http.warm(&token).await });
+        for client in &clients {
+            let client = client.clone();
+            warm.spawn(async move { client.plans().await.map(|_| ()) });
         }
         while let Some(w) = warm.join_next().await {
             w??;
@@ -60,14 +63,17 @@ async fn run(
             http.sign_waiver(&customer, session.id).await?;
             let barrier = Arc::new(Barrier::new(racers));
             let mut racing = JoinSet::new();
-            for token in &tokens {
-                let (http, token) = (http.clone(), token.clone());
+            for client in &clients {
+                let client = client.clone();
                 let barrier = barrier.clone();
                 let id = session.id;
                 racing.spawn(async move {
                     barrier.wait().await;
                     let start = now_micros();
-                    let status = http.accept(&token, id).await;
+                    let status = match client.accept(id).await {
+                        Ok(_) => Ok(StatusCode::OK),
+                        Err(e) => e.status().ok_or(e),
+                    };
                     (status, start, now_micros())
                 });
             }

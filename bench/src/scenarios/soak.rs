@@ -25,7 +25,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use futures_util::{SinkExt, StreamExt};
-use reqwest::StatusCode;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Semaphore};
@@ -871,14 +870,12 @@ async fn new_session(shared: &Shared, mechanic: usize) -> Result<Arc<SessionSlot
         .map_err(|e| fail(Kind::Http, format!("intake, token or waiver: {e:#}")))?;
     shared.offers.lock().expect("offers").push((id, filed));
     shared.tally.offers.add(1);
-    let status = shared
-        .http()
-        .accept(shared.mechanic_token(mechanic), id)
+    shared
+        .api()
+        .with_token(shared.mechanic_token(mechanic))
+        .accept(id)
         .await
-        .map_err(|e| fail(Kind::Http, format!("accept: {e:#}")))?;
-    if status != StatusCode::OK {
-        return Err(fail(Kind::Http, format!("accept answered {status}")));
-    }
+        .map_err(|e| fail(Kind::Http, format!("accept: {e}")))?;
     shared.tally.sessions_created.add(1);
     Ok(Arc::new(SessionSlot {
         id,
