@@ -1,4 +1,5 @@
-//! The commands the UI may invoke: thin wrappers over [`Desk`] and the mechanic's session, each
+//! The commands the UI may invoke (those about attachments are `media`'s): thin wrappers over
+//! [`Desk`] and the mechanic's session, each
 //! returning `Result<T, Error>` so failures reach the UI as `{code, message}`. Each one is named
 //! in build.rs (which generates its `allow-…` permission) and granted in tauri.conf.json's
 //! capability. Argument names are snake_case, like the wire.
@@ -7,14 +8,13 @@ use serde::Serialize;
 use tauri::{AppHandle, State};
 use uuid::Uuid;
 use wrenchline_client::mechanic::SessionRecord;
-use wrenchline_client::{Sensitive, Upload};
+use wrenchline_client::Sensitive;
 use wrenchline_desk_core::credentials::StoreStatus;
 use wrenchline_desk_core::view::{AuthView, Navigation, UpdateView};
-use wrenchline_desk_core::{launch, media, settings};
+use wrenchline_desk_core::{launch, settings};
 use wrenchline_protocol::presence::Availability;
 use wrenchline_protocol::{
-    Attachment, HistoryEntry, MechanicNotes, MechanicSummary, Message, Session, SummaryRequest,
-    User,
+    HistoryEntry, MechanicNotes, MechanicSummary, Message, Session, SummaryRequest, User,
 };
 
 use crate::desk::Desk;
@@ -177,70 +177,6 @@ pub async fn send_message(
 ) -> Result<Message> {
     let ids = attachment_ids.unwrap_or_default();
     Ok(desk.session()?.send(id, &client_id, &body, &ids).await?)
-}
-
-/// Uploads a file for a session: its bytes are the raw body of the call, the session, the name
-/// (percent-encoded) and the declared type are the headers `x-session-id`, `x-file-name` and
-/// `x-content-type`.
-#[tauri::command(rename_all = "snake_case")]
-pub async fn upload_attachment(
-    desk: State<'_, Desk>,
-    request: tauri::ipc::Request<'_>,
-) -> Result<Attachment> {
-    let tauri::ipc::InvokeBody::Raw(bytes) = request.body() else {
-        return Err(Error::Invalid("The file must come as raw bytes.".into()));
-    };
-    let header = |name: &str| {
-        request
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string()
-    };
-    let session_id = Uuid::parse_str(&header("x-session-id"))
-        .map_err(|_| Error::Invalid("Which session is the file for?".into()))?;
-    let upload = Upload::new(
-        media::upload_name(&header("x-file-name")),
-        header("x-content-type"),
-        bytes.clone(),
-    );
-    Ok(desk.session()?.upload(session_id, upload).await?)
-}
-
-/// An attachment's whole file as raw bytes, for the page's players: WebKitGTK's media backend
-/// cannot read a custom URI scheme, so audio and video play from a `blob:` URL made of these.
-#[tauri::command(rename_all = "snake_case")]
-pub async fn attachment_bytes(desk: State<'_, Desk>, id: Uuid) -> Result<tauri::ipc::Response> {
-    let media = desk
-        .session()?
-        .media(id, wrenchline_client::MediaVariant::File, None)
-        .await?;
-    Ok(tauri::ipc::Response::new(media.bytes.to_vec()))
-}
-
-/// Saves an attachment into the Downloads folder (under a safe name that takes no other file's
-/// place) and answers where.
-#[tauri::command(rename_all = "snake_case")]
-pub async fn save_attachment(
-    app: AppHandle,
-    desk: State<'_, Desk>,
-    id: Uuid,
-    file_name: String,
-) -> Result<String> {
-    use tauri::Manager;
-
-    let dir = app
-        .path()
-        .download_dir()
-        .or_else(|_| app.path().home_dir().map(|home| home.join("Downloads")))
-        .map_err(|e| Error::Internal(format!("no folder to save into: {e}")))?;
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Error::Internal(format!("cannot create {}: {e}", dir.display())))?;
-    let path = media::save_path(&dir, &file_name);
-    desk.session()?.save_attachment(id, &path).await?;
-    log::info!("attachment {id} saved to {}", path.display());
-    Ok(path.display().to_string())
 }
 
 #[tauri::command(rename_all = "snake_case")]
