@@ -96,6 +96,7 @@ pub async fn outcome(
     responses(
         (status = 200, description = "Rated, or the rating changed (within the change window after the first rating)", body = Rating),
         (status = 400, description = "invalid_id or invalid_json", body = ErrorBody),
+        (status = 413, description = "body_too_large", body = ErrorBody),
         (status = 401, description = "unauthorized, invalid_token or token_expired", body = ErrorBody),
         (status = 403, description = "customers_only: the mechanic cannot rate; or cross_origin", body = ErrorBody),
         (status = 404, description = "not_found: no such session of this customer", body = ErrorBody),
@@ -144,6 +145,7 @@ pub async fn rate(
     responses(
         (status = 200, description = "The summary for the customer, written or replaced", body = MechanicSummary),
         (status = 400, description = "invalid_id or invalid_json", body = ErrorBody),
+        (status = 413, description = "body_too_large", body = ErrorBody),
         (status = 401, description = "unauthorized, invalid_token or token_expired", body = ErrorBody),
         (status = 403, description = "mechanics_only, or cross_origin", body = ErrorBody),
         (status = 404, description = "not_found: no such session of this mechanic", body = ErrorBody),
@@ -194,6 +196,7 @@ pub async fn notes(
     responses(
         (status = 200, description = "The notes as stored (a blank body deletes them)", body = MechanicNotes),
         (status = 400, description = "invalid_id or invalid_json", body = ErrorBody),
+        (status = 413, description = "body_too_large", body = ErrorBody),
         (status = 401, description = "unauthorized, invalid_token or token_expired", body = ErrorBody),
         (status = 403, description = "mechanics_only, or cross_origin", body = ErrorBody),
         (status = 404, description = "not_found: no such session of this mechanic", body = ErrorBody),
