@@ -5,10 +5,11 @@
 //! the managed state ([`desk`]), the commands the UI invokes ([`commands`]), the loops that
 //! forward session events and act on intents ([`events`], [`intents`]), attachments served to
 //! the page with the mechanic's token ([`media`]), and the OS integrations (notifications, tray,
-//! updates, relaunch after a failed single-instance handoff).
+//! updates; a launch that meets a quitting instance starts again through
+//! `wrenchline_desk_core::relaunch`).
 //!
 //! Module dependencies run one way, in this order (checked by a test): lib, commands, updates,
-//! events, media, desk, ui, notify, tray, intents, autostart, relaunch, error.
+//! events, media, desk, ui, notify, tray, intents, autostart, error.
 
 mod autostart;
 mod commands;
@@ -18,13 +19,13 @@ mod events;
 mod intents;
 mod media;
 mod notify;
-mod relaunch;
 mod tray;
 mod ui;
 mod updates;
 
 use wrenchline_desk_core::deep_link;
 use wrenchline_desk_core::launch::{self, Launch};
+use wrenchline_desk_core::relaunch;
 
 use crate::intents::{Intent, Intents};
 
@@ -229,7 +230,6 @@ mod tests {
             "tray",
             "intents",
             "autostart",
-            "relaunch",
             "error",
         ];
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src-tauri");

@@ -425,8 +425,11 @@ export function notifications() {
 export function trayIconFile() {
   const dir = path.join(process.env.XDG_RUNTIME_DIR || '/tmp', 'tray-icon')
   const files = existsSync(dir) ? readdirSync(dir).filter((f) => /^tray-icon-main-\d+\.png$/.test(f)) : []
+  // The newest file: each launch of the app numbers its files from 1 again, and an earlier
+  // launch's files may still be there.
   const counter = (f) => Number(/-(\d+)\.png$/.exec(f)[1])
-  files.sort((a, b) => counter(b) - counter(a))
+  const written = (f) => statSync(path.join(dir, f)).mtimeMs
+  files.sort((a, b) => written(b) - written(a) || counter(b) - counter(a))
   return files.length ? path.join(dir, files[0]) : null
 }
 
