@@ -56,6 +56,17 @@ async fn next<T>(
     .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
+/// Waits until request `id` is in the feed. A request offered while the feed's first load is
+/// under way comes in that load (listed, not announced as new); later ones are announced.
+async fn listed(events: &mut MechanicEvents, what: &str, id: Uuid) {
+    next(events, what, |e| match e {
+        MechanicEvent::NewRequest(s) if s.id == id => Some(()),
+        MechanicEvent::Requests(rows) if rows.iter().any(|s| s.id == id) => Some(()),
+        _ => None,
+    })
+    .await;
+}
+
 async fn live(events: &mut MechanicEvents) {
     next(events, "the feed to be live", |e| {
         matches!(e, MechanicEvent::FeedStatus(FeedStatus::Live)).then_some(())
@@ -106,11 +117,7 @@ async fn the_feed_reconnects_after_a_server_restart_and_fetches_what_it_missed()
     let (session, mut events) = signed_in(&app, "Noor").await;
     live(&mut events).await;
     let (_, before) = app.offered_session().await;
-    next(&mut events, "the first request", |e| match e {
-        MechanicEvent::NewRequest(s) if s.id == before => Some(()),
-        _ => None,
-    })
-    .await;
+    listed(&mut events, "the first request", before).await;
 
     let addr = app.base.trim_start_matches("http://").to_string();
     let url = app.stop().await;
@@ -142,11 +149,7 @@ async fn an_accept_lost_to_another_mechanic_says_so_and_drops_the_row() {
     let (session, mut events) = signed_in(&app, "Lou").await;
     live(&mut events).await;
     let (_, id) = app.offered_session().await;
-    next(&mut events, "the request", |e| match e {
-        MechanicEvent::NewRequest(s) if s.id == id => Some(()),
-        _ => None,
-    })
-    .await;
+    listed(&mut events, "the request", id).await;
     let rival = app.mechanic("Rival").await;
     let (status, _) = app
         .post(&format!("/api/sessions/{id}/accept"), &rival, None)
