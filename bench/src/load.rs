@@ -58,7 +58,7 @@ impl Control {
 /// What one connection joins: the Wrenchline channel it broadcasts on, the token that
 /// authorises it, and where it tracks which presence payload, if anywhere (the same channel, or
 /// a second one on the same connection, as the chat window does with the presence channel).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Seat {
     pub room: String,
     pub token: String,

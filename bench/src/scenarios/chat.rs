@@ -19,7 +19,7 @@ use wrenchline_client::{
     ApiClient, ChannelEvent, ChannelOptions, PostgresChanges, RealtimeClient, RealtimeOptions,
 };
 
-use super::Env;
+use super::{start_servers, Env};
 use crate::fixture::Fixture;
 use crate::procs::{CpuMeter, Db, Server, System};
 use crate::report::{Metrics, Outcome};
@@ -27,6 +27,8 @@ use crate::stats::{now_micros, Counter, Latencies, LatencySummary};
 
 /// The bound under which a step counts as sustained.
 pub const SUSTAINED_P99_MS: f64 = 50.0;
+/// The worst p99 over the offered rates up to the sustained one.
+pub const WORST_P99: &str = "worst p99 ms up to sustained";
 /// Posts in flight before the generator counts itself saturated.
 const IN_FLIGHT: usize = 512;
 
@@ -68,28 +70,6 @@ fn parse_ts(body: &str) -> Option<u64> {
     body.strip_prefix("ts=")?.split(' ').next()?.parse().ok()
 }
 
-/// One server, or with `redis` the nodes of a cluster.
-async fn start(env: &Env, db: &Db, redis: Option<&str>) -> anyhow::Result<Vec<Server>> {
-    let Some(redis) = redis else {
-        return Ok(vec![
-            Server::start(&env.programs, System::Wrenchline, Some(db)).await?,
-        ]);
-    };
-    let mut nodes = Vec::new();
-    for i in 1..=CLUSTER_NODES {
-        match Server::start_node(&env.programs, db, redis, &format!("node-{i}")).await {
-            Ok(node) => nodes.push(node),
-            Err(e) => {
-                for node in nodes {
-                    node.stop().await;
-                }
-                return Err(e);
-            }
-        }
-    }
-    Ok(nodes)
-}
-
 /// The nodes of the cross-node run.
 const CLUSTER_NODES: usize = 3;
 
@@ -100,7 +80,7 @@ async fn run(
     redis: Option<&str>,
 ) -> anyhow::Result<Vec<ChatStep>> {
     let sizes = &env.sizes;
-    let mut servers = start(env, db, redis).await?;
+    let mut servers = start_servers(env, db, redis.map(|r| (r, CLUSTER_NODES))).await?;
     let result = async {
         let bases: Vec<String> = servers.iter().map(Server::base_url).collect();
         let apis = bases
@@ -294,13 +274,12 @@ fn metrics(steps: &[ChatStep]) -> Metrics {
             first.p50_ms,
         ));
         m.push((
-            format!("p99 ms at {:.0} posts/s", first.offered),
-            first.p99_ms,
-        ));
-        m.push((
             format!("post p99 ms at {:.0} posts/s", first.offered),
             first.post_p99_ms,
         ));
+    }
+    for s in steps {
+        m.push((format!("p99 ms at {:.0} posts/s", s.offered), s.p99_ms));
     }
     let sustained = steps
         .iter()
@@ -313,6 +292,14 @@ fn metrics(steps: &[ChatStep]) -> Metrics {
     if let Some(s) = sustained {
         m.push(("  p99 ms at sustained".into(), s.p99_ms));
         m.push(("  server cores at sustained".into(), s.server_cpu));
+        m.push((
+            WORST_P99.into(),
+            steps
+                .iter()
+                .filter(|t| t.offered <= s.offered)
+                .map(|t| t.p99_ms)
+                .fold(0.0, f64::max),
+        ));
     }
     m.push((
         "peak delivered posts/s".into(),

@@ -5,6 +5,7 @@
 pub mod attack;
 pub mod chat;
 pub mod fanout;
+pub mod held;
 pub mod idle;
 pub mod media;
 pub mod race;
@@ -54,6 +55,12 @@ pub struct Sizes {
     /// Attachments: photos uploaded at the same moment (one per session), and how many batches.
     pub media_uploads: usize,
     pub media_rounds: usize,
+    /// Held connections across the nodes of a cluster: how many in all, at most how many per
+    /// process (node or load generator), the live pairs measured beside them, and their window.
+    pub held_connections: usize,
+    pub held_per_process: usize,
+    pub held_live_sessions: usize,
+    pub held_window: Duration,
 }
 
 impl Sizes {
@@ -81,6 +88,10 @@ impl Sizes {
             attack_window: Duration::from_secs(3),
             media_uploads: 50,
             media_rounds: 2,
+            held_connections: 300,
+            held_per_process: 100,
+            held_live_sessions: 10,
+            held_window: Duration::from_secs(2),
         }
     }
 
@@ -111,6 +122,10 @@ impl Sizes {
             attack_window: Duration::from_secs(30),
             media_uploads: 50,
             media_rounds: 5,
+            held_connections: 100_000,
+            held_per_process: 15_000,
+            held_live_sessions: 100,
+            held_window: Duration::from_secs(10),
         }
     }
 
@@ -271,4 +286,31 @@ pub async fn measure_step(
     };
     server.check_alive()?;
     Ok(step)
+}
+
+/// One server on `db`, or with `cluster` (a Redis and a count) the nodes of one cluster, named
+/// `node-1`…; stops those already started when one cannot start.
+pub async fn start_servers(
+    env: &Env,
+    db: &Db,
+    cluster: Option<(&str, usize)>,
+) -> anyhow::Result<Vec<Server>> {
+    let Some((redis, count)) = cluster else {
+        return Ok(vec![
+            Server::start(&env.programs, System::Wrenchline, Some(db)).await?,
+        ]);
+    };
+    let mut nodes = Vec::new();
+    for i in 1..=count {
+        match Server::start_node(&env.programs, db, redis, &format!("node-{i}")).await {
+            Ok(node) => nodes.push(node),
+            Err(e) => {
+                for node in nodes {
+                    node.stop().await;
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(nodes)
 }
