@@ -66,7 +66,8 @@ impl Default for MechanicOptions {
     }
 }
 
-/// The request feed's health.
+/// The request feed's health: `Live` once the list is loaded after a (re)subscription and row
+/// changes are being applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FeedStatus {
@@ -97,8 +98,11 @@ pub enum MechanicEvent {
     FeedStatus(FeedStatus),
     /// The offered requests, oldest first, after any change.
     Requests(Vec<Session>),
-    /// A request not seen before: from a row change, or from the re-fetch after a reconnect
-    /// (one offered while the feed was away). Whether to notify is the owner's choice.
+    /// A request offered since the feed subscribed, announced once per offer: from a row change,
+    /// or from the re-fetch after a reconnect (one offered while the feed was away). What the
+    /// first load after signing in finds is only listed, except a request offered between the
+    /// subscription and that load: its row change announces it. Whether to notify is the owner's
+    /// choice.
     NewRequest(Box<Session>),
     /// The availability is shared with the server (tracked on `requests`).
     Availability(Availability),

@@ -2,7 +2,9 @@
 //! the mechanic's availability), loads the list after every (re)subscription, applies row changes
 //! in between, rebuilds the channel when the server closes it, and takes [`Command`]s from the
 //! session handle. The list, the feed's status and the availability are published on `watch`
-//! channels (read by the handle without locks) and as [`MechanicEvent`]s.
+//! channels (read by the handle without locks) and as [`MechanicEvent`]s. The feed is `Live` once
+//! a load after the subscription is in: the list is current and changes are being applied.
+//! Row changes that arrive during a load wait in the channel and are applied after it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,7 +63,8 @@ pub fn requests_channel(realtime: &RealtimeClient) -> Channel {
 
 impl FeedTask {
     pub(super) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        let mut first = true;
+        // Until a first load is in, a load lists its requests quietly (see `reload`).
+        let mut loaded = false;
         loop {
             let channel = requests_channel(&self.realtime);
             let mut events = channel.events();
@@ -73,9 +76,8 @@ impl FeedTask {
                 continue;
             }
             self.track(&channel).await;
+            loaded |= self.reload(loaded).await;
             self.set_status(FeedStatus::Live);
-            self.reload(!first).await;
-            first = false;
             loop {
                 tokio::select! {
                     command = commands.recv() => match command {
@@ -93,15 +95,15 @@ impl FeedTask {
                         }
                         Ok(ChannelEvent::Reconnecting) => self.set_status(FeedStatus::Reconnecting),
                         Ok(ChannelEvent::Rejoined) => {
+                            loaded |= self.reload(loaded).await;
                             self.set_status(FeedStatus::Live);
-                            self.reload(true).await;
                         }
                         Ok(ChannelEvent::Closed { reason }) => {
                             tracing::warn!("request feed closed by the server: {reason}");
                             break;
                         }
                         Ok(_) => {}
-                        Err(RecvError::Lagged(_)) => self.reload(true).await,
+                        Err(RecvError::Lagged(_)) => loaded |= self.reload(loaded).await,
                         Err(RecvError::Closed) => break,
                     },
                 }
@@ -163,25 +165,35 @@ impl FeedTask {
         }
     }
 
-    /// Loads the offered requests; with `announce`, the ones not seen before are announced.
-    async fn reload(&mut self, announce: bool) {
+    /// Loads the offered requests; answers whether it could. With `announce`, the ones not seen
+    /// before are announced (offered while the feed was away). Without (the first load after
+    /// signing in), they are listed quietly: most were on offer before the mechanic came, and one
+    /// offered since the subscription is announced by its row change, applied after the load.
+    async fn reload(&mut self, announce: bool) -> bool {
         match self
             .auth
             .call(|api| async move { api.requests().await })
             .await
         {
             Ok(sessions) => {
-                let added = self.feed.replace(sessions);
+                let added = if announce {
+                    self.feed.replace(sessions)
+                } else {
+                    self.feed.load(sessions);
+                    Vec::new()
+                };
                 self.publish();
-                if announce {
-                    for session in added {
-                        let _ = self
-                            .events
-                            .send(MechanicEvent::NewRequest(Box::new(session)));
-                    }
+                for session in added {
+                    let _ = self
+                        .events
+                        .send(MechanicEvent::NewRequest(Box::new(session)));
                 }
+                true
             }
-            Err(e) => tracing::warn!("could not load the requests: {e}"),
+            Err(e) => {
+                tracing::warn!("could not load the requests: {e}");
+                false
+            }
         }
     }
 

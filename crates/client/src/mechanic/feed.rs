@@ -1,6 +1,9 @@
 //! The request list's state: the offered requests, oldest first, kept from `GET /api/requests`
 //! (after every (re)subscription) and from the `requests` topic's row changes in between
-//! (INSERT/UPDATE while offered; the UPDATE that takes a request out of the offer removes it).
+//! (INSERT/UPDATE while offered; the UPDATE that takes a request out of the offer removes it),
+//! and which of them are still to be announced as new (each offer once).
+
+use std::collections::HashSet;
 
 use serde_json::Value;
 use uuid::Uuid;
@@ -9,7 +12,8 @@ use wrenchline_protocol::Session;
 /// What a row change did to the feed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FeedChange {
-    /// A request the feed had not seen: worth a notification.
+    /// A request newly offered: worth a notification. Either the feed had not seen it, or the
+    /// first load listed it quietly and this change shows it entering the offer.
     Added(Box<Session>),
     Updated,
     Removed(Uuid),
@@ -20,6 +24,10 @@ pub enum FeedChange {
 #[derive(Debug, Default, Clone)]
 pub struct RequestFeed {
     rows: Vec<Session>,
+    /// Listed by the first load without being announced. The load cannot tell the requests on
+    /// offer before the feed subscribed from one offered between the subscription and the read;
+    /// the row change of the latter follows, and it is announced then.
+    quiet: HashSet<Uuid>,
 }
 
 impl RequestFeed {
@@ -31,17 +39,28 @@ impl RequestFeed {
         self.rows.iter().any(|s| s.id == id)
     }
 
-    /// Replaces the list with the server's (after a (re)subscription); returns the requests that
+    /// Replaces the list with the server's (after a re-subscription); returns the requests that
     /// were not in the list before, so one missed while offline still notifies.
     pub fn replace(&mut self, sessions: Vec<Session>) -> Vec<Session> {
-        let added = sessions
+        let added: Vec<Session> = sessions
             .iter()
-            .filter(|s| !self.contains(s.id))
+            .filter(|s| s.is_offered() && !self.contains(s.id))
             .cloned()
             .collect();
         self.rows = sessions.into_iter().filter(Session::is_offered).collect();
         self.sort();
+        let listed: HashSet<Uuid> = self.rows.iter().map(|s| s.id).collect();
+        self.quiet.retain(|id| listed.contains(id));
         added
+    }
+
+    /// Takes the first load after signing in: its requests are listed without a notification
+    /// (most were on offer before the mechanic came), until a row change shows one of them
+    /// entering the offer (see [`RequestFeed::apply`]).
+    pub fn load(&mut self, sessions: Vec<Session>) {
+        for session in self.replace(sessions) {
+            self.quiet.insert(session.id);
+        }
     }
 
     /// Applies one `postgres_changes` record of the `sessions` table.
@@ -75,10 +94,15 @@ impl RequestFeed {
         if !session.is_offered() {
             return self.remove(session.id);
         }
+        let entering = old_record.is_some_and(|old| old.is_object() && !offered_record(old));
         match self.rows.iter_mut().find(|s| s.id == session.id) {
             Some(row) => {
-                *row = session;
-                FeedChange::Updated
+                *row = session.clone();
+                if entering && self.quiet.remove(&session.id) {
+                    FeedChange::Added(Box::new(session))
+                } else {
+                    FeedChange::Updated
+                }
             }
             None => {
                 self.rows.push(session.clone());
@@ -89,6 +113,7 @@ impl RequestFeed {
     }
 
     pub fn remove(&mut self, id: Uuid) -> FeedChange {
+        self.quiet.remove(&id);
         let before = self.rows.len();
         self.rows.retain(|s| s.id != id);
         if self.rows.len() < before {
@@ -100,11 +125,20 @@ impl RequestFeed {
 
     pub fn clear(&mut self) {
         self.rows.clear();
+        self.quiet.clear();
     }
 
     fn sort(&mut self) {
         self.rows.sort_by_key(|s| (s.created_at, s.id));
     }
+}
+
+/// Whether a `sessions` record is on offer (pending, waiver signed), as [`Session::is_offered`].
+fn offered_record(record: &Value) -> bool {
+    record.get("status").and_then(Value::as_str) == Some("pending")
+        && record
+            .get("waiver_signed_at")
+            .is_some_and(|signed| !signed.is_null())
 }
 
 #[cfg(test)]
@@ -206,5 +240,75 @@ mod tests {
         assert_eq!(added[0].id.to_string(), c_id);
         assert_eq!(feed.rows().len(), 2);
         assert!(!feed.contains(B.parse().unwrap()));
+    }
+
+    fn session(id: &str, created: &str) -> Session {
+        serde_json::from_value(record(id, "pending", true, created)).unwrap()
+    }
+
+    #[test]
+    fn the_first_load_lists_quietly_and_a_row_change_entering_the_offer_announces_once() {
+        let mut feed = RequestFeed::default();
+        feed.load(vec![
+            session(A, "2025-01-01T10:00:00Z"),
+            session(B, "2025-01-01T11:00:00Z"),
+        ]);
+        assert_eq!(feed.rows().len(), 2);
+        // B was signed after the subscription; the load read it before its change came.
+        let signing = record(B, "pending", false, "2025-01-01T11:00:00Z");
+        let signed = record(B, "pending", true, "2025-01-01T11:00:00Z");
+        let change = feed.apply("UPDATE", &signed, Some(&signing));
+        assert!(matches!(change, FeedChange::Added(s) if s.id.to_string() == B));
+        assert_eq!(feed.rows().len(), 2, "announced, not listed twice");
+        let change = feed.apply("UPDATE", &signed, Some(&signing));
+        assert_eq!(change, FeedChange::Updated, "announced once");
+        // A changed while on offer: it was there before the sign-in.
+        let a = record(A, "pending", true, "2025-01-01T10:00:00Z");
+        assert_eq!(feed.apply("UPDATE", &a, Some(&a)), FeedChange::Updated);
+        assert_eq!(feed.apply("UPDATE", &a, None), FeedChange::Updated);
+    }
+
+    #[test]
+    fn a_request_announced_by_its_row_change_or_a_reload_is_not_announced_again() {
+        let mut feed = RequestFeed::default();
+        feed.load(Vec::new());
+        let signing = record(A, "pending", false, "2025-01-01T10:00:00Z");
+        let signed = record(A, "pending", true, "2025-01-01T10:00:00Z");
+        assert!(matches!(
+            feed.apply("UPDATE", &signed, Some(&signing)),
+            FeedChange::Added(_)
+        ));
+        assert!(feed
+            .replace(vec![session(A, "2025-01-01T10:00:00Z")])
+            .is_empty());
+
+        // Offered while the feed was away: the reload announces it, its late row change does not.
+        let added = feed.replace(vec![
+            session(A, "2025-01-01T10:00:00Z"),
+            session(B, "2025-01-01T11:00:00Z"),
+        ]);
+        assert_eq!(added.len(), 1);
+        let signing = record(B, "pending", false, "2025-01-01T11:00:00Z");
+        let signed = record(B, "pending", true, "2025-01-01T11:00:00Z");
+        assert_eq!(
+            feed.apply("UPDATE", &signed, Some(&signing)),
+            FeedChange::Updated
+        );
+    }
+
+    #[test]
+    fn a_request_offered_again_is_announced_again() {
+        let mut feed = RequestFeed::default();
+        feed.load(vec![session(A, "2025-01-01T10:00:00Z")]);
+        let offered = record(A, "pending", true, "2025-01-01T10:00:00Z");
+        let accepted = record(A, "waiting", true, "2025-01-01T10:00:00Z");
+        assert!(matches!(
+            feed.apply("UPDATE", &accepted, Some(&offered)),
+            FeedChange::Removed(_)
+        ));
+        assert!(matches!(
+            feed.apply("UPDATE", &offered, Some(&accepted)),
+            FeedChange::Added(_)
+        ));
     }
 }

@@ -1,10 +1,15 @@
 //! wrenchline-client's `MechanicSession` (what the desktop app runs, without a window) against
-//! the real server: single-flight token refresh, the request feed across a server restart, an
-//! accept lost to another mechanic, and a restore with a revoked refresh token.
+//! the real server: single-flight token refresh, the request feed's announcements (at sign-in,
+//! during its first load, across a server restart), an accept lost to another mechanic, and a
+//! restore with a revoked refresh token.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use uuid::Uuid;
 use wrenchline_client::realtime::{Backoff, RealtimeOptions};
 use wrenchline_client::{
@@ -56,12 +61,10 @@ async fn next<T>(
     .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
-/// Waits until request `id` is in the feed. A request offered while the feed's first load is
-/// under way comes in that load (listed, not announced as new); later ones are announced.
-async fn listed(events: &mut MechanicEvents, what: &str, id: Uuid) {
+/// Waits until request `id` is announced as new.
+async fn announced(events: &mut MechanicEvents, what: &str, id: Uuid) {
     next(events, what, |e| match e {
         MechanicEvent::NewRequest(s) if s.id == id => Some(()),
-        MechanicEvent::Requests(rows) if rows.iter().any(|s| s.id == id) => Some(()),
         _ => None,
     })
     .await;
@@ -111,13 +114,137 @@ async fn concurrent_refreshes_send_one_request_and_keep_the_sign_in() {
     session.stop().await;
 }
 
+/// A TCP relay in front of a server that holds back every `GET /api/requests` it carries until
+/// released: the test decides when the feed's load reaches the server.
+struct LoadGate {
+    /// `http://ADDR` of the relay.
+    base: String,
+    held: watch::Receiver<bool>,
+    release: watch::Sender<bool>,
+}
+
+const LOAD: &[u8] = b"GET /api/requests";
+
+impl LoadGate {
+    async fn start(server: &str) -> LoadGate {
+        let upstream: SocketAddr = server
+            .trim_start_matches("http://")
+            .parse()
+            .expect("the server's address");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (held_tx, held) = watch::channel(false);
+        let (release, release_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (held, release) = (held_tx.clone(), release_rx.clone());
+                tokio::spawn(async move {
+                    let _ = relay(upstream, client, held, release).await;
+                });
+            }
+        });
+        LoadGate {
+            base,
+            held,
+            release,
+        }
+    }
+
+    /// Waits until a load is held at the relay.
+    async fn held(&mut self) {
+        tokio::time::timeout(Duration::from_secs(10), self.held.wait_for(|h| *h))
+            .await
+            .expect("timed out waiting for the feed's load")
+            .expect("the relay runs");
+    }
+
+    /// Lets the held load, and every later one, through.
+    fn open(&self) {
+        self.release.send_replace(true);
+    }
+}
+
+async fn relay(
+    upstream: SocketAddr,
+    client: TcpStream,
+    held: watch::Sender<bool>,
+    mut release: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let server = TcpStream::connect(upstream).await?;
+    let (mut from_client, mut to_client) = client.into_split();
+    let (mut from_server, mut to_server) = server.into_split();
+    tokio::spawn(async move { tokio::io::copy(&mut from_server, &mut to_client).await });
+    let mut buf = vec![0; 16 * 1024];
+    // The end of the previous read, so a request line split across two reads is still seen.
+    let mut seen = Vec::new();
+    loop {
+        let n = from_client.read(&mut buf).await?;
+        if n == 0 {
+            return to_server.shutdown().await;
+        }
+        seen.extend_from_slice(&buf[..n]);
+        let load = seen.windows(LOAD.len()).any(|w| w == LOAD);
+        seen.drain(..seen.len().saturating_sub(LOAD.len() - 1));
+        if load && !*release.borrow() {
+            held.send_replace(true);
+            let _ = release.wait_for(|r| *r).await;
+        }
+        to_server.write_all(&buf[..n]).await?;
+    }
+}
+
+#[tokio::test]
+async fn a_request_offered_during_the_first_load_is_announced_once_and_older_ones_are_listed() {
+    let app = spawn_app().await;
+    // On offer before the mechanic signs in: listed, not announced.
+    let (_, earlier) = app.offered_session().await;
+    let mut gate = LoadGate::start(&app.base).await;
+    let actor = app.mechanic("Ines").await;
+    let email = app.email_of(&actor).await;
+    let (session, mut events) = MechanicSession::sign_in(&gate.base, &email, PASSWORD, quick())
+        .await
+        .expect("a mechanic signs in");
+    // The feed has subscribed (the load follows the subscription) and its first load is held.
+    gate.held().await;
+    let status_during_load = session.feed_status();
+    let (_, during) = app.offered_session().await;
+    gate.open();
+    live(&mut events).await;
+    // Offered after the load: its row change comes after every change about `during`, so once it
+    // is announced the feed has said all it will about `during`.
+    let (_, after) = app.offered_session().await;
+    let mut announcements = Vec::new();
+    let mut listed = Vec::new();
+    next(&mut events, "the request offered after the load", |e| {
+        match e {
+            MechanicEvent::NewRequest(s) => announcements.push(s.id),
+            MechanicEvent::Requests(rows) => listed = rows.iter().map(|s| s.id).collect(),
+            _ => {}
+        }
+        announcements.contains(&after).then_some(())
+    })
+    .await;
+    assert_eq!(
+        announcements,
+        [during, after],
+        "announced once each, in order; the one on offer before the sign-in is not"
+    );
+    assert_eq!(listed, [earlier, during, after], "oldest first");
+    assert_eq!(
+        status_during_load,
+        FeedStatus::Connecting,
+        "live only once the list is loaded"
+    );
+    session.stop().await;
+}
+
 #[tokio::test]
 async fn the_feed_reconnects_after_a_server_restart_and_fetches_what_it_missed() {
     let app = spawn_app().await;
     let (session, mut events) = signed_in(&app, "Noor").await;
     live(&mut events).await;
     let (_, before) = app.offered_session().await;
-    listed(&mut events, "the first request", before).await;
+    announced(&mut events, "the first request", before).await;
 
     let addr = app.base.trim_start_matches("http://").to_string();
     let url = app.stop().await;
@@ -128,15 +255,7 @@ async fn the_feed_reconnects_after_a_server_restart_and_fetches_what_it_missed()
     let restarted = spawn_app_on(url, |s| s.bind = addr.parse().unwrap()).await;
     // Offered before the feed is back: only the re-fetch after the rejoin can find it.
     let (_, missed) = restarted.offered_session().await;
-    next(
-        &mut events,
-        "the missed request, from the re-fetch",
-        |e| match e {
-            MechanicEvent::NewRequest(s) if s.id == missed => Some(()),
-            _ => None,
-        },
-    )
-    .await;
+    announced(&mut events, "the missed request, from the re-fetch", missed).await;
     assert_eq!(session.feed_status(), FeedStatus::Live);
     let ids: Vec<Uuid> = session.requests().iter().map(|s| s.id).collect();
     assert_eq!(ids, [before, missed], "oldest first, nothing lost");
@@ -149,7 +268,7 @@ async fn an_accept_lost_to_another_mechanic_says_so_and_drops_the_row() {
     let (session, mut events) = signed_in(&app, "Lou").await;
     live(&mut events).await;
     let (_, id) = app.offered_session().await;
-    listed(&mut events, "the request", id).await;
+    announced(&mut events, "the request", id).await;
     let rival = app.mechanic("Rival").await;
     let (status, _) = app
         .post(&format!("/api/sessions/{id}/accept"), &rival, None)
