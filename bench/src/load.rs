@@ -121,7 +121,13 @@ impl Fleet {
         }
         let mut failure = None;
         while let Some(done) = setup.join_next().await {
-            match done? {
+            let done = match done {
+                Ok(done) => done,
+                // Aborted after an earlier failure, which is the one reported.
+                Err(e) if e.is_cancelled() && failure.is_some() => continue,
+                Err(e) => return Err(e.into()),
+            };
+            match done {
                 Ok((id, conn, joined)) => {
                     let control = self.control.clone();
                     self.tasks

@@ -467,6 +467,7 @@ async fn suite(args: SuiteArgs, nproc: usize, nofile: u64, pinned: bool) -> anyh
         work.display()
     );
 
+    // The held-connections scenario makes its own sessions on PostgreSQL.
     let needs_db = want("relay")
         || want("live")
         || want("idle")
@@ -474,15 +475,14 @@ async fn suite(args: SuiteArgs, nproc: usize, nofile: u64, pinned: bool) -> anyh
         || want("fanout")
         || want("race")
         || want("attack")
-        || want("media")
-        || want("held");
+        || want("media");
     let mechanics = sizes.fanout_mechanics.max(sizes.race_mechanics);
     let sqlite = Db {
         kind: "sqlite",
         url: format!("sqlite://{}", work.join("wrenchline.db").display()),
     };
-    eprintln!("preparing SQLite");
     let sqlite_fixture = if needs_db {
+        eprintln!("preparing SQLite");
         prepare(
             &programs,
             &sqlite,

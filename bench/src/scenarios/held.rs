@@ -24,13 +24,14 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use super::{seats, start_servers, Env, Rooms};
 use crate::fixture::{self, Fixture, Pair};
 use crate::load::{Fleet, Seat};
-use crate::procs::{rss_bytes, Db, Server};
+use crate::procs::{rss_bytes, CpuMeter, Db, MachineMeter, Server};
 use crate::report::{Metrics, Outcome};
 use crate::stats::LatencySummary;
 use crate::wire::Proto;
 
-/// Handshakes in flight per load generator process.
-const PARALLEL_SETUP: usize = 256;
+/// Handshakes in flight per load generator process: few enough that the nodes, sharing one
+/// core here, keep up with their cluster heartbeats while every session goes live.
+const PARALLEL_SETUP: usize = 16;
 /// Sockets a process keeps for itself besides the held connections (database and Redis pools,
 /// listeners, the HTTP client): the per-process share is the open-file limit less this.
 const HEADROOM: usize = 1_000;
@@ -258,6 +259,11 @@ struct HeldRun {
     cross: LatencySummary,
     cross_held: LatencySummary,
     undelivered: u64,
+    /// Cores the nodes and the load generator (suite and hold processes) used while the fleet
+    /// was held and the pairs measured, and what the rest of the machine took besides them.
+    nodes_cpu: f64,
+    loadgen_cpu: f64,
+    other_cpu: f64,
 }
 
 /// The layout of a run: how many connections, processes and nodes.
@@ -319,8 +325,19 @@ async fn run(
             opened as f64 / connect_s
         );
         tokio::time::sleep(sizes.idle_settle).await;
+        let node_cpu: Vec<CpuMeter> = servers.iter().map(|s| CpuMeter::start(s.pid)).collect();
+        let own_cpu = CpuMeter::start(std::process::id());
+        let holder_cpu: Vec<CpuMeter> = holders
+            .iter()
+            .filter_map(|h| h.child.id())
+            .map(CpuMeter::start)
+            .collect();
+        let machine = MachineMeter::start();
         let (cross_held, undelivered) =
             pair_latency(a, b, &live_seats, rate, warmup, window).await?;
+        let nodes_cpu: f64 = node_cpu.iter().map(CpuMeter::cores).sum();
+        let loadgen_cpu = own_cpu.cores() + holder_cpu.iter().map(CpuMeter::cores).sum::<f64>();
+        let other_cpu = (machine.cores() - nodes_cpu - loadgen_cpu).max(0.0);
         for s in servers.iter_mut() {
             s.check_alive()?;
         }
@@ -349,6 +366,9 @@ async fn run(
             cross,
             cross_held,
             undelivered,
+            nodes_cpu,
+            loadgen_cpu,
+            other_cpu,
         };
         anyhow::Ok(run)
     }
@@ -394,6 +414,9 @@ fn metrics(r: &HeldRun) -> Metrics {
             "cross-node p99 above single ms".into(),
             r.cross.p99_ms - r.single.p99_ms,
         ),
+        ("nodes cores, fleet held".into(), r.nodes_cpu),
+        ("load generator cores, fleet held".into(), r.loadgen_cpu),
+        ("other load cores".into(), r.other_cpu),
     ]
 }
 
