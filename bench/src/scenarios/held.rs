@@ -420,18 +420,18 @@ fn metrics(r: &HeldRun) -> Metrics {
     ]
 }
 
-/// Makes the scenario's sessions once (through one server), after those the fixture has.
+/// Makes `count` sessions for a run (through one server), numbered from `first`.
 async fn sessions(
     env: &Env,
     db: &Db,
     fixture: &Fixture,
+    first: usize,
     count: usize,
 ) -> anyhow::Result<Vec<Pair>> {
     let servers = start_servers(env, db, None).await?;
     let started = Instant::now();
     let result = async {
         let http = fixture::Http::new(&servers[0].base_url())?;
-        let first = 1_000_000;
         fixture::add_pairs(&http, &fixture.mechanics, first, first + count).await
     }
     .await;
@@ -475,25 +475,23 @@ pub async fn held(env: &Env) -> Vec<Outcome> {
         outcome.error = Some("needs --postgres-url and --redis-url".into());
         return vec![outcome];
     };
-    eprintln!(
-        "held connections: making {} sessions",
-        connections / 2 + live
-    );
-    let pairs = match sessions(env, db, fixture, connections / 2 + live).await {
-        Ok(p) => p,
-        Err(e) => {
-            outcome.error = Some(format!("{e:#}"));
-            return vec![outcome];
-        }
-    };
-    let (live_pairs, held_pairs) = pairs.split_at(live);
     for r in 0..sizes.runs {
         eprintln!(
             "held connections ({connections} on {nodes} nodes): run {}/{}",
             r + 1,
             sizes.runs
         );
-        match run(env, db, redis, held_pairs, live_pairs, fixture).await {
+        // Fresh sessions every run: a session whose pair met in an earlier run is live with its
+        // clock running, and one whose pair did not may have been offered again meanwhile.
+        let first = 1_000_000 * (r + 1);
+        let result = match sessions(env, db, fixture, first, connections / 2 + live).await {
+            Ok(pairs) => {
+                let (live_pairs, held_pairs) = pairs.split_at(live);
+                run(env, db, redis, held_pairs, live_pairs, fixture).await
+            }
+            Err(e) => Err(e),
+        };
+        match result {
             Ok(run) => {
                 eprintln!(
                     "  p99 single {:.2} ms, cross-node {:.2} ms, cross-node with the fleet held {:.2} ms; nodes {:.0} MiB, Redis {:.0} MiB",
