@@ -33,12 +33,9 @@ if [ ! -x "$venv/bin/schemathesis" ] || [ "$("$venv/bin/schemathesis" --version 
 fi
 
 # The server embeds the web UI, so its build needs ui/dist.
-if [ ! -f ui/dist/index.html ]; then
-  echo "schemathesis: building the web UI"
-  (cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build)
-fi
+scripts/ui-build.sh
 echo "schemathesis: building wrenchline-server"
-cargo build --locked --workspace --bins --quiet
+cargo build --locked --workspace --bins --examples --quiet
 
 # --- the server (the harness runs this script again with WL_BASE set) -----------------------------
 export SCHEMATHESIS_WORK
