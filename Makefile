@@ -6,7 +6,9 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/wrenchline/target
 export CARGO_TERM_COLOR ?= never
 # Every debug build and test run is `--workspace`, so dependency features unify the same way each
-# time and one compile serves every suite (a `-p` build compiles about 110 crates again).
+# time and one compile serves every suite (a `-p` build compiles about 110 crates again). Binaries
+# are built with `--bins --examples`: examples bring in the dev-dependencies' features as the test
+# build does, where `--bins` alone compiles reqwest and the workspace crates above it once more.
 BIN := $(CARGO_TARGET_DIR)/debug
 DATABASE_URL ?= sqlite://wrenchline.db
 BIND ?= 127.0.0.1:8080
@@ -18,8 +20,10 @@ CHROMIUM ?= /usr/bin/chromium
 setup:
 	@scripts/setup.sh
 
+# ui/dist, built only when ui/'s sources changed (scripts/ui-build.sh keeps a content hash), so the
+# release server and the desktop app that embed it are not compiled again by every suite.
 ui: setup
-	cd ui && npm run build
+	@scripts/ui-build.sh
 
 # Server on embedded SQLite with a demo mechanic; with a display, the desktop app beside it, its
 # sign-in form filled in with the demo mechanic the server printed (debug builds read
@@ -42,7 +46,7 @@ run: ui
 # A cluster on this machine: PostgreSQL, Redis, three nodes and HAProxy in front
 # (deploy/haproxy.cfg), the customer link and the demo mechanic printed; Ctrl-C stops them all.
 cluster: ui
-	cargo build --workspace --bins --locked
+	cargo build --workspace --bins --examples --locked
 	scripts/cluster.sh
 
 # The server alone.
@@ -88,13 +92,13 @@ browser-deps: setup
 	@[ -x $(CHROMIUM) ] || { echo "browser-deps: installing Debian's chromium"; \
 	  sudo_=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$sudo_ apt-get update -qq && $$sudo_ apt-get install -y -qq chromium; }
-	@cd tests/browser && { [ -d node_modules ] && [ ! package-lock.json -nt node_modules ] \
-	  || npm ci --no-audit --no-fund --loglevel=error; }
+	@scripts/npm-deps.sh tests/browser
 
 # The unmodified @supabase/realtime-js and phoenix clients from npm against the real server.
 test-realtime: ui
-	cargo build --workspace --bins --locked
-	cd tests/realtime && npm ci --no-audit --no-fund --loglevel=error && npm test
+	cargo build --workspace --bins --examples --locked
+	scripts/npm-deps.sh tests/realtime
+	cd tests/realtime && npm test
 
 # Three nodes on a throwaway PostgreSQL and Redis (real processes; tests/cluster/README.md): the
 # shared counters, presence expiry and reaper against Redis, then the Node suite with the unmodified realtime-js of
@@ -103,7 +107,7 @@ test-realtime: ui
 # (deploy/haproxy.cfg) in front of the cluster.
 test-cluster: ui browser-deps
 	cargo build --workspace --bins --examples --locked
-	cd tests/realtime && npm ci --no-audit --no-fund --loglevel=error
+	scripts/npm-deps.sh tests/realtime
 	scripts/with-postgres.sh scripts/with-redis.sh bash -c \
 	  'cargo nextest run --workspace --run-ignored all --locked \
 	   -E "binary_id(wrenchline-server::redis) | binary_id(wrenchline-server::cluster)" \
@@ -121,10 +125,10 @@ test-fuzz: setup
 	scripts/fuzz.sh 15
 
 # schemathesis against /api/openapi.json of a running server: no 5xx, every response as documented;
-# on SQLite, then on a throwaway PostgreSQL cluster (which refuses what SQLite stores, U+0000).
+# on SQLite and on a throwaway PostgreSQL cluster (which refuses what SQLite stores, U+0000), the
+# two runs side by side after one build, each with its full 250 examples per operation and phase.
 test-schemathesis: ui
-	scripts/schemathesis.sh
-	scripts/with-postgres.sh scripts/schemathesis.sh
+	scripts/schemathesis.sh --sqlite-and-postgres
 
 # Signed .deb and .rpm of the desktop app and of wrenchline-server, SHA256SUMS and updater
 # signatures into dist/, with keys from the environment (see docs/deploy.md).

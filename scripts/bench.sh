@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 . scripts/release-env.sh
 cargo build --release --locked -p wrenchline-server -p wrenchline-bench
-(cd bench/socketio && npm ci --no-audit --no-fund --loglevel=error)
+scripts/npm-deps.sh bench/socketio
 
 # A throwaway PostgreSQL cluster on its own port and a throwaway Redis, removed afterwards.
 export WRENCHLINE_PG_PORT=${WRENCHLINE_BENCH_PG_PORT:-55439}

@@ -99,13 +99,13 @@ if [ -n "$prebuilt" ]; then
   step "using prebuilt packages from $bundle_dir"
 else
   if [ "$skip_ui" = 0 ]; then
-    step "front-end: npm ci && npm run build (ui/)"
-    (cd "$root/ui" && npm ci --no-audit --no-fund --loglevel=error && npm run build)
+    step "front-end: scripts/ui-build.sh (ui/dist, when ui/ changed)"
+    "$root/scripts/ui-build.sh"
   fi
   [ -f "$root/ui/dist/desktop.html" ] || die "ui/dist is missing; run without --skip-ui"
 
-  step "tauri CLI: npm ci (packaging/)"
-  (cd "$root/packaging" && npm ci --no-audit --no-fund --loglevel=error)
+  step "tauri CLI: npm ci (packaging/) when its packages are not current"
+  "$root/scripts/npm-deps.sh" "$root/packaging"
 
   bundle_dir="$CARGO_TARGET_DIR/release/bundle"
   rm -rf "$bundle_dir/deb" "$bundle_dir/rpm"

@@ -7,7 +7,8 @@
 # libFuzzer needs nightly compiler flags (-Zsanitizer=address, sancov passes). On the stable
 # toolchain RUSTC_BOOTSTRAP=1 unlocks them, so no nightly is needed.
 # Each target first replays its known reproducers (fuzz/regressions/<target>/), then fuzzes from
-# the seeds captured from realtime-js (fuzz/corpus/<target>/) plus its working corpus.
+# the seeds captured from realtime-js (fuzz/corpus/<target>/) plus its working corpus. Targets run
+# side by side, one per core (FUZZ_JOBS overrides), each for the full SECONDS.
 # Environment: FUZZ_TARGET_DIR (build dir), FUZZ_WORK (the growing working corpora),
 # FUZZ_SANITIZER (address by default; `none` builds and runs faster), FUZZ_FEATURES (features of
 # the fuzz crate to build with; it has none of its own today).
@@ -53,14 +54,14 @@ cargo fuzz build "${build_flags[@]}" >"${TMPDIR:-/tmp}/wrenchline-fuzz-build.log
 }
 
 logs=$(mktemp -d "${TMPDIR:-/tmp}/wrenchline-fuzz.XXXXXX")
-failed=()
-summary=()
-for t in "${targets[@]}"; do
+# One target: replay its reproducers, fuzz it, and leave its summary line in $logs/$t.summary
+# (and $logs/$t.failed when it failed).
+fuzz_one() {
+  local t=$1 r replay="" rc=0 execs rate
   # New inputs go to the working corpus (kept between runs); fuzz/corpus/<target> holds the
   # committed seeds captured from realtime-js and is only read.
   mkdir -p "$work/$t" "fuzz/artifacts/$t"
-  regressions=(fuzz/regressions/"$t"/*)
-  replay=""
+  local regressions=(fuzz/regressions/"$t"/*)
   if [ -e "${regressions[0]}" ]; then
     # Given files rather than directories, libFuzzer runs each once and stops at the first crash.
     for r in "${regressions[@]}"; do
@@ -72,24 +73,44 @@ for t in "${targets[@]}"; do
     done
   fi
   echo "fuzz: $t for ${seconds}s"
-  rc=0
   cargo fuzz run "${build_flags[@]}" "$t" "$work/$t" "fuzz/corpus/$t" -- \
     -max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
     -artifact_prefix="fuzz/artifacts/$t/" >"$logs/$t.log" 2>&1 || rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$logs/$t.log" | tail -n 1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$logs/$t.log" | tail -n 1)
   if [ "$rc" -ne 0 ] || grep -qE '^==[0-9]+==|^SUMMARY: libFuzzer' "$logs/$t.log"; then
-    failed+=("$t")
-    summary+=("$(printf '%-14s %12s executions  %8s/s  CRASH (exit %s)' "$t" "${execs:-?}" "${rate:-?}" "$rc")")
+    touch "$logs/$t.failed"
+    printf '%-14s %12s executions  %8s/s  CRASH (exit %s)\n' "$t" "${execs:-?}" "${rate:-?}" "$rc" >"$logs/$t.summary"
     echo "fuzz: $t FAILED (log: $logs/$t.log):" >&2
     { grep -m1 -A3 -E 'panicked at|^==[0-9]+==ERROR' "$logs/$t.log" | cut -c1-600
       grep -A2 -E '^Failing input:' "$logs/$t.log"; } >&2 || true
   elif [ -n "$replay" ]; then
-    failed+=("$t")
-    summary+=("$(printf '%-14s %12s executions  %8s/s  ok, but known reproducers crash:%s' "$t" "${execs:-?}" "${rate:-?}" "$replay")")
+    touch "$logs/$t.failed"
+    printf '%-14s %12s executions  %8s/s  ok, but known reproducers crash:%s\n' "$t" "${execs:-?}" "${rate:-?}" "$replay" >"$logs/$t.summary"
   else
-    summary+=("$(printf '%-14s %12s executions  %8s/s  ok' "$t" "${execs:-?}" "${rate:-?}")")
+    printf '%-14s %12s executions  %8s/s  ok\n' "$t" "${execs:-?}" "${rate:-?}" >"$logs/$t.summary"
   fi
+}
+
+# libFuzzer runs one process on one core: FUZZ_JOBS targets (default: one per core) run side by
+# side, each for the full SECONDS.
+jobs=${FUZZ_JOBS:-$(nproc)}
+running=0
+for t in "${targets[@]}"; do
+  if [ "$running" -ge "$jobs" ]; then
+    wait -n || true
+    running=$((running - 1))
+  fi
+  fuzz_one "$t" &
+  running=$((running + 1))
+done
+wait || true
+
+failed=()
+summary=()
+for t in "${targets[@]}"; do
+  summary+=("$(cat "$logs/$t.summary" 2>/dev/null || printf '%-14s did not finish' "$t")")
+  if [ -e "$logs/$t.failed" ] || [ ! -e "$logs/$t.summary" ]; then failed+=("$t"); fi
 done
 
 echo

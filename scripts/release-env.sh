@@ -5,6 +5,4 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/wrenchline/target}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 release="$CARGO_TARGET_DIR/release"
 
-if [ ! -f ui/dist/index.html ]; then
-  (cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build)
-fi
+scripts/ui-build.sh

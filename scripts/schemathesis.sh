@@ -11,13 +11,24 @@
 # (negative_data_rejection) and any schemathesis error. tests/schemathesis/hooks.py gives
 # generated VINs their check digit, the one rule a pattern cannot state.
 #
-#   scripts/schemathesis.sh [EXAMPLES]    test cases per operation and phase (default 250, ~1 min)
+#   scripts/schemathesis.sh [EXAMPLES]    test cases per operation and phase (default 250, ~2 min)
+#   scripts/schemathesis.sh --sqlite-and-postgres [EXAMPLES]
+#                                         the same on SQLite and, at the same time, on a throwaway
+#                                         PostgreSQL cluster (scripts/with-postgres.sh): one build,
+#                                         two independent runs side by side (each schemathesis is
+#                                         one Python process on one core), their output printed one
+#                                         after the other; fails when either fails. What CI runs.
 #
 # Environment: CARGO_TARGET_DIR (where the server is built and found), SCHEMATHESIS_VENV (default ~/.cache/wrenchline/venv),
 # SCHEMATHESIS_SEED (replays a run), SCHEMATHESIS_REPORT_DIR (JSON/NDJSON/JUnit/HAR reports).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+both=0
+if [ "${1:-}" = --sqlite-and-postgres ]; then
+  both=1
+  shift
+fi
 examples=${1:-250}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 venv=${SCHEMATHESIS_VENV:-$HOME/.cache/wrenchline/venv}
@@ -33,12 +44,32 @@ if [ ! -x "$venv/bin/schemathesis" ] || [ "$("$venv/bin/schemathesis" --version 
 fi
 
 # The server embeds the web UI, so its build needs ui/dist.
-if [ ! -f ui/dist/index.html ]; then
-  echo "schemathesis: building the web UI"
-  (cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build)
-fi
+scripts/ui-build.sh
 echo "schemathesis: building wrenchline-server"
-cargo build --locked --workspace --bins --quiet
+cargo build --locked --workspace --bins --examples --quiet
+
+if [ "$both" = 1 ]; then
+  logs=$(mktemp -d /tmp/wrenchline-schemathesis-both.XXXXXX)
+  reports=${SCHEMATHESIS_REPORT_DIR:-}
+  env -u WRENCHLINE_TEST_POSTGRES_URL SCHEMATHESIS_REPORT_DIR=${reports:+$reports/sqlite} \
+    "$0" "$examples" >"$logs/sqlite.log" 2>&1 &
+  sqlite_pid=$!
+  SCHEMATHESIS_REPORT_DIR=${reports:+$reports/postgres} scripts/with-postgres.sh "$0" "$examples" \
+    >"$logs/postgres.log" 2>&1 &
+  postgres_pid=$!
+  sqlite_rc=0
+  postgres_rc=0
+  wait "$sqlite_pid" || sqlite_rc=$?
+  wait "$postgres_pid" || postgres_rc=$?
+  for engine in sqlite postgres; do
+    echo "=== schemathesis on $engine"
+    cat "$logs/$engine.log"
+  done
+  rm -rf "$logs"
+  echo "schemathesis: SQLite exit $sqlite_rc, PostgreSQL exit $postgres_rc"
+  [ "$sqlite_rc" = 0 ] && [ "$postgres_rc" = 0 ]
+  exit
+fi
 
 # --- the server (the harness runs this script again with WL_BASE set) -----------------------------
 export SCHEMATHESIS_WORK

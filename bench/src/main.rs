@@ -50,7 +50,7 @@ struct SuiteArgs {
     /// Seconds per scenario and small sizes (CI).
     #[arg(long)]
     quick: bool,
-    /// Runs per scenario (default 2 quick, 3 full).
+    /// Runs per scenario (default 1 quick, 3 full).
     #[arg(long)]
     runs: Option<usize>,
     #[arg(long)]

@@ -20,7 +20,7 @@ if [ ! -x "$chromium" ]; then
 fi
 
 echo "run.sh: building the web shell"
-(cd "$root/ui" && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run build)
+"$root/scripts/ui-build.sh"
 
 # The whole workspace's binaries and examples, as the other suites build them (the same features,
 # so no second compile): wrenchline-server (it embeds ui/dist) and the mechanic example.
@@ -28,9 +28,7 @@ echo "run.sh: building wrenchline-server and the mechanic example"
 (cd "$root" && cargo build --workspace --bins --examples --locked)
 
 cd "$here"
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
-  npm ci --no-audit --no-fund
-fi
+"$root/scripts/npm-deps.sh" "$here"
 
 rm -rf "$root/tests/artifacts/browser"
 echo "run.sh: running the browser suite (mechanic: ${WRENCHLINE_MECHANIC:-default})"

@@ -77,7 +77,7 @@ if [ -z "$bin" ]; then
   # command, so that the benchmark and this test share one build.
   if [ ! -x "$bin" ] || [ -n "$(find "$root/crates/server" "$root/crates/protocol" "$root/ui/dist" \
         -newer "$bin" -type f -print -quit 2>/dev/null)" ]; then
-    [ -f "$root/ui/dist/index.html" ] || (cd "$root/ui" && npm ci --no-audit --no-fund --loglevel=error && npm run build)
+    "$root/scripts/ui-build.sh"
     echo "building the release server (cargo build --release -p wrenchline-server -p wrenchline-bench)"
     (cd "$root" && cargo build --release --locked -p wrenchline-server -p wrenchline-bench) \
       || { bad "release build"; summary; exit 1; }
@@ -257,9 +257,7 @@ check "port 80 answers ACME challenges from the webroot" bash -c \
 check "port 80 redirects everything else to https" bash -c \
   "curl -s -o /dev/null -w '%{http_code} %{redirect_url}' http://127.0.0.1:$http_port/intake | grep -q '^301 https://127.0.0.1/intake'"
 
-if [ ! -d "$root/tests/realtime/node_modules" ]; then
-  (cd "$root/tests/realtime" && npm ci --no-audit --no-fund --loglevel=error) >/dev/null
-fi
+"$root/scripts/npm-deps.sh" "$root/tests/realtime" >/dev/null
 through_proxy() {
   env WL_PROXY_BASE="$1" WL_PROXY_NAME="$2" NODE_EXTRA_CA_CERTS="$3" WL_DATABASE_URL="sqlite://$db" \
       WRENCHLINE_SERVER_BIN="$work/wrenchline-server" \

@@ -39,10 +39,10 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 # --- build -------------------------------------------------------------------------------------
 if [ -z "${SKIP_BUILD:-}" ]; then
-  (cd "$root/ui" && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run build)
-  (cd "$root" && cargo build --workspace --bins --locked)
+  "$root/scripts/ui-build.sh"
+  (cd "$root" && cargo build --workspace --bins --examples --locked)
 fi
-(cd "$here" && { [ -d node_modules ] || npm ci --no-audit --no-fund; })
+"$root/scripts/npm-deps.sh" "$here"
 
 # --- run in a throwaway home, display and session bus -----------------------------------------
 run_home="$(mktemp -d /tmp/wl-desktop-home.XXXXXX)"
