@@ -285,7 +285,8 @@ mod tests {
         );
         let size = std::mem::size_of_val(&task);
         eprintln!("connection task: {size} bytes");
-        assert!(size <= 1024, "the connection's task is {size} bytes");
+        // 2,048 bytes over in-memory channels (the socket's halves are of a similar size).
+        assert!(size <= 2560, "the connection's task is {size} bytes");
         drop(task);
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
