@@ -269,6 +269,9 @@ impl Server {
                     .arg("--plans-file")
                     .arg(programs.work.join("plans.toml"))
                     .args(["--access-token-ttl", "86400"])
+                    // An accepted session whose mechanic has not joined yet is not offered
+                    // again during a run (the held scenario opens its connections for minutes).
+                    .args(["--mechanic-join-timeout", "86400"])
                     .args(args)
                     .arg("--media-dir")
                     .arg(programs.work.join("media"))
