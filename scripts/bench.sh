@@ -2,8 +2,10 @@
 # Benchmarks wrenchline-server on loopback, side by side with a bare tokio-tungstenite relay (the
 # limit) and a Socket.IO server (the peer), all driven by bench/'s load generator: relay sweep,
 # live sessions, idle connections, persisted chat (SQLite, PostgreSQL, and three nodes of a
-# cluster on PostgreSQL and Redis with every message crossing nodes), request fan-out and the
-# accept race. Prints a table and writes bench/results/latest.json.
+# cluster on PostgreSQL and Redis with every message crossing nodes), request fan-out, the
+# accept race, and 100,000 connections held across the nodes of a cluster (one load generator
+# process per node, each under the open-file limit). Prints a table and writes
+# bench/results/latest.json.
 #
 #   scripts/bench.sh           the full run (about half an hour on 2 cores)
 #   scripts/bench.sh --quick   seconds per scenario, small sizes: for CI; fails only when a
