@@ -54,11 +54,13 @@ fn free_port() -> u16 {
 /// The server as an operator runs it, on a fixed port so that clients find it again after a
 /// restart.
 async fn start_server(db: &str, port: u16) -> ServerProcess {
-    // Every client of this test shares one address.
+    // Every client of this test shares one address, and each customer posts every 30 ms, far
+    // above the default message rate of a person.
     let limits = std::env::temp_dir().join(format!("limits-{port}.toml"));
     std::fs::write(
         &limits,
-        "intakes_per_address_per_hour = 10000\nlogin_per_address_per_minute = 10000\n",
+        "intakes_per_address_per_hour = 10000\nlogin_per_address_per_minute = 10000\n\
+         messages_per_user_per_minute = 100000\n",
     )
     .unwrap();
     spawn_server_process(|serve| {
