@@ -54,13 +54,14 @@ fn free_port() -> u16 {
 /// The server as an operator runs it, on a fixed port so that clients find it again after a
 /// restart.
 async fn start_server(db: &str, port: u16) -> ServerProcess {
-    // Every client of this test shares one address, and each customer posts every 30 ms, far
-    // above the default message rate of a person.
+    // Every client of this test shares one address (a hundred of them reconnect at once after
+    // the restart), and each customer posts every 30 ms, far above a person's message rate.
     let limits = std::env::temp_dir().join(format!("limits-{port}.toml"));
     std::fs::write(
         &limits,
         "intakes_per_address_per_hour = 10000\nlogin_per_address_per_minute = 10000\n\
-         messages_per_user_per_minute = 100000\n",
+         messages_per_user_per_minute = 100000\nconnections_per_address = 10000\n\
+         http_connections_per_address = 10000\n",
     )
     .unwrap();
     spawn_server_process(|serve| {
