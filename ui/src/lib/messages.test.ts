@@ -2,13 +2,13 @@ import { describe, expect, it } from 'vitest';
 import type { Message } from './backend';
 import {
   isStored,
-  lastSeq,
   markFailed,
   markQueued,
   markSending,
   mergeMessages,
   newClientId,
   pendingEntry,
+  seqKnownThrough,
 } from './messages';
 
 const me = { id: 'cust-1', role: 'customer' as const };
@@ -108,10 +108,14 @@ describe('sending and retry', () => {
     expect(isStored(markSending(list, pendingEntry('y', 'y', me)), 'cust-1', 'y')).toBe(false);
   });
 
-  it('computes the last stored seq', () => {
-    expect(lastSeq([])).toBe(0);
-    const list = markSending(mergeMessages([], [msg(5), msg(7)]), pendingEntry('p', 'x', me));
-    expect(lastSeq(list)).toBe(7);
+  it('knows up to which seq nothing is missing', () => {
+    expect(seqKnownThrough([])).toBe(0);
+    const list = markSending(mergeMessages([], [msg(1), msg(2), msg(4), msg(5)]), pendingEntry('p', 'x', me));
+    expect(seqKnownThrough(list)).toBe(2);
+    // Seq 3 read as gone by an earlier catch-up that reached 3: complete through 5.
+    expect(seqKnownThrough(list, 3)).toBe(5);
+    expect(seqKnownThrough(list, 9)).toBe(9);
+    expect(seqKnownThrough(mergeMessages([], [msg(5), msg(7)]))).toBe(0);
   });
 
   it('makes client ids the server accepts', () => {

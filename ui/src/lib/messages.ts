@@ -103,11 +103,17 @@ export function mergeMessages(current: readonly ChatEntry[], incoming: readonly 
   return [...ordered, ...pending];
 }
 
-/** The highest stored seq (0 when none): what to ask history for after a reconnect. */
-export function lastSeq(entries: readonly ChatEntry[]): number {
-  let max = 0;
-  for (const e of entries) if (e.seq !== null && e.seq > max) max = e.seq;
-  return max;
+/**
+ * The highest seq up to which nothing is missing: from `from` (known complete by an earlier read)
+ * on, every following seq is in `entries` up to the answer. Seqs count 1, 2, 3… per session, so a
+ * message that arrives past it means one was missed; history is asked from here after a reconnect.
+ */
+export function seqKnownThrough(entries: readonly ChatEntry[], from = 0): number {
+  const seqs = new Set<number>();
+  for (const e of entries) if (e.seq !== null && e.seq > from) seqs.add(e.seq);
+  let through = from;
+  while (seqs.has(through + 1)) through += 1;
+  return through;
 }
 
 /** Adds a message being sent, or marks an existing (failed) one as sending again. */

@@ -85,7 +85,15 @@ class FakeBackend implements Backend {
   async clockOffset() {
     return 0;
   }
+  /** The next history reads fail, one each, as if the server were restarting. */
+  historyFailures = 0;
+  historyReads: number[] = [];
   async history(_id: string, after: number) {
+    this.historyReads.push(after);
+    if (this.historyFailures > 0) {
+      this.historyFailures--;
+      throw new BackendError(503, 'unavailable', 'The server is starting');
+    }
     return this.stored.filter((m) => m.seq > after);
   }
   async sendMessage(_id: string, body: string, clientId: string) {
@@ -197,6 +205,57 @@ describe('ChatRoom', () => {
     backend.handlers!.subscribed!();
     await room.catchUp();
     expect(room.entries.map((e) => e.seq)).toEqual([1, 2, 3]);
+  });
+
+  it('catches up from the first missing seq when a message shows one was missed', async () => {
+    backend.stored = [message(1)];
+    backend.handlers!.subscribed!();
+    await room.catchUp();
+    // Seq 2 was stored while the link was down; seq 3 arrives live, past it.
+    backend.stored.push(message(2), message(3));
+    backend.historyReads = [];
+    backend.handlers!.message!(message(3));
+    await settle();
+    expect(room.entries.map((e) => e.seq)).toEqual([1, 2, 3]);
+    expect(backend.historyReads).toEqual([1]);
+    // In order: nothing to read.
+    backend.stored.push(message(4));
+    backend.handlers!.message!(message(4));
+    await settle();
+    expect(backend.historyReads).toEqual([1]);
+  });
+
+  it('tries a failed catch-up again by itself, and a later message does not hide the gap', async () => {
+    room.stop();
+    vi.useFakeTimers();
+    try {
+      room = new ChatRoom(backend, 's1');
+      backend.stored = [message(1)];
+      await room.start();
+      await room.catchUp();
+      expect(room.entries.map((e) => e.seq)).toEqual([1]);
+      // Back after a restart: the catch-up's reads fail twice.
+      backend.stored.push(message(2));
+      backend.historyFailures = 2;
+      backend.handlers!.subscribed!();
+      await vi.advanceTimersByTimeAsync(0);
+      expect(room.entries.map((e) => e.seq)).toEqual([1]);
+      // The next message arrives live before any retry: seq 2 is still asked for.
+      backend.stored.push(message(3));
+      backend.handlers!.message!(message(3));
+      await vi.advanceTimersByTimeAsync(0);
+      expect(room.entries.map((e) => e.seq)).toEqual([1, 3]);
+      await vi.advanceTimersByTimeAsync(2_000);
+      expect(room.entries.map((e) => e.seq)).toEqual([1, 2, 3]);
+      expect(backend.historyFailures).toBe(0);
+      // Caught up: no more reads.
+      const reads = backend.historyReads.length;
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(backend.historyReads).toHaveLength(reads);
+    } finally {
+      room.stop();
+      vi.useRealTimers();
+    }
   });
 
   it('retries a refused message with the same client_id when asked to', async () => {

@@ -20,7 +20,6 @@ import { parseTime, remainingMs } from '../countdown';
 import {
   isMessage,
   isStored,
-  lastSeq,
   markFailed,
   markQueued,
   markSending,
@@ -28,6 +27,7 @@ import {
   newClientId,
   pendingEntry,
   removePending,
+  seqKnownThrough,
   setFiles,
   type ChatEntry,
 } from '../messages';
@@ -159,6 +159,11 @@ export class ChatRoom {
   private sessionVersion = 0;
   private catchingUp: Promise<void> | null = null;
   private catchUpAgain = false;
+  /** Every message up to this seq has been read: the last catch-up read history that far. */
+  private readThrough = 0;
+  /** Catch-ups failed in a row, and the timer of the next attempt. */
+  private catchUpFailures = 0;
+  private catchUpTimer: ReturnType<typeof setTimeout> | undefined;
   /**
    * The outbox: my messages not yet acknowledged, in the order they were typed. They are sent one
    * at a time from its head, so the server numbers them in that order.
@@ -231,7 +236,11 @@ export class ChatRoom {
       // Back in touch with the server: first learn what it stored meanwhile, then send the rest.
       subscribed: () => void this.catchUp().then(() => this.sendQueuedNow()),
       session: (s) => this.applySession(s),
-      message: (m) => this.applyMessages([m]),
+      message: (m) => {
+        this.applyMessages([m]);
+        // Past a seq not seen yet: a message was missed on the way (a reconnect raced it).
+        if (m.seq > seqKnownThrough(this.entries, this.readThrough)) void this.catchUp();
+      },
       presence: (state) => (this.presenceState = state),
       typing: (t) => {
         if (t.user_id !== this.me?.id) this.typingUntil = Date.now() + TYPING_SHOWS_MS;
@@ -247,6 +256,7 @@ export class ChatRoom {
     for (const url of Object.values(this.playableUrls)) if (url) URL.revokeObjectURL(url);
     clearInterval(this.ticker);
     clearTimeout(this.retryTimer);
+    clearTimeout(this.catchUpTimer);
     if (typeof window !== 'undefined') window.removeEventListener('online', this.onOnline);
     this.subscription?.close();
     this.subscription = null;
@@ -292,30 +302,47 @@ export class ChatRoom {
   }
 
   /**
-   * After every (re)subscription: the messages after the last seq (all pages) and the session,
-   * so whatever happened while away shows up with no gap and no duplicate.
+   * After every (re)subscription, and whenever a message shows that one was missed: the session
+   * and the messages after the last seq with none missing before it (all pages), so whatever
+   * happened while away shows up with no gap and no duplicate. A failed read is tried again,
+   * 1 s doubling to 15 s apart, until one succeeds or the room stops.
    */
   catchUp(): Promise<void> {
     if (this.catchingUp) {
       this.catchUpAgain = true;
       return this.catchingUp;
     }
+    clearTimeout(this.catchUpTimer);
+    this.catchUpTimer = undefined;
     this.catchingUp = (async () => {
+      let failed = false;
       do {
         this.catchUpAgain = false;
+        failed = false;
         try {
           const askedAt = this.sessionVersion;
           const session = await this.backend.session(this.sessionId);
           this.applySession(session, askedAt);
+          let after = seqKnownThrough(this.entries, this.readThrough);
           for (;;) {
-            const page = await this.backend.history(this.sessionId, lastSeq(this.entries));
+            const page = await this.backend.history(this.sessionId, after);
             this.applyMessages(page);
+            for (const m of page) after = Math.max(after, m.seq);
             if (page.length < HISTORY_PAGE) break;
           }
+          this.readThrough = Math.max(this.readThrough, after);
+          this.catchUpFailures = 0;
         } catch {
-          // The next (re)subscription tries again.
+          failed = true;
         }
       } while (this.catchUpAgain && !this.stopped);
+      if (failed && !this.stopped) {
+        this.catchUpTimer = setTimeout(() => {
+          this.catchUpTimer = undefined;
+          void this.catchUp();
+        }, retryDelay(this.catchUpFailures));
+        this.catchUpFailures += 1;
+      }
     })().finally(() => (this.catchingUp = null));
     return this.catchingUp;
   }
