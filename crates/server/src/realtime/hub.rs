@@ -32,7 +32,9 @@ use crate::limits::Limits;
 use crate::presence::{PresenceEntry, PresenceUnavailable, PresenceView};
 
 /// Frames a connection may have queued before it is considered too slow and disconnected (the
-/// queue is bounded in bytes too: `outbound_queue_max_bytes`).
+/// queue is bounded in bytes too: `outbound_queue_max_bytes`). The queue takes memory only for
+/// what it holds (a flume channel: tokio's allocates a block of 32 frames, about 2 KiB with its
+/// state, for every connection, idle or not).
 pub const QUEUE_CAPACITY: usize = 1024;
 
 /// Broadcast events only the server sends; a client may not send them (it could otherwise
@@ -76,7 +78,7 @@ pub enum Cut {
 #[derive(Clone)]
 pub struct ConnHandle {
     pub id: u64,
-    tx: mpsc::Sender<Outgoing>,
+    tx: flume::Sender<Outgoing>,
     kill: CancellationToken,
     /// Bytes queued and not yet taken by the socket loop.
     queued: Arc<AtomicUsize>,
@@ -87,7 +89,7 @@ pub struct ConnHandle {
 impl ConnHandle {
     pub fn new(
         id: u64,
-        tx: mpsc::Sender<Outgoing>,
+        tx: flume::Sender<Outgoing>,
         kill: CancellationToken,
         max_bytes: usize,
     ) -> Self {
@@ -113,12 +115,12 @@ impl ConnHandle {
         }
         match self.tx.try_send(frame) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(flume::TrySendError::Full(_)) => {
                 self.queued.fetch_sub(len, Ordering::AcqRel);
                 self.cut_off(Cut::SlowConsumer);
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
+            Err(flume::TrySendError::Disconnected(_)) => {
                 self.queued.fetch_sub(len, Ordering::AcqRel);
                 false
             }
@@ -920,8 +922,16 @@ impl Hub {
         binary: Option<&UserBroadcast>,
         except: Option<u64>,
     ) {
-        let mut encoded = Encoded::new(frame, binary);
         let subscribers = state.subscribers.read().expect("lock");
+        Self::send_to(&subscribers, Encoded::new(frame, binary), except);
+    }
+
+    /// Queues a frame for every subscriber but `except`, encoded once per wire format.
+    fn send_to(
+        subscribers: &HashMap<u64, Subscriber>,
+        mut encoded: Encoded<'_>,
+        except: Option<u64>,
+    ) {
         for sub in subscribers.values() {
             if Some(sub.conn.id) == except {
                 continue;
@@ -942,19 +952,27 @@ impl Hub {
         payload: Option<Value>,
         binary: Option<&UserBroadcast>,
     ) {
-        if !Self::is_subscribed(state, sender) {
+        let subscribers = state.subscribers.read().expect("lock");
+        if !subscribers.contains_key(&sender) {
             return;
         }
-        let frame = payload
-            .as_ref()
-            .map(|p| Frame::new(&*state.full, "broadcast", p.clone()));
-        self.fan_out(
-            state,
-            frame.as_ref(),
-            binary,
+        // On a single node the payload goes into the frame; only the bus needs it kept.
+        let clustered = self.is_clustered();
+        let (frame, payload) = match payload {
+            Some(p) if clustered => (
+                Some(Frame::new(&*state.full, "broadcast", p.clone())),
+                Some(p),
+            ),
+            Some(p) => (Some(Frame::new(&*state.full, "broadcast", p)), None),
+            None => (None, None),
+        };
+        Self::send_to(
+            &subscribers,
+            Encoded::new(frame.as_ref(), binary),
             (!sender_self).then_some(sender),
         );
-        if self.is_clustered() {
+        drop(subscribers);
+        if clustered {
             self.relay(Outbound::Publish(Event::Broadcast {
                 topic: state.full.to_string(),
                 text: payload,

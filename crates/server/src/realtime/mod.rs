@@ -36,8 +36,11 @@ use crate::state::AppState;
 pub const ACCOUNT_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Socket buffers: tungstenite's defaults (128 KiB reads) would cost more than everything else a
-/// connection holds.
-const READ_BUFFER: usize = 4 * 1024;
+/// connection holds. The read buffer is held for the connection's life, so it is sized for the
+/// frames a client sends (heartbeats, joins, chat broadcasts: well under 1 KiB); a larger frame
+/// grows it while it is read, in reads of this size. The write buffer is only how much is
+/// gathered before a write, and is capped at `MAX_WRITE_BUFFER`.
+const READ_BUFFER: usize = 1024;
 const WRITE_BUFFER: usize = 4 * 1024;
 const MAX_WRITE_BUFFER: usize = 512 * 1024;
 /// Largest WebSocket message (and frame) a client may send; payload limits sit below it.

@@ -12,6 +12,7 @@ use std::time::Duration;
 use axum::extract::ws::Message;
 use governor::DefaultDirectRateLimiter;
 use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -60,9 +61,13 @@ pub(super) struct Connection {
     joins: DefaultDirectRateLimiter,
     presence_events: DefaultDirectRateLimiter,
     broadcasts: DefaultDirectRateLimiter,
-    /// The last access token verified on this connection: a client sends the same one with
-    /// every join, and a join flood should not cost a signature check each.
-    last_token: Option<(String, Claims)>,
+    /// The last access token verified on this connection, by its SHA-256 digest (a token is
+    /// several hundred bytes that every idle connection would hold): a client sends the same one
+    /// with every join, and a join flood should not cost a signature check each.
+    last_token: Option<([u8; 32], Claims)>,
+    /// A channel's token expiry was added or changed since the transport last asked: the
+    /// earliest expiry may have come sooner.
+    expiry_moved: bool,
 }
 
 /// What became of one read from the socket.
@@ -175,12 +180,8 @@ impl Connection {
             conn,
             vsn,
             channels: HashMap::new(),
+            expiry_moved: false,
         }
-    }
-
-    /// The connection's sending side.
-    pub(super) fn handle(&self) -> &ConnHandle {
-        &self.conn
     }
 
     fn send(&self, frame: &Frame) {
@@ -198,6 +199,11 @@ impl Connection {
         })
     }
 
+    /// Whether a token expiry was added or changed since the last call.
+    pub(super) fn take_expiry_moved(&mut self) -> bool {
+        std::mem::take(&mut self.expiry_moved)
+    }
+
     /// When the earliest channel token expires.
     pub(super) fn next_expiry(&self) -> Option<Instant> {
         let earliest = self.channels.values().map(|c| c.exp).min()?;
@@ -212,7 +218,9 @@ impl Connection {
         })?;
         match (frame.topic.as_str(), frame.event.as_str()) {
             ("phoenix", "heartbeat") => self.send(&frame.reply("ok", json!({}))),
-            (_, "phx_join") => self.join(frame).await,
+            // A join (and a token refresh) awaits the database: boxed, its state is held only
+            // while it runs, not for the connection's whole life in every connection's task.
+            (_, "phx_join") => Box::pin(self.join(frame)).await,
             (_, "phx_leave") => self.leave(&frame),
             _ => {
                 let Some(channel) = self.channels.get(&frame.topic) else {
@@ -230,9 +238,9 @@ impl Connection {
                     return Ok(());
                 }
                 match frame.event.as_str() {
-                    "access_token" => self.refresh_token(&frame).await,
+                    "access_token" => Box::pin(self.refresh_token(&frame)).await,
                     "presence" => self.presence(&frame, text.len()).await,
-                    "broadcast" => self.broadcast_text(&frame, text.len()).await,
+                    "broadcast" => self.broadcast_text(frame, text.len()).await,
                     other => self.send(&error_reply(
                         &frame,
                         format!("UnknownEvent: {other:?} is not handled on this channel"),
@@ -314,21 +322,21 @@ impl Connection {
         Ok(())
     }
 
-    async fn broadcast_text(&self, frame: &Frame, size: usize) {
+    async fn broadcast_text(&self, mut frame: Frame, size: usize) {
         let channel = &self.channels[&frame.topic];
         let Some(event) = frame.payload.get("event").and_then(Value::as_str) else {
-            self.send(&error_reply(frame, "a broadcast needs a string `event`"));
+            self.send(&error_reply(&frame, "a broadcast needs a string `event`"));
             return;
         };
         if let Err(reason) = self.may_broadcast(channel, size, event).await {
-            self.send(&error_reply(frame, reason));
+            self.send(&error_reply(&frame, reason));
             return;
         }
         self.state.hub.broadcast(
             &channel.state,
             self.conn.id,
             channel.broadcast_self,
-            Some(frame.payload.clone()),
+            Some(std::mem::take(&mut frame.payload)),
             None,
         );
         if channel.ack {
@@ -537,6 +545,7 @@ impl Connection {
             .presence_key
             .clone()
             .unwrap_or_else(|| Uuid::new_v4().to_string());
+        self.expiry_moved = true;
         self.channels.insert(
             frame.topic.clone(),
             Channel {
@@ -613,8 +622,9 @@ impl Connection {
     /// connection while it has not expired.
     fn verify(&mut self, token: &str) -> Result<Claims, String> {
         let now = OffsetDateTime::now_utc().unix_timestamp();
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some((known, claims)) = &self.last_token {
-            if known == token && claims.exp > now {
+            if *known == digest && claims.exp > now {
                 return Ok(claims.clone());
             }
         }
@@ -623,7 +633,7 @@ impl Connection {
             .signer
             .verify(token, TokenKind::Access)
             .map_err(token_reason)?;
-        self.last_token = Some((token.to_string(), claims.clone()));
+        self.last_token = Some((digest, claims.clone()));
         Ok(claims)
     }
 
@@ -657,7 +667,10 @@ impl Connection {
             .get_mut(&frame.topic)
             .expect("checked by the caller");
         match verified {
-            Ok(claims) if claims.sub == channel.user_id => channel.exp = claims.exp,
+            Ok(claims) if claims.sub == channel.user_id => {
+                channel.exp = claims.exp;
+                self.expiry_moved = true;
+            }
             Ok(_) => self.shut_channel(&frame.topic, "The access token belongs to another user"),
             Err(e) => {
                 let reason = token_reason(e);

@@ -269,11 +269,11 @@ async fn nodes_started_at_once_on_an_empty_database_accept_each_others_tokens() 
 fn subscribe(
     hub: &Hub,
     session: Uuid,
-) -> tokio::sync::mpsc::Receiver<wrenchline_server::realtime::hub::Outgoing> {
+) -> flume::Receiver<wrenchline_server::realtime::hub::Outgoing> {
     use wrenchline_protocol::realtime::topics::Topic;
     use wrenchline_protocol::realtime::{Filter, Frame};
     use wrenchline_server::realtime::hub::{ActiveBinding, ConnHandle, Subscriber, Wire};
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let (tx, rx) = flume::bounded(64);
     let conn = ConnHandle::new(
         hub.next_conn_id(),
         tx,
@@ -304,11 +304,11 @@ fn subscribe(
 
 /// The `postgres_changes` frames a subscriber receives within `wait`.
 async fn changes_received(
-    rx: &mut tokio::sync::mpsc::Receiver<wrenchline_server::realtime::hub::Outgoing>,
+    rx: &mut flume::Receiver<wrenchline_server::realtime::hub::Outgoing>,
     wait: Duration,
 ) -> Vec<serde_json::Value> {
     let mut frames = Vec::new();
-    while let Ok(Some(out)) = tokio::time::timeout(wait, rx.recv()).await {
+    while let Ok(Ok(out)) = tokio::time::timeout(wait, rx.recv_async()).await {
         if let wrenchline_server::realtime::hub::Outgoing::Text(text) = out {
             let frame: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
             if frame["event"] == "postgres_changes" {
