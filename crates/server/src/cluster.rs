@@ -46,8 +46,11 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_millis(1500);
 pub const NODE_TTL: Duration = Duration::from_secs(6);
 /// A presence its node stopped refreshing expires after this, even if no reaper removed it.
 pub const ENTRY_TTL: Duration = Duration::from_secs(60);
-/// Heartbeats between two refreshes of this node's presence expiry times.
-const REFRESH_EVERY: u32 = 10;
+/// How often every presence this node holds has its expiry pushed back ([`ENTRY_TTL`] / 4).
+const REFRESH_EVERY: Duration = Duration::from_secs(15);
+/// Presences one refresh pipeline pushes back. A pass is cut into pipelines this size, spread
+/// over half of [`REFRESH_EVERY`], so Redis never has a whole node's presences to write at once.
+pub const REFRESH_CHUNK: usize = 256;
 /// How long one survivor holds the right to reap a dead node.
 const REAP_LOCK_TTL: Duration = Duration::from_secs(30);
 /// Longest wait for one Redis command (or pipeline) before Redis counts as away.
@@ -127,6 +130,9 @@ pub struct Cluster {
     node: String,
     client: redis::Client,
     conn: ConnectionManager,
+    /// A second connection for upkeep in bulk (the expiry refresh), so that its pipelines never
+    /// queue ahead of the bus's writes on `conn`.
+    upkeep: ConnectionManager,
     /// The bus subscription is up.
     subscribed: AtomicBool,
     /// The last heartbeat reached Redis.
@@ -147,11 +153,13 @@ impl Cluster {
             .set_response_timeout(Some(COMMAND_TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())?;
+        let upkeep = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
         Ok(Cluster {
             node,
             client,
             conn,
+            upkeep,
             subscribed: AtomicBool::new(false),
             healthy: AtomicBool::new(false),
             down_since: Mutex::new(None),
@@ -192,16 +200,31 @@ impl Cluster {
     }
 
     async fn run<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> redis::RedisResult<T> {
-        let mut conn = self.conn.clone();
-        match tokio::time::timeout(COMMAND_TIMEOUT, pipe.query_async(&mut conn)).await {
-            Ok(result) => result,
-            Err(_) => Err(redis::RedisError::from(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "Redis did not answer in time",
-            ))),
-        }
+        run_on(self.conn.clone(), pipe).await
     }
+}
 
+async fn run_on<T: redis::FromRedisValue>(
+    mut conn: ConnectionManager,
+    pipe: &redis::Pipeline,
+) -> redis::RedisResult<T> {
+    within(pipe.query_async(&mut conn)).await
+}
+
+/// A Redis answer, or a time-out error after [`COMMAND_TIMEOUT`].
+async fn within<T>(
+    answer: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> redis::RedisResult<T> {
+    match tokio::time::timeout(COMMAND_TIMEOUT, answer).await {
+        Ok(result) => result,
+        Err(_) => Err(redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "Redis did not answer in time",
+        ))),
+    }
+}
+
+impl Cluster {
     /// The live presences of a topic, from Redis.
     pub async fn presence(&self, topic: &str) -> redis::RedisResult<Vec<PresenceEntry>> {
         let mut conn = self.conn.clone();
@@ -210,16 +233,7 @@ impl Cluster {
             .key(presence_key(topic))
             .key(expiry_key(topic))
             .arg(now_ms());
-        let values: Vec<String> =
-            match tokio::time::timeout(COMMAND_TIMEOUT, invocation.invoke_async(&mut conn)).await {
-                Ok(values) => values?,
-                Err(_) => {
-                    return Err(redis::RedisError::from(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "Redis did not answer in time",
-                    )))
-                }
-            };
+        let values: Vec<String> = within(invocation.invoke_async(&mut conn)).await?;
         Ok(values
             .iter()
             .filter_map(|v| serde_json::from_str(v).ok())
@@ -408,7 +422,8 @@ impl PresenceView for Cluster {
 }
 
 /// Runs the node's part of the cluster until `stop`: the writer of queued operations, the bus
-/// subscription (re-subscribing and catching up after an outage), and the heartbeat and reaper.
+/// subscription (re-subscribing and catching up after an outage), the heartbeat and reaper, and
+/// the presence expiry refresh.
 pub fn spawn(
     state: AppState,
     cluster: Arc<Cluster>,
@@ -418,7 +433,8 @@ pub fn spawn(
     vec![
         tokio::spawn(write(cluster.clone(), outbound)),
         tokio::spawn(subscribe(state.clone(), cluster.clone(), stop.clone())),
-        tokio::spawn(heartbeat(state, cluster, stop)),
+        tokio::spawn(heartbeat(state.clone(), cluster.clone(), stop.clone())),
+        tokio::spawn(refresh_presences(state, cluster, stop)),
     ]
 }
 
@@ -603,18 +619,16 @@ fn receive(state: &AppState, cluster: &Cluster, message: &redis::Msg) {
 }
 
 /// Every [`HEARTBEAT_EVERY`]: renews the heartbeat (putting the presences back if the node was
-/// reaped meanwhile), now and then pushes its presences' expiry times back, and reaps the nodes
-/// whose heartbeat expired (one survivor per dead node, by a lock).
+/// reaped meanwhile) and reaps the nodes whose heartbeat expired (one survivor per dead node, by
+/// a lock).
 async fn heartbeat(state: AppState, cluster: Arc<Cluster>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut ticks: u32 = 0;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = stop.cancelled() => return,
         }
-        ticks = ticks.wrapping_add(1);
         if !cluster.subscribed.load(Ordering::Acquire) {
             continue;
         }
@@ -631,34 +645,75 @@ async fn heartbeat(state: AppState, cluster: Arc<Cluster>, stop: CancellationTok
                 continue;
             }
         }
-        if ticks % REFRESH_EVERY == 0 {
-            if let Err(e) = refresh(&state, &cluster).await {
-                tracing::warn!(error = %e, "refreshing presence expiry failed");
-            }
-        }
         if let Err(e) = cluster.reap_dead(&state.hub).await {
             tracing::warn!(error = %e, "looking for dead nodes failed");
         }
     }
 }
 
-/// Pushes the expiry of every presence this node holds forward.
-async fn refresh(state: &AppState, cluster: &Cluster) -> redis::RedisResult<()> {
-    let expiry = now_ms() + ENTRY_TTL.as_millis() as i64;
-    let presences = state.hub.local_presences();
-    for chunk in presences.chunks(BATCH) {
-        let mut pipe = redis::pipe();
-        for (topic, conn, _) in chunk {
-            pipe.cmd("ZADD")
-                .arg(expiry_key(topic))
-                .arg("XX")
-                .arg(expiry)
-                .arg(field(&cluster.node, *conn))
-                .ignore();
+/// Every [`REFRESH_EVERY`], from a moment of its own (nodes started together do not refresh
+/// together): pushes the expiry of every presence this node holds forward, in small pipelines
+/// paced over half the period, on the upkeep connection.
+async fn refresh_presences(state: AppState, cluster: Arc<Cluster>, stop: CancellationToken) {
+    let phase = REFRESH_EVERY.mul_f64(rand::random::<f64>());
+    let mut next = tokio::time::Instant::now() + phase;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(next) => {}
+            () = stop.cancelled() => return,
         }
-        cluster.run::<()>(&pipe).await?;
+        next += REFRESH_EVERY;
+        if !cluster.subscribed.load(Ordering::Acquire) {
+            continue;
+        }
+        let presences: Vec<(String, u64)> = state
+            .hub
+            .local_presences()
+            .into_iter()
+            .map(|(topic, conn, _)| (topic, conn))
+            .collect();
+        let pace = tokio::select! {
+            paced = cluster.refresh_expiry(&presences, REFRESH_EVERY / 2) => paced,
+            () = stop.cancelled() => return,
+        };
+        if let Err(e) = pace {
+            tracing::warn!(error = %e, "refreshing presence expiry failed");
+        }
+        // A pass that overran (Redis slow) leaves at least half a period before the next one.
+        next = next.max(tokio::time::Instant::now() + REFRESH_EVERY / 2);
     }
-    Ok(())
+}
+
+impl Cluster {
+    /// Pushes the expiry of these presences of this node (topic, connection) forward, one
+    /// [`ENTRY_TTL`] from each pipeline's moment, [`REFRESH_CHUNK`] at a time, the pipelines spread
+    /// evenly over `within` (at most 100 ms apart). A presence gone from Redis meanwhile is not
+    /// put back.
+    pub async fn refresh_expiry(
+        &self,
+        presences: &[(String, u64)],
+        within: Duration,
+    ) -> redis::RedisResult<()> {
+        let pipelines = presences.len().div_ceil(REFRESH_CHUNK).max(1);
+        let gap = (within / pipelines as u32).min(Duration::from_millis(100));
+        for (i, chunk) in presences.chunks(REFRESH_CHUNK).enumerate() {
+            if i > 0 {
+                tokio::time::sleep(gap).await;
+            }
+            let expiry = now_ms() + ENTRY_TTL.as_millis() as i64;
+            let mut pipe = redis::pipe();
+            for (topic, conn) in chunk {
+                pipe.cmd("ZADD")
+                    .arg(expiry_key(topic))
+                    .arg("XX")
+                    .arg(expiry)
+                    .arg(field(&self.node, *conn))
+                    .ignore();
+            }
+            run_on::<()>(self.upkeep.clone(), &pipe).await?;
+        }
+        Ok(())
+    }
 }
 
 impl Cluster {

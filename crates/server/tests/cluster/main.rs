@@ -1,5 +1,5 @@
 //! Cluster mode against a real Redis (and, for whole nodes, a real PostgreSQL): the shared
-//! presence's expiry, the reaper of dead nodes, nodes starting at once on an empty database, and
+//! presence's expiry and its paced refresh, the reaper of dead nodes, nodes starting at once on an empty database, and
 //! row changes crossing the bus once each, in order. Every test here needs
 //! `WRENCHLINE_TEST_REDIS_URL` (and `WRENCHLINE_TEST_POSTGRES_URL` for whole nodes) and fails
 //! without it; they are ignored by a plain `cargo nextest run` and run with
@@ -200,6 +200,62 @@ async fn a_live_node_is_not_reaped() {
     let remaining: usize = conn.hlen(cluster::presence_key(&topic)).await.unwrap();
     assert_eq!(remaining, 1, "a node with a heartbeat keeps its presences");
     let _: () = conn.del(cluster::alive_key(&alive)).await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs Redis: run under scripts/with-redis.sh with --run-ignored only"]
+async fn presence_expiry_is_pushed_back_in_paced_pipelines_and_nothing_gone_comes_back() {
+    let mut conn = raw().await;
+    let node = format!("refresher-{}", Uuid::new_v4().simple());
+    let topic = topic();
+    let soon = now_ms() + 5_000;
+    // Three pipelines' worth, and one presence that left meanwhile (not in Redis any more).
+    let count = 2 * cluster::REFRESH_CHUNK + 10;
+    for conn_id in 1..=count as u64 {
+        let key = format!("key-{conn_id}");
+        store(
+            &mut conn,
+            &node,
+            &topic,
+            conn_id,
+            &entry(&key, Uuid::new_v4()),
+            soon,
+        )
+        .await;
+    }
+    let gone = count as u64 + 1;
+    let presences: Vec<(String, u64)> = (1..=gone).map(|c| (topic.clone(), c)).collect();
+
+    let cluster = Cluster::new(&redis_url(), node.clone()).unwrap();
+    let started = std::time::Instant::now();
+    let before = now_ms();
+    cluster
+        .refresh_expiry(&presences, Duration::from_millis(240))
+        .await
+        .expect("Redis answers");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(150),
+        "three pipelines spread over 240 ms are two gaps of 80 ms apart, not written at once \
+         ({took:?})"
+    );
+    let scores: Vec<(String, i64)> = conn
+        .zrange_withscores(cluster::expiry_key(&topic), 0, -1)
+        .await
+        .unwrap();
+    assert_eq!(
+        scores.len(),
+        count,
+        "the presence that left is not put back"
+    );
+    let ttl = cluster::ENTRY_TTL.as_millis() as i64;
+    for (field, score) in &scores {
+        assert!(
+            *score >= before + ttl,
+            "{field} expires at {score}, before {} (one ENTRY_TTL after the refresh)",
+            before + ttl
+        );
+    }
 }
 
 // ---- whole nodes: these need PostgreSQL too (scripts/with-postgres.sh scripts/with-redis.sh) ----
