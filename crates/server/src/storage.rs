@@ -17,6 +17,7 @@ use wrenchline_protocol::{
     Vehicle,
 };
 
+mod messages;
 mod reviews;
 mod waiting;
 
@@ -25,6 +26,9 @@ pub use reviews::{RatingSaved, HISTORY_SEARCH_WORDS};
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A pooled connection idle this long is pinged before it is used again.
+const POOL_PING_IDLE: Duration = Duration::from_secs(60);
 
 /// The PostgreSQL channel on which a commit that queued mail wakes every node's mail worker.
 pub const MAIL_CHANNEL: &str = "wrenchline_mail";
@@ -413,6 +417,8 @@ pub struct Store {
     engine: Engine,
     /// The mail the next transition of this handle queues with it (see [`Store::mailing`]).
     mail: Option<QueueMail<'static>>,
+    /// Chat messages without attachments, written in groups (see [`messages`]).
+    messages: messages::Writer,
 }
 
 impl Store {
@@ -492,6 +498,17 @@ impl Store {
                 Engine::Postgres => 16,
             })
             .acquire_timeout(Duration::from_secs(10))
+            // sqlx pings every connection it hands out (a round trip before each query) and
+            // again when it is returned; one returned within the last minute is known good.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= POOL_PING_IDLE {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if engine == Engine::Sqlite {
@@ -508,6 +525,7 @@ impl Store {
             .await
             .map_err(unreachable)?;
         Ok(Store {
+            messages: messages::Writer::start(pool.clone(), engine),
             pool,
             engine,
             mail: None,
@@ -1090,7 +1108,9 @@ impl Store {
 
     /// Stores a message with the next `seq` of its session; a repeated `client_id` from the same
     /// sender returns the message stored the first time. Only sessions in `open` whose `ends_at`
-    /// (if any) is after `now` take messages.
+    /// (if any) is after `now` take messages. A message without attachments is committed in one
+    /// transaction with the others posted at the same moment, and returns once that has
+    /// committed.
     pub async fn post_message(
         &self,
         session_id: Uuid,
@@ -1118,6 +1138,45 @@ impl Store {
         open: &[SessionStatus],
         now: OffsetDateTime,
     ) -> StoreResult<Result<Posted, PostRefused>> {
+        if attachments.is_empty() {
+            let written = self
+                .messages
+                .write(messages::NewMessage {
+                    id: Uuid::new_v4(),
+                    session_id,
+                    sender_id: sender.id,
+                    sender_role: sender.role.as_str(),
+                    body: body.to_string(),
+                    client_id: client_id.to_string(),
+                    now_ms: millis(now),
+                    open: open.iter().map(|s| s.as_str()).collect(),
+                })
+                .await;
+            match written {
+                messages::Written::Stored { id, seq } => {
+                    let message = Message {
+                        id,
+                        session_id,
+                        seq,
+                        sender_id: sender.id,
+                        sender_role: sender.role,
+                        body: body.to_string(),
+                        client_id: client_id.to_string(),
+                        created_at: from_millis(millis(now)),
+                        attachments: Vec::new(),
+                    };
+                    return Ok(Ok(Posted {
+                        message,
+                        created: true,
+                    }));
+                }
+                messages::Written::NotStored => {
+                    return self.not_stored(session_id, sender.id, client_id).await;
+                }
+                // Nothing of it was committed: the one-message path below.
+                messages::Written::Alone => {}
+            }
+        }
         if let Some(message) = self
             .message_by_client_id(session_id, sender.id, client_id)
             .await?
@@ -1232,6 +1291,30 @@ impl Store {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Why a message the group writer did not store was refused: the sender had already posted
+    /// its `client_id` (that message, not created), or the session does not take messages.
+    async fn not_stored(
+        &self,
+        session_id: Uuid,
+        sender_id: Uuid,
+        client_id: &str,
+    ) -> StoreResult<Result<Posted, PostRefused>> {
+        if let Some(message) = self
+            .message_by_client_id(session_id, sender_id, client_id)
+            .await?
+        {
+            return Ok(Ok(Posted {
+                message,
+                created: false,
+            }));
+        }
+        let session = self
+            .session(session_id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("message for a missing session".into()))?;
+        Ok(Err(PostRefused::NotOpen(Box::new(session))))
     }
 
     /// Messages with `seq > after`, in order, at most `limit`, each with its attachments.

@@ -82,6 +82,53 @@ async fn concurrent_posts_get_gap_free_sequence_numbers() {
 }
 
 #[tokio::test]
+async fn one_client_id_posted_many_times_at_once_among_other_posts_is_stored_once() {
+    let app = spawn_app().await;
+    let (customer, mechanic, session) = app.waiting_session().await;
+    let path = format!("/api/sessions/{session}/messages");
+    let repeated = json!({"body": "Sent again and again", "client_id": "flaky-network"});
+    let others: Vec<_> = (0..10)
+        .map(|i| json!({"body": format!("other {i}"), "client_id": format!("other-{i}")}))
+        .collect();
+    let posts = (0..10).flat_map(|i| {
+        [
+            app.post(&path, &customer, Some(&repeated)),
+            app.post(&path, &mechanic, Some(&others[i])),
+        ]
+    });
+    let results = join_all(posts).await;
+    let (repeats, rest): (Vec<_>, Vec<_>) = results
+        .into_iter()
+        .enumerate()
+        .partition(|(i, _)| i % 2 == 0);
+    let created = repeats
+        .iter()
+        .filter(|(_, (s, _))| *s == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 1, "{repeats:?}");
+    assert!(
+        repeats.iter().all(
+            |(_, (s, m))| (*s == StatusCode::CREATED || *s == StatusCode::OK)
+                && *m == repeats[0].1 .1
+        ),
+        "{repeats:?}"
+    );
+    assert!(
+        rest.iter().all(|(_, (s, _))| *s == StatusCode::CREATED),
+        "{rest:?}"
+    );
+    let (_, all) = app.get(&path, &customer).await;
+    let seqs: Vec<i64> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=11).collect::<Vec<_>>());
+    assert_eq!(app.message_count().await, 11);
+}
+
+#[tokio::test]
 async fn messages_need_an_accepted_open_session() {
     let app = spawn_app().await;
     let (customer, session) = app.offered_session().await;
