@@ -3,7 +3,7 @@
 
 SHELL := /bin/bash
 # Every suite finds the binaries it runs here (tests/support/server.mjs reads it too).
-export CARGO_TARGET_DIR ?= $(HOME)/.cache/wrenchline/target
+export CARGO_TARGET_DIR := $(shell scripts/target-dir.sh)
 export CARGO_TERM_COLOR ?= never
 # Every debug build and test run is `--workspace`, so dependency features unify the same way each
 # time and one compile serves every suite (a `-p` build compiles about 110 crates again). Binaries

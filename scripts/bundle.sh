@@ -55,7 +55,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/wrenchline/target}
+export CARGO_TARGET_DIR=$("$root/scripts/target-dir.sh")
 export GNUPGHOME=${GNUPGHOME:-$HOME/.gnupg}
 started=$SECONDS
 step() { printf '\n==> [%3ds] %s\n' $((SECONDS - started)) "$*"; }

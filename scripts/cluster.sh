@@ -30,7 +30,7 @@ if [ -z "${WRENCHLINE_TEST_POSTGRES_URL:-}" ] || [ -z "${WRENCHLINE_TEST_REDIS_U
   exec "$root/scripts/with-postgres.sh" "$root/scripts/with-redis.sh" "$0" "${args[@]}"
 fi
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/wrenchline/target}
+export CARGO_TARGET_DIR=$("$root/scripts/target-dir.sh")
 bin=${WRENCHLINE_SERVER_BIN:-$CARGO_TARGET_DIR/debug/wrenchline-server}
 [ -x "$bin" ] || { echo "cluster.sh: no server at $bin (cargo build -p wrenchline-server)" >&2; exit 1; }
 command -v haproxy >/dev/null || { echo "cluster.sh: HAProxy is not installed (scripts/setup.sh)" >&2; exit 1; }

@@ -27,7 +27,8 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 if command -v rustup >/dev/null 2>&1; then
   export RUSTUP_TOOLCHAIN=${RUSTUP_TOOLCHAIN:-stable}
 fi
-target_dir=${FUZZ_TARGET_DIR:-$HOME/.cache/wrenchline/fuzz-target}
+# Beside the checkout's own target directory (scripts/target-dir.sh), for the same reason.
+target_dir=${FUZZ_TARGET_DIR:-$(CARGO_TARGET_DIR= scripts/target-dir.sh)-fuzz}
 work=${FUZZ_WORK:-$HOME/.cache/wrenchline/fuzz-corpus}
 sanitizer=${FUZZ_SANITIZER:-address}
 features=${FUZZ_FEATURES:-}

@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/wrenchline/target}
+export CARGO_TARGET_DIR=$(scripts/target-dir.sh)
 out="$CARGO_TARGET_DIR/desk-measure"
 tauri="$root/packaging/node_modules/.bin/tauri"
 

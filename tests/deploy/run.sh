@@ -27,7 +27,7 @@
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/wrenchline/target}
+export CARGO_TARGET_DIR=$("$root/scripts/target-dir.sh")
 bin=""
 while [ $# -gt 0 ]; do
   case "$1" in

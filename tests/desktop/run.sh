@@ -12,7 +12,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wrenchline/target}"
+export CARGO_TARGET_DIR=$("$root/scripts/target-dir.sh")
 export ARTIFACTS_DIR="${ARTIFACTS_DIR:-$root/tests/artifacts}"
 mkdir -p "$ARTIFACTS_DIR"
 
