@@ -112,7 +112,7 @@ impl Sizes {
             idle_steps: vec![10_000, 50_000, 100_000],
             idle_settle: Duration::from_secs(3),
             chat_sessions: 100,
-            chat_rates: vec![50.0, 100.0, 200.0, 400.0, 800.0, 1_600.0, 3_200.0],
+            chat_rates: vec![50.0, 100.0, 200.0, 400.0, 800.0, 1_600.0, 3_200.0, 6_400.0],
             chat_window: Duration::from_secs(4),
             fanout_mechanics: 500,
             fanout_rounds: 20,

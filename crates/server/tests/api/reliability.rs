@@ -680,7 +680,16 @@ async fn a_killed_server_restarts_and_loses_nothing_acknowledged() {
             (1..=history.len() as i64).collect::<Vec<_>>(),
             "history is gap-free"
         );
-        let acked = &acknowledged[&customer.session];
+        // The session that expired while the server was down may have had none acknowledged on
+        // a slow machine (its first post meeting the expiry); every other one keeps posting.
+        let acked = acknowledged
+            .get(&customer.session)
+            .map_or(&[][..], Vec::as_slice);
+        assert!(
+            !acked.is_empty() || customer.session == expired,
+            "no message of session {} was acknowledged",
+            customer.session
+        );
         for message in acked {
             let id: Uuid = message["id"].as_str().unwrap().parse().unwrap();
             assert!(unique.contains(&id), "an acknowledged message was lost");
