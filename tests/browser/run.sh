@@ -32,4 +32,4 @@ cd "$here"
 
 rm -rf "$root/tests/artifacts/browser"
 echo "run.sh: running the browser suite (mechanic: ${WRENCHLINE_MECHANIC:-default})"
-node --test --test-concurrency=1 --test-timeout=300000 --test-reporter=spec test/
+node --test --test-concurrency=3 --test-timeout=300000 --test-reporter=spec test/
