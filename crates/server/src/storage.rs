@@ -161,6 +161,29 @@ pub enum RefreshUse {
     Invalid,
 }
 
+/// A message just written with `seq`, as the API returns it (its attachments added by the caller).
+fn stored_message(
+    id: Uuid,
+    session_id: Uuid,
+    seq: i64,
+    sender: &User,
+    body: &str,
+    client_id: &str,
+    now: OffsetDateTime,
+) -> Message {
+    Message {
+        id,
+        session_id,
+        seq,
+        sender_id: sender.id,
+        sender_role: sender.role,
+        body: body.to_string(),
+        client_id: client_id.to_string(),
+        created_at: from_millis(millis(now)),
+        attachments: Vec::new(),
+    }
+}
+
 pub fn millis(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
@@ -1154,19 +1177,8 @@ impl Store {
                 .await;
             match written {
                 messages::Written::Stored { id, seq } => {
-                    let message = Message {
-                        id,
-                        session_id,
-                        seq,
-                        sender_id: sender.id,
-                        sender_role: sender.role,
-                        body: body.to_string(),
-                        client_id: client_id.to_string(),
-                        created_at: from_millis(millis(now)),
-                        attachments: Vec::new(),
-                    };
                     return Ok(Ok(Posted {
-                        message,
+                        message: stored_message(id, session_id, seq, sender, body, client_id, now),
                         created: true,
                     }));
                 }
@@ -1210,17 +1222,15 @@ impl Store {
             return Ok(Err(PostRefused::NotOpen(Box::new(session))));
         };
         let seq: i64 = row.try_get("last_seq")?;
-        let mut message = Message {
-            id: Uuid::new_v4(),
+        let mut message = stored_message(
+            Uuid::new_v4(),
             session_id,
             seq,
-            sender_id: sender.id,
-            sender_role: sender.role,
-            body: body.to_string(),
-            client_id: client_id.to_string(),
-            created_at: from_millis(millis(now)),
-            attachments: Vec::with_capacity(attachments.len()),
-        };
+            sender,
+            body,
+            client_id,
+            now,
+        );
         for (position, attachment_id) in attachments.iter().enumerate() {
             let claimed = sqlx::query(&format!(
                 "UPDATE attachments SET message_id = $1, position = $2 WHERE id = $3 \

@@ -133,12 +133,12 @@ async fn write_group(
     let mut conn = pool.acquire().await?;
     // On PostgreSQL one message is one statement, atomic by itself.
     if let ([(message, _)], Engine::Postgres) = (group, engine) {
-        return Ok(vec![insert(&mut *conn, engine, message).await?]);
+        return Ok(vec![insert(&mut conn, engine, message).await?]);
     }
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     let mut seqs = Vec::with_capacity(group.len());
     for (message, _) in group {
-        seqs.push(insert(&mut *tx, engine, message).await?);
+        seqs.push(insert(&mut tx, engine, message).await?);
     }
     tx.commit().await?;
     Ok(seqs)
