@@ -3,6 +3,11 @@
 //! `status=eq.pending`, with presence), a customer files an intake and signs the waiver, and the
 //! offered request reaches every mechanic. Latency runs from the intake POST (and, separately, from the
 //! waiver POST) to each mechanic's receipt.
+//!
+//! Beside it, the load generator alone: the same number of `RealtimeClient`s on one topic of the
+//! bare relay, and one more that broadcasts a record of the same shape to them; from the
+//! broadcast to each receipt is what the clients, the loopback and a relay without application
+//! logic cost, the floor under the wrenchline figure.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,6 +25,7 @@ use crate::fixture::{Fixture, Http};
 use crate::procs::{Db, Server, System};
 use crate::report::{Metrics, Outcome};
 use crate::stats::{now_micros, LatencySummary};
+use wrenchline_client::ChannelOptions;
 
 /// Per offered request: when its intake and its waiver were sent, and who has it.
 #[derive(Default)]
@@ -140,6 +146,94 @@ async fn run(
     result
 }
 
+/// The load generator alone: `clients` realtime clients on one topic of the bare relay, a record
+/// of a request's shape broadcast to them `rounds` times; latency from each broadcast to each
+/// receipt.
+async fn run_bare(env: &Env, clients: usize, rounds: usize) -> anyhow::Result<RunResult> {
+    let mut server = Server::start(&env.programs, System::Bare, None).await?;
+    let result = async {
+        let base = server.base_url();
+        let sent = Arc::new(Mutex::new(HashMap::<u64, u64>::new()));
+        let latencies = Arc::new(Mutex::new((Vec::new(), 0usize)));
+        let arrived = Arc::new(Notify::new());
+        let mut held = Vec::new();
+        let mut listeners = JoinSet::new();
+        for _ in 0..clients {
+            let client = RealtimeClient::connect_with(&base, "bare", RealtimeOptions::default())?;
+            let channel = client.channel("requests", ChannelOptions::default());
+            let mut events = channel.events();
+            channel.subscribe().await?;
+            let (sent, latencies, arrived) = (sent.clone(), latencies.clone(), arrived.clone());
+            listeners.spawn(async move {
+                while let Ok(event) = events.recv().await {
+                    let ChannelEvent::Broadcast { payload, .. } = event else {
+                        continue;
+                    };
+                    let now = now_micros();
+                    let Some(round) = payload["round"].as_u64() else {
+                        continue;
+                    };
+                    if payload["record"]["waiver_signed_at"].is_null() {
+                        continue;
+                    }
+                    if let Some(&at) = sent.lock().expect("lock").get(&round) {
+                        let mut l = latencies.lock().expect("lock");
+                        l.0.push(now.saturating_sub(at));
+                        l.1 += 1;
+                        arrived.notify_one();
+                    }
+                }
+            });
+            held.push((client, channel));
+        }
+        let sender = RealtimeClient::connect_with(&base, "bare", RealtimeOptions::default())?;
+        let channel = sender.channel("requests", ChannelOptions::default());
+        channel.subscribe().await?;
+        for round in 0..rounds as u64 {
+            // A sessions row as the requests feed carries it, in size and shape.
+            let record = json!({
+                "id": Uuid::new_v4(), "status": "pending", "customer_id": Uuid::new_v4(),
+                "mechanic_id": null, "plan": "standard",
+                "vehicle": {"year": 2016, "make": "Honda", "model": "Civic", "vin": "1HGCM82633A004352"},
+                "problem": crate::load::BODY, "created_at": "2026-12-07T10:00:00Z",
+                "waiver_signed_at": "2026-12-07T10:00:01Z", "accepted_at": null, "live_at": null,
+                "ends_at": null, "ended_at": null, "end_reason": null, "last_seq": 0,
+            });
+            let payload = json!({"round": round, "record": record});
+            sent.lock().expect("lock").insert(round, now_micros());
+            channel.broadcast("INSERT", payload).await?;
+            let expected = (round as usize + 1) * clients;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while latencies.lock().expect("lock").1 < expected {
+                if tokio::time::timeout_at(deadline, arrived.notified())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server.check_alive()?;
+        sender.disconnect().await;
+        for (client, _) in &held {
+            client.disconnect().await;
+        }
+        listeners.abort_all();
+        let l = latencies.lock().expect("lock");
+        let from_send = LatencySummary::of_micros(&l.0);
+        anyhow::Ok(RunResult {
+            from_intake: from_send,
+            from_waiver: from_send,
+            expected: rounds * clients,
+            delivered: l.1,
+        })
+    }
+    .await;
+    server.stop().await;
+    result
+}
+
 pub async fn fanout(env: &Env) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
     for (db, fixture) in env.databases() {
@@ -199,5 +293,56 @@ pub async fn fanout(env: &Env) -> Vec<Outcome> {
         outcome.finish();
         outcomes.push(outcome);
     }
+    let clients = env.sizes.fanout_mechanics;
+    let mut outcome = Outcome::new(
+        "fan-out",
+        System::Bare.name(),
+        None,
+        json!({
+            "mechanics": clients,
+            "rounds": env.sizes.fanout_rounds,
+            "latency": "broadcast of a request's record sent → received by each client (the load generator alone, on the bare relay)",
+        }),
+    );
+    for r in 0..env.sizes.runs {
+        eprintln!(
+            "fan-out to {clients} clients on the bare relay (the load generator alone): run {}/{}",
+            r + 1,
+            env.sizes.runs
+        );
+        match run_bare(env, clients, env.sizes.fanout_rounds).await {
+            Ok(res) => {
+                eprintln!(
+                    "  delivered {}/{}: p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
+                    res.delivered,
+                    res.expected,
+                    res.from_waiver.p50_ms,
+                    res.from_waiver.p99_ms,
+                    res.from_waiver.max_ms
+                );
+                if res.delivered < res.expected {
+                    outcome.error.get_or_insert(format!(
+                        "only {} of {} deliveries arrived within 5 s",
+                        res.delivered, res.expected
+                    ));
+                }
+                let m: Metrics = vec![
+                    ("p50 ms from send".into(), res.from_waiver.p50_ms),
+                    ("p99 ms from send".into(), res.from_waiver.p99_ms),
+                    ("max ms from send".into(), res.from_waiver.max_ms),
+                ];
+                outcome.add_run(
+                    &m,
+                    json!({"expected": res.expected, "delivered": res.delivered}),
+                );
+            }
+            Err(e) => {
+                eprintln!("  failed: {e:#}");
+                outcome.error.get_or_insert(format!("{e:#}"));
+            }
+        }
+    }
+    outcome.finish();
+    outcomes.push(outcome);
     outcomes
 }
