@@ -43,6 +43,21 @@ struct RunResult {
     delivered: usize,
 }
 
+/// Waits until `all_arrived` (checked at each arrival) or 5 s have passed, then 50 ms more, so
+/// one round's deliveries are over before the next round starts.
+async fn settle(arrived: &Notify, all_arrived: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !all_arrived() {
+        if tokio::time::timeout_at(deadline, arrived.notified())
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
 async fn run(
     env: &Env,
     db: &Db,
@@ -108,25 +123,11 @@ async fn run(
                 .started
                 .insert(session.id, (intake_at, waiver_at));
             http.sign_waiver(&token, session.id).await?;
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-            loop {
-                let have = rounds
-                    .lock()
-                    .expect("lock")
-                    .delivered
-                    .get(&session.id)
-                    .copied();
-                if have.unwrap_or(0) >= mechanics {
-                    break;
-                }
-                if tokio::time::timeout_at(deadline, arrived.notified())
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            settle(&arrived, || {
+                let r = rounds.lock().expect("lock");
+                r.delivered.get(&session.id).copied().unwrap_or(0) >= mechanics
+            })
+            .await;
         }
         server.check_alive()?;
         for (client, _) in &clients {
@@ -203,16 +204,7 @@ async fn run_bare(env: &Env, clients: usize, rounds: usize) -> anyhow::Result<Ru
             sent.lock().expect("lock").insert(round, now_micros());
             channel.broadcast("INSERT", payload).await?;
             let expected = (round as usize + 1) * clients;
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-            while latencies.lock().expect("lock").1 < expected {
-                if tokio::time::timeout_at(deadline, arrived.notified())
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            settle(&arrived, || latencies.lock().expect("lock").1 >= expected).await;
         }
         server.check_alive()?;
         sender.disconnect().await;
@@ -232,6 +224,34 @@ async fn run_bare(env: &Env, clients: usize, rounds: usize) -> anyhow::Result<Ru
     .await;
     server.stop().await;
     result
+}
+
+/// Adds one run's metrics (from `metrics`, which also prints them) to `outcome`, or its error;
+/// deliveries missing after 5 s are an error too.
+fn record(
+    outcome: &mut Outcome,
+    result: anyhow::Result<RunResult>,
+    metrics: impl FnOnce(&RunResult) -> Metrics,
+) {
+    match result {
+        Ok(res) => {
+            let m = metrics(&res);
+            if res.delivered < res.expected {
+                outcome.error.get_or_insert(format!(
+                    "only {} of {} deliveries arrived within 5 s",
+                    res.delivered, res.expected
+                ));
+            }
+            outcome.add_run(
+                &m,
+                json!({"expected": res.expected, "delivered": res.delivered}),
+            );
+        }
+        Err(e) => {
+            eprintln!("  failed: {e:#}");
+            outcome.error.get_or_insert(format!("{e:#}"));
+        }
+    }
 }
 
 pub async fn fanout(env: &Env) -> Vec<Outcome> {
@@ -256,39 +276,24 @@ pub async fn fanout(env: &Env) -> Vec<Outcome> {
                 env.sizes.runs
             );
             let round_base = 1_000_000 + r * 10_000;
-            match run(env, db, fixture, mechanics, round_base).await {
-                Ok(res) => {
-                    eprintln!(
-                        "  delivered {}/{}: from intake p50 {:.2} ms p99 {:.2} ms max {:.2} ms; from waiver p99 {:.2} ms",
-                        res.delivered, res.expected, res.from_intake.p50_ms, res.from_intake.p99_ms, res.from_intake.max_ms, res.from_waiver.p99_ms
-                    );
-                    if res.delivered < res.expected {
-                        outcome.error.get_or_insert(format!(
-                            "only {} of {} deliveries arrived within 5 s",
-                            res.delivered, res.expected
-                        ));
-                    }
-                    let m: Metrics = vec![
-                        ("p50 ms from intake".into(), res.from_intake.p50_ms),
-                        ("p99 ms from intake".into(), res.from_intake.p99_ms),
-                        ("max ms from intake".into(), res.from_intake.max_ms),
-                        ("p50 ms from waiver".into(), res.from_waiver.p50_ms),
-                        ("p99 ms from waiver".into(), res.from_waiver.p99_ms),
-                        (
-                            "delivered fraction".into(),
-                            res.delivered as f64 / res.expected.max(1) as f64,
-                        ),
-                    ];
-                    outcome.add_run(
-                        &m,
-                        json!({"expected": res.expected, "delivered": res.delivered}),
-                    );
-                }
-                Err(e) => {
-                    eprintln!("  failed: {e:#}");
-                    outcome.error.get_or_insert(format!("{e:#}"));
-                }
-            }
+            let result = run(env, db, fixture, mechanics, round_base).await;
+            record(&mut outcome, result, |res| {
+                eprintln!(
+                    "  delivered {}/{}: from intake p50 {:.2} ms p99 {:.2} ms max {:.2} ms; from waiver p99 {:.2} ms",
+                    res.delivered, res.expected, res.from_intake.p50_ms, res.from_intake.p99_ms, res.from_intake.max_ms, res.from_waiver.p99_ms
+                );
+                vec![
+                    ("p50 ms from intake".into(), res.from_intake.p50_ms),
+                    ("p99 ms from intake".into(), res.from_intake.p99_ms),
+                    ("max ms from intake".into(), res.from_intake.max_ms),
+                    ("p50 ms from waiver".into(), res.from_waiver.p50_ms),
+                    ("p99 ms from waiver".into(), res.from_waiver.p99_ms),
+                    (
+                        "delivered fraction".into(),
+                        res.delivered as f64 / res.expected.max(1) as f64,
+                    ),
+                ]
+            });
         }
         outcome.finish();
         outcomes.push(outcome);
@@ -310,37 +315,22 @@ pub async fn fanout(env: &Env) -> Vec<Outcome> {
             r + 1,
             env.sizes.runs
         );
-        match run_bare(env, clients, env.sizes.fanout_rounds).await {
-            Ok(res) => {
-                eprintln!(
-                    "  delivered {}/{}: p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
-                    res.delivered,
-                    res.expected,
-                    res.from_waiver.p50_ms,
-                    res.from_waiver.p99_ms,
-                    res.from_waiver.max_ms
-                );
-                if res.delivered < res.expected {
-                    outcome.error.get_or_insert(format!(
-                        "only {} of {} deliveries arrived within 5 s",
-                        res.delivered, res.expected
-                    ));
-                }
-                let m: Metrics = vec![
-                    ("p50 ms from send".into(), res.from_waiver.p50_ms),
-                    ("p99 ms from send".into(), res.from_waiver.p99_ms),
-                    ("max ms from send".into(), res.from_waiver.max_ms),
-                ];
-                outcome.add_run(
-                    &m,
-                    json!({"expected": res.expected, "delivered": res.delivered}),
-                );
-            }
-            Err(e) => {
-                eprintln!("  failed: {e:#}");
-                outcome.error.get_or_insert(format!("{e:#}"));
-            }
-        }
+        let result = run_bare(env, clients, env.sizes.fanout_rounds).await;
+        record(&mut outcome, result, |res| {
+            eprintln!(
+                "  delivered {}/{}: p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
+                res.delivered,
+                res.expected,
+                res.from_waiver.p50_ms,
+                res.from_waiver.p99_ms,
+                res.from_waiver.max_ms
+            );
+            vec![
+                ("p50 ms from send".into(), res.from_waiver.p50_ms),
+                ("p99 ms from send".into(), res.from_waiver.p99_ms),
+                ("max ms from send".into(), res.from_waiver.max_ms),
+            ]
+        });
     }
     outcome.finish();
     outcomes.push(outcome);
