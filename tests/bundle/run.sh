@@ -169,7 +169,8 @@ check "gpg --verify SHA256SUMS.asc" gv "$out/SHA256SUMS.asc" "$out/SHA256SUMS"
 check "sha256sum -c SHA256SUMS" bash -c "cd '$out' && sha256sum --quiet -c SHA256SUMS"
 cp "$out/SHA256SUMS" "$out/SHA256SUMS.asc" "$tampered/"
 reject "sha256sum -c SHA256SUMS rejects the tampered packages" bash -c "cd '$tampered' && sha256sum --quiet -c SHA256SUMS --ignore-missing"
-sed -i '1s/^./0/' "$tampered/SHA256SUMS"
+# Prepending always changes the file (replacing the first character with a 0 did not when it was one).
+sed -i '1s/^/0/' "$tampered/SHA256SUMS"
 reject "gpg --verify rejects an edited SHA256SUMS" gv "$tampered/SHA256SUMS.asc" "$tampered/SHA256SUMS"
 
 # --- rpm -K against a temp rpmdb -------------------------------------------------------------
