@@ -1189,37 +1189,20 @@ impl Store {
                 messages::Written::Alone => {}
             }
         }
-        if let Some(message) = self
-            .message_by_client_id(session_id, sender.id, client_id)
-            .await?
-        {
-            return Ok(Ok(Posted {
-                message,
-                created: false,
-            }));
-        }
-        let statuses: Vec<&str> = open.iter().map(|s| s.as_str()).collect();
-        let placeholders: Vec<String> =
-            (0..statuses.len()).map(|i| format!("${}", i + 2)).collect();
-        let bump = format!(
-            "UPDATE sessions SET last_seq = last_seq + 1 WHERE id = $1 AND status IN ({}) \
-             AND (ends_at IS NULL OR ends_at > ${}) RETURNING last_seq",
-            placeholders.join(", "),
-            statuses.len() + 2
-        );
+        // A repeated `client_id` or a closed session updates nothing; `not_stored` says which.
+        let bump = messages::bump(open.len());
         let mut tx = self.pool.begin().await?;
-        let mut query = sqlx::query(&bump).bind(session_id.to_string());
-        for status in &statuses {
-            query = query.bind(*status);
+        let mut query = sqlx::query(&bump)
+            .bind(session_id.to_string())
+            .bind(sender.id.to_string())
+            .bind(client_id)
+            .bind(millis(now));
+        for status in open {
+            query = query.bind(status.as_str());
         }
-        query = query.bind(millis(now));
         let Some(row) = query.fetch_optional(&mut *tx).await? else {
             tx.rollback().await?;
-            let session = self
-                .session(session_id)
-                .await?
-                .ok_or_else(|| StoreError::Corrupt("message for a missing session".into()))?;
-            return Ok(Err(PostRefused::NotOpen(Box::new(session))));
+            return self.not_stored(session_id, sender.id, client_id).await;
         };
         let seq: i64 = row.try_get("last_seq")?;
         let mut message = stored_message(

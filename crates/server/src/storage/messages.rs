@@ -144,18 +144,14 @@ async fn write_group(
     Ok(seqs)
 }
 
-/// The session's count bumped where it takes messages and `client_id` is new, returning it; the
-/// parameters are numbered from `$first`: session, sender, `client_id`, now, then the statuses.
-fn bump(first: usize, statuses: usize) -> String {
-    let [session, sender, client, now] = [first, first + 1, first + 2, first + 3];
-    let placeholders: Vec<String> = (first + 4..first + 4 + statuses)
-        .map(|i| format!("${i}"))
-        .collect();
+/// The session's count bumped where it takes messages and `client_id` is new, returning it:
+/// `$1` session, `$2` sender, `$3` `client_id`, `$4` now, then the open statuses from `$5`.
+pub(super) fn bump(statuses: usize) -> String {
+    let placeholders: Vec<String> = (5..5 + statuses).map(|i| format!("${i}")).collect();
     format!(
-        "UPDATE sessions SET last_seq = last_seq + 1 WHERE id = ${session} AND status IN ({}) \
-         AND (ends_at IS NULL OR ends_at > ${now}) AND NOT EXISTS (SELECT 1 FROM messages m \
-         WHERE m.session_id = ${session} AND m.sender_id = ${sender} \
-         AND m.client_id = ${client}) RETURNING last_seq",
+        "UPDATE sessions SET last_seq = last_seq + 1 WHERE id = $1 AND status IN ({}) \
+         AND (ends_at IS NULL OR ends_at > $4) AND NOT EXISTS (SELECT 1 FROM messages m \
+         WHERE m.session_id = $1 AND m.sender_id = $2 AND m.client_id = $3) RETURNING last_seq",
         placeholders.join(", ")
     )
 }
@@ -178,10 +174,10 @@ async fn insert(
                 "WITH bumped AS ({}) INSERT INTO messages (id, session_id, seq, sender_id, \
                  sender_role, body, client_id, created_at) SELECT ${id}, $1, last_seq, $2, \
                  ${role}, ${body}, $3, $4 FROM bumped RETURNING seq",
-                bump(1, statuses)
+                bump(statuses)
             )
         }
-        Engine::Sqlite => bump(1, statuses),
+        Engine::Sqlite => bump(statuses),
     };
     let mut query = sqlx::query(&sql)
         .bind(session_id.as_str())
