@@ -4,10 +4,11 @@
 # live sessions, idle connections, persisted chat (SQLite, PostgreSQL, and three nodes of a
 # cluster on PostgreSQL and Redis with every message crossing nodes), request fan-out, the
 # accept race, and 100,000 connections held across the nodes of a cluster (one load generator
-# process per node, each under the open-file limit). Prints a table and writes
+# process per node, each under the open-file limit), and the desktop app beside a bare Tauri
+# window (size of binary and .deb, launch to interactive). Prints a table and writes
 # bench/results/latest.json.
 #
-#   scripts/bench.sh           the full run (about half an hour on 2 cores)
+#   scripts/bench.sh           the full run (about 50 minutes on 2 cores), the desktop app included
 #   scripts/bench.sh --quick   seconds per scenario, small sizes: for CI; fails only when a
 #                              scenario cannot run, never on a missed target
 # Any other arguments go to `wrenchline-bench suite` (e.g. --only relay,idle --runs 5 --no-pin).
@@ -21,6 +22,19 @@ cd "$(dirname "$0")/.."
 cargo build --release --locked -p wrenchline-server -p wrenchline-bench
 scripts/npm-deps.sh bench/socketio
 
+# The desktop app and a bare Tauri window, both release builds with their .debs, for the desk
+# scenario: in a full run, or when --only names desk.
+desk=()
+only=""; quick=""; prev=""
+for a in "$@"; do
+  case "$a" in --quick) quick=1 ;; --only=*) only=${a#--only=} ;; esac
+  [ "$prev" = --only ] && only=$a
+  prev=$a
+done
+if [ -z "$quick" ] && { [ -z "$only" ] || [[ ",$only," == *,desk,* ]]; }; then
+  desk=(--desk-dir "$(scripts/measure-desk.sh --build-only)")
+fi
+
 # A throwaway PostgreSQL cluster on its own port and a throwaway Redis, removed afterwards.
 export WRENCHLINE_PG_PORT=${WRENCHLINE_BENCH_PG_PORT:-55439}
 exec scripts/with-postgres.sh scripts/with-redis.sh "$release/wrenchline-bench" suite \
@@ -28,4 +42,4 @@ exec scripts/with-postgres.sh scripts/with-redis.sh "$release/wrenchline-bench" 
   --bare-bin "$release/bare-relay" \
   --socketio-dir bench/socketio \
   --out bench/results/latest.json \
-  "$@"
+  "${desk[@]}" "$@"

@@ -7,6 +7,8 @@
 #
 #   scripts/measure-desk.sh             3 launches each (RUNS=5 for more)
 #   SKIP_BUILD=1 scripts/measure-desk.sh   measure the binaries and .debs built last time
+#   scripts/measure-desk.sh --build-only   build both into $CARGO_TARGET_DIR/desk-measure and print
+#                                       that folder (`make bench` measures them, `--desk-dir`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -15,16 +17,22 @@ out="$CARGO_TARGET_DIR/desk-measure"
 tauri="$root/packaging/node_modules/.bin/tauri"
 
 if [ -z "${SKIP_BUILD:-}" ]; then
-  (cd ui && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; } && npm run build)
-  (cd packaging && { [ -x "$tauri" ] || npm ci --no-audit --no-fund --loglevel=error; })
+  (cd ui && { [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error; } && npm run build) >&2
+  (cd packaging && { [ -x "$tauri" ] || npm ci --no-audit --no-fund --loglevel=error; }) >&2
   rm -rf "$out" && mkdir -p "$out"
   # Tauri writes every bundle to the same folder; each .deb is copied out before the next build.
   for app in wrenchline:. baseline:bench/desk-baseline; do
     label=${app%%:*} dir=${app#*:}
     rm -rf "$CARGO_TARGET_DIR/release/bundle/deb"
-    (cd "$dir" && "$tauri" build --ci --bundles deb)
+    (cd "$dir" && "$tauri" build --ci --bundles deb) >&2
     cp "$CARGO_TARGET_DIR"/release/bundle/deb/*.deb "$out/$label.deb"
   done
+  cp "$CARGO_TARGET_DIR/release/wrenchline-desk" "$out/wrenchline"
+  cp "$CARGO_TARGET_DIR/release/wrenchline-desk-baseline" "$out/baseline"
+fi
+if [ "${1:-}" = --build-only ]; then
+  echo "$out"
+  exit 0
 fi
 
 bin_wrenchline="$CARGO_TARGET_DIR/release/wrenchline-desk"

@@ -4,6 +4,7 @@
 
 pub mod attack;
 pub mod chat;
+pub mod desk;
 pub mod fanout;
 pub mod held;
 pub mod idle;
