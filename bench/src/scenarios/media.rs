@@ -143,12 +143,12 @@ async fn run(
             clients.push((client, channel));
         }
         let mut batches = Vec::new();
-        for round in 0..sizes.media_rounds {
+        for _ in 0..sizes.media_rounds {
             let before = tally.seen.get();
             let cpu = CpuMeter::start(server.pid);
             let started = Instant::now();
             let mut uploads = JoinSet::new();
-            for (k, pair) in pairs.iter().enumerate() {
+            for pair in pairs {
                 let (http, base, photo, tally) =
                     (http.clone(), base.clone(), photo.clone(), tally.clone());
                 let (session, token) = (pair.session, pair.customer.token.clone());
@@ -179,13 +179,15 @@ async fn run(
                         .post(format!("{base}/api/sessions/{session}/messages"))
                         .bearer_auth(&token)
                         .json(&json!({
-                            "client_id": format!("bench-media-{}-{round}-{k}", std::process::id()),
+                            // New in every run and round: a repeated one is answered with
+                            // the stored message and broadcasts nothing.
+                            "client_id": format!("bench-media-{}", uuid::Uuid::new_v4()),
                             "body": format!("ts={ts}"),
                             "attachment_ids": [id],
                         }))
                         .send()
                         .await;
-                    if !sent.is_ok_and(|r| r.status().is_success()) {
+                    if !sent.is_ok_and(|r| r.status() == reqwest::StatusCode::CREATED) {
                         tally.failed.add(1);
                     }
                 });
